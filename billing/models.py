@@ -1,0 +1,57 @@
+"""Billing state that Stripe does not hold: the failure episode timeline.
+
+Everything else about money (customers, subscriptions, invoices, events) is mirrored by
+dj-stripe and read from its models by subscription id.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+
+
+class FailureEpisode(models.Model):
+    """One run of failed renewals for a subscription: grace, then Debtor, then removal.
+
+    Opened by the first ``invoice.payment_failed`` (``billing_reason=subscription_cycle``),
+    closed by recovery (``invoice.paid``), cancellation or removal. At most one is open per
+    subscription, so repeated failures never restart the timeline.
+    """
+
+    class CloseReason(models.TextChoices):
+        RECOVERED = "recovered", "Recovered"
+        REMOVED = "removed", "Removed after Debtor period"
+        CANCELLED = "cancelled", "Subscription ended"
+        STALE = "stale", "Closed by reconciliation"
+
+    subscription_id = models.CharField(max_length=255, db_index=True)
+    member = models.ForeignKey(
+        "members.Member", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    team = models.ForeignKey(
+        "members.Team", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    invoice_id = models.CharField(max_length=255, blank=True)
+    opened_at = models.DateTimeField()
+    grace_ends_at = models.DateTimeField()
+    debtor_at = models.DateTimeField(null=True, blank=True)
+    removal_due_at = models.DateTimeField(null=True, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    close_reason = models.CharField(max_length=16, choices=CloseReason.choices, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["subscription_id"],
+                condition=Q(closed_at__isnull=True),
+                name="one_open_failure_episode_per_subscription",
+            )
+        ]
+        indexes = [models.Index(fields=["closed_at", "grace_ends_at"])]
+
+    def __str__(self) -> str:
+        return f"Failure episode {self.pk} for {self.subscription_id}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.closed_at is None

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class DiscordSyncConfig(AppConfig):
+    name = "discordsync"
+    verbose_name = "Discord"

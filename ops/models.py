@@ -1,0 +1,181 @@
+"""Operational state: audit log, notification outbox, templates, flags, database settings,
+heartbeats, leases (one-at-a-time locks across hosts) and reconciliation runs."""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class AuditLog(models.Model):
+    class Actor(models.TextChoices):
+        SYSTEM = "system", "System"
+        MEMBER = "member", "Member"
+        STAFF = "staff", "Staff"
+        STRIPE = "stripe", "Stripe"
+        DISCORD = "discord", "Discord"
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    actor_type = models.CharField(max_length=16, choices=Actor.choices)
+    actor_id = models.CharField(max_length=64, blank=True)
+    actor_label = models.CharField(max_length=255, blank=True)
+    action = models.CharField(max_length=64, db_index=True)
+    target_type = models.CharField(max_length=32, blank=True)
+    target_id = models.CharField(max_length=64, blank=True, db_index=True)
+    details = models.JSONField(default=dict, blank=True)
+    reason = models.TextField(blank=True)
+    request_id = models.CharField(max_length=128, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["target_type", "target_id"])]
+
+    def __str__(self) -> str:
+        return f"{self.action} on {self.target_type} {self.target_id}"
+
+
+class Notification(models.Model):
+    """The outbox: one row per message, unique per (recipient, kind, episode)."""
+
+    class Channel(models.TextChoices):
+        EMAIL = "email", "Email"
+        DM = "dm", "Discord DM"
+        ADMIN_CHANNEL = "admin_channel", "Admin channel"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENDING = "sending", "Sending"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed (will retry)"
+        UNDELIVERABLE = "undeliverable", "Undeliverable"
+
+    key = models.CharField(max_length=255, unique=True)
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    kind = models.CharField(max_length=64, db_index=True)
+    recipient = models.CharField(max_length=255)
+    member = models.ForeignKey(
+        "members.Member",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="notifications",
+    )
+    context = models.JSONField(default=dict, blank=True)
+    status = models.CharField(
+        max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} to {self.recipient} ({self.status})"
+
+
+class MessageTemplate(models.Model):
+    """An admin edit of a message; the default lives in ``templates/messages/``."""
+
+    kind = models.CharField(max_length=64, unique=True)
+    subject = models.CharField(max_length=255, blank=True)
+    body = models.TextField()
+    updated_at = models.DateTimeField(auto_now=True)
+    updated_by = models.CharField(max_length=255, blank=True)
+
+    def __str__(self) -> str:
+        return self.kind
+
+
+class FeatureFlag(models.Model):
+    key = models.CharField(max_length=64, unique=True)
+    enabled = models.BooleanField(default=False)
+    description = models.TextField(blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class GatewayConfig(models.Model):
+    """Timings and switches staff change in the admin without a restart (one row)."""
+
+    grace_hours = models.PositiveIntegerField(default=48)
+    grace_reminder_hours = models.PositiveIntegerField(default=24)
+    debtor_days = models.PositiveIntegerField(default=30)
+    debtor_reminder_days = models.CharField(max_length=100, default="7,10,15,20,25")
+    final_warning_hours = models.CharField(max_length=100, default="48,24,12")
+    cancel_stripe_on_removal = models.BooleanField(default=True)
+    claim_reminder_hours = models.CharField(max_length=100, default="48,168")
+    claim_reminder_every_days = models.PositiveIntegerField(default=30)
+    claim_reminder_until_days = models.PositiveIntegerField(default=180)
+    intro_guidance_cooldown_hours = models.PositiveIntegerField(default=24)
+    reconcile_hour = models.PositiveSmallIntegerField(default=4)
+    reconcile_timezone = models.CharField(max_length=64, default="UTC")
+    reconcile_autofix = models.BooleanField(default=False)
+    reconcile_paused = models.BooleanField(default=False)
+    retention_days = models.PositiveIntegerField(default=90)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "gateway settings"
+        verbose_name_plural = "gateway settings"
+
+    def __str__(self) -> str:
+        return "Gateway settings"
+
+    @classmethod
+    def load(cls) -> GatewayConfig:
+        config, _ = cls.objects.get_or_create(pk=1)
+        return config
+
+
+class Heartbeat(models.Model):
+    """Last sign of life of a long-running process (worker, bot) for readiness checks."""
+
+    name = models.CharField(max_length=64, unique=True)
+    beat_at = models.DateTimeField()
+    details = models.JSONField(default=dict, blank=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Lease(models.Model):
+    """A named lock held until ``expires_at``: one bot, one reconciliation at a time."""
+
+    name = models.CharField(max_length=64, unique=True)
+    holder = models.CharField(max_length=255, blank=True)
+    expires_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.name} held by {self.holder}"
+
+
+class ReconciliationRun(models.Model):
+    class Status(models.TextChoices):
+        SCHEDULED = "scheduled", "Scheduled"
+        RUNNING = "running", "Running"
+        CLEAN = "clean", "Clean"
+        DRIFT = "drift", "Drift found"
+        FAILED = "failed", "Failed"
+
+    status = models.CharField(max_length=16, choices=Status.choices, db_index=True)
+    trigger = models.CharField(max_length=32, default="schedule")
+    fix = models.BooleanField(default=False)
+    is_verification = models.BooleanField(default=False)
+    scheduled_for = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    counts = models.JSONField(default=dict, blank=True)
+    findings = models.JSONField(default=list, blank=True)
+    fixes = models.JSONField(default=list, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"Reconciliation {self.pk} ({self.status})"
