@@ -30,3 +30,7 @@ lint: install
 
 clean:
 	rm -rf $(VENV) db.sqlite3* var staticfiles
+
+# Debian's Chromium for the browser suite (Playwright drives it through executable_path).
+browser-deps:
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)

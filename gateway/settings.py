@@ -328,7 +328,12 @@ if DJANGO_ENV == "production":
         raise ImproperlyConfigured(f"{', '.join(_missing)} required in production")
 
 # --- Email (django-anymail in production) ---------------------------------------------
-EMAIL_BACKEND = env.str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_BACKEND = env.str(
+    "EMAIL_BACKEND",
+    "anymail.backends.resend.EmailBackend"
+    if DJANGO_ENV == "production"
+    else "django.core.mail.backends.console.EmailBackend",
+)
 EMAIL_FILE_PATH = env.str("EMAIL_FILE_PATH", str(BASE_DIR / "var" / "mail"))
 RESEND_API_KEY = env.secret("RESEND_API_KEY", required=False)
 ANYMAIL = {"RESEND_API_KEY": RESEND_API_KEY} if RESEND_API_KEY else {}

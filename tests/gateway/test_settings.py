@@ -1,0 +1,112 @@
+"""Settings come from the environment and fail loudly and clearly when they are wrong."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from gateway.env import Settings
+from tests.processes import ROOT
+
+PRODUCTION = {
+    "DJANGO_ENV": "production",
+    "SECRET_KEY": "a-long-random-production-secret-key-for-the-gateway-0123456789",
+    "ALLOWED_HOSTS": "members.example.org",
+    "APP_URL": "https://members.example.org",
+    "STRIPE_SECRET_KEY": "sk_test_123",
+    "STRIPE_WEBHOOK_SECRET": "whsec_123",
+    "DISCORD_BOT_TOKEN": "bot-token",
+    "DISCORD_CLIENT_ID": "1",
+    "DISCORD_CLIENT_SECRET": "client-secret",
+    "DISCORD_GUILD_ID": "2",
+    "DISCORD_ROLE_SQUIRE_ID": "3",
+    "DISCORD_ROLE_KNIGHT_ID": "4",
+    "DISCORD_ROLE_LORD_ID": "5",
+    "DISCORD_ROLE_DEBTOR_ID": "6",
+    "DISCORD_INTRODUCTIONS_CHANNEL_ID": "7",
+    "DISCORD_BILLING_SUPPORT_CHANNEL_ID": "8",
+    "DISCORD_INVITE_URL": "https://discord.gg/example",
+    "RESEND_API_KEY": "re_123",
+    "TRUSTED_PROXY_COUNT": "1",
+}
+
+
+def run_manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    clean = {"PATH": "/usr/bin:/bin", "HOME": str(Path.home())}
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_empty_string_means_unset() -> None:
+    settings = Settings({"LOG_LEVEL": "", "PORT": "  "})
+    assert settings.str("LOG_LEVEL", "INFO") == "INFO"
+    assert settings.int("PORT", 8000) == 8000
+
+
+def test_malformed_boolean_names_the_variable() -> None:
+    with pytest.raises(ImproperlyConfigured, match="STRIPE_LIVE_MODE must be a boolean"):
+        Settings({"STRIPE_LIVE_MODE": "perhaps"}).bool("STRIPE_LIVE_MODE")
+
+
+def test_malformed_integer_names_the_variable() -> None:
+    with pytest.raises(ImproperlyConfigured, match="TRUSTED_PROXY_COUNT must be an integer"):
+        Settings({"TRUSTED_PROXY_COUNT": "two"}).int("TRUSTED_PROXY_COUNT", 0)
+
+
+def test_secret_read_from_file(tmp_path: Path) -> None:
+    secret_file = tmp_path / "secret"
+    secret_file.write_text("s3cr3t\n")
+    settings = Settings({"SECRET_KEY": "", "SECRET_KEY_FILE": str(secret_file)})
+    assert settings.secret("SECRET_KEY", required=True) == "s3cr3t"
+
+
+def test_unreadable_secret_file_is_reported(tmp_path: Path) -> None:
+    settings = Settings({"SECRET_KEY_FILE": str(tmp_path / "missing")})
+    with pytest.raises(ImproperlyConfigured, match="SECRET_KEY_FILE points at"):
+        settings.secret("SECRET_KEY", required=True)
+
+
+def test_production_refuses_to_start_without_a_secret() -> None:
+    env = {**PRODUCTION, "SECRET_KEY": ""}
+    result = run_manage(env, "check")
+    assert result.returncode != 0
+    assert "SECRET_KEY is required in this environment" in result.stderr
+
+
+def test_production_refuses_a_malformed_boolean() -> None:
+    result = run_manage({**PRODUCTION, "STRIPE_LIVE_MODE": "maybe"}, "check")
+    assert result.returncode != 0
+    assert "STRIPE_LIVE_MODE must be a boolean" in result.stderr
+
+
+def test_production_names_missing_discord_settings() -> None:
+    result = run_manage({**PRODUCTION, "DISCORD_GUILD_ID": ""}, "check")
+    assert result.returncode != 0
+    assert "DISCORD_GUILD_ID" in result.stderr
+
+
+def test_live_key_requires_live_mode() -> None:
+    result = run_manage({**PRODUCTION, "STRIPE_SECRET_KEY": "sk_live_abc"}, "check")
+    assert result.returncode != 0
+    assert "STRIPE_LIVE_MODE does not match STRIPE_SECRET_KEY" in result.stderr
+
+
+def test_production_settings_pass_the_deploy_check() -> None:
+    result = run_manage(PRODUCTION, "check", "--deploy", "--fail-level", "WARNING")
+    assert result.returncode == 0, result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_development_needs_no_configuration() -> None:
+    result = run_manage({"DJANGO_ENV": "development"}, "check")
+    assert result.returncode == 0, result.stderr
