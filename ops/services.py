@@ -6,13 +6,17 @@ audit row nor a message behind; delivery happens after commit in the worker.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import structlog
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 from django_q.tasks import async_task
 
-from ops.models import AuditLog, Notification
+from ops.models import AuditLog, MessageTemplate, Notification
+from ops.templates_registry import get_kind
 
 log = structlog.get_logger(__name__)
 
@@ -59,9 +63,19 @@ def notification_enqueue(
     ``episode`` names the occurrence the message belongs to (a failure episode, a reminder
     step, a claim); the same key twice is a no-op, which is what makes retries, restarts and
     concurrent ticks safe. Returns the new row, or None when it already existed.
+
+    ``kind`` must be in ``ops.templates_registry.KINDS`` and sent by ``channel``; context values
+    may be dates and datetimes (stored as ISO strings, handed back to templates as datetimes).
     """
+    message_kind = get_kind(kind)
+    if channel not in message_kind.channels:
+        raise ValueError(
+            f"Message kind {kind!r} is sent by {', '.join(message_kind.channels)}, not {channel!r}"
+        )
     if not recipient:
         return None
+    # Round-trip through JSON now, so a value the column cannot store fails in the caller.
+    context = json.loads(json.dumps(context or {}, cls=DjangoJSONEncoder))
     key = f"{channel}:{recipient}:{kind}:{episode}"
     try:
         with transaction.atomic():
@@ -71,10 +85,91 @@ def notification_enqueue(
                 kind=kind,
                 recipient=recipient,
                 member=member,
-                context=context or {},
+                context=context,
             )
     except IntegrityError:
         log.info("notification_duplicate_skipped", kind=kind, channel=channel, episode=episode)
         return None
-    transaction.on_commit(lambda: async_task("ops.tasks.deliver_notification", notification.pk))
+    _enqueue_delivery(notification.pk)
     return notification
+
+
+def _enqueue_delivery(notification_id: int) -> None:
+    transaction.on_commit(lambda: async_task("ops.tasks.deliver_notification", notification_id))
+
+
+@transaction.atomic
+def notification_retry_now(*, notification: Notification, actor: Any, reason: str = "") -> bool:
+    """Staff asks for another attempt of a failed or undeliverable message, right away.
+
+    Returns False (and changes nothing) when the row is not in a retryable state, e.g. it was
+    sent meanwhile.
+    """
+    updated = Notification.objects.filter(
+        pk=notification.pk,
+        status__in=[Notification.Status.FAILED, Notification.Status.UNDELIVERABLE],
+    ).update(status=Notification.Status.PENDING, next_attempt_at=timezone.now())
+    if not updated:
+        return False
+    audit_record(
+        actor_type=AuditLog.Actor.STAFF,
+        actor_id=str(actor.pk),
+        actor_label=str(actor),
+        action="notification.retry_now",
+        target=notification,
+        details={"kind": notification.kind, "previous_status": notification.status},
+        reason=reason,
+    )
+    _enqueue_delivery(notification.pk)
+    return True
+
+
+@transaction.atomic
+def message_template_save(
+    *, kind: str, subject: str, body: str, actor: Any
+) -> tuple[MessageTemplate, list[str]]:
+    """Store a staff edit of a message; returns it and the unknown variables it uses.
+
+    Unknown variables do not block the save (the wording is staff's call) but are reported
+    and audited, because they render empty. A template that does not compile is refused.
+    """
+    from ops.notifications import compile_template, unknown_variables
+
+    get_kind(kind)
+    compile_template(subject)
+    compile_template(body)
+    unknown = unknown_variables(kind, subject, body)
+    previous = MessageTemplate.objects.filter(kind=kind).first()
+    template, created = MessageTemplate.objects.update_or_create(
+        kind=kind, defaults={"subject": subject, "body": body, "updated_by": str(actor)}
+    )
+    audit_record(
+        actor_type=AuditLog.Actor.STAFF,
+        actor_id=str(actor.pk),
+        actor_label=str(actor),
+        action="message_template.created" if created else "message_template.updated",
+        target=template,
+        details={
+            "kind": kind,
+            "unknown_variables": unknown,
+            "previous": {"subject": previous.subject, "body": previous.body} if previous else None,
+        },
+    )
+    return template, unknown
+
+
+@transaction.atomic
+def message_template_reset(*, template: MessageTemplate, actor: Any) -> None:
+    """Drop a staff edit so the default files in ``templates/messages/`` apply again."""
+    audit_record(
+        actor_type=AuditLog.Actor.STAFF,
+        actor_id=str(actor.pk),
+        actor_label=str(actor),
+        action="message_template.reset",
+        target=template,
+        details={
+            "kind": template.kind,
+            "previous": {"subject": template.subject, "body": template.body},
+        },
+    )
+    template.delete()
