@@ -1,0 +1,316 @@
+"""Starting payments: Checkout sessions, billing-portal sessions and seat additions.
+
+Stripe stays the source of truth: nothing here marks anyone as paid or changes seat counts.
+Those arrive from webhooks (``checkout.session.completed``, ``customer.subscription.updated``),
+which find the member or team from the metadata written here:
+
+    metadata = subscription_data[metadata] = {
+        "plan_type": "individual" | "company",
+        "member_id": "<purchasing Member pk>",
+        "team_id": "<pending Team pk>",          # company only
+    }
+    client_reference_id = "member-<pk>" | "team-<pk>"
+
+stripe-python is configured once by ``billing.stripe_client.configure_stripe`` (API base,
+timeout, bounded retries with idempotency keys).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import stripe
+import structlog
+from django.conf import settings
+from django.db import transaction
+
+from members.models import Member, SeatTier, Team
+from ops.models import AuditLog
+from ops.services import audit_record
+
+log = structlog.get_logger(__name__)
+
+# Subscription statuses that still hold (or are about to recover) access: a member in any of
+# them must fix or manage that subscription instead of buying a second one.
+LIVE_STATUSES = frozenset({"active", "trialing", "past_due", "unpaid"})
+SEAT_ADD_MAX = 50
+
+
+class CheckoutError(Exception):
+    """A refusal the member can read; the message is safe to show on the page."""
+
+
+@dataclass(frozen=True)
+class SeatChange:
+    tier: str
+    previous_quantity: int
+    new_quantity: int
+    item_id: str
+
+
+def _app_url(path: str) -> str:
+    return f"{settings.APP_URL}{path}"
+
+
+def _actor(member: Member) -> dict[str, Any]:
+    return {
+        "actor_type": AuditLog.Actor.MEMBER,
+        "actor_id": str(member.pk),
+        "actor_label": member.user.email or "",
+    }
+
+
+def _stripe_failed(exc: stripe.StripeError, operation: str) -> CheckoutError:
+    # The Stripe message can name internal ids; log the code, show a generic sentence.
+    log.warning(
+        "stripe_call_failed",
+        operation=operation,
+        error_type=type(exc).__name__,
+        code=getattr(exc, "code", None),
+        http_status=getattr(exc, "http_status", None),
+    )
+    return CheckoutError("The payment service is not available right now. Please try again.")
+
+
+def _subscription_status(subscription_id: str) -> str:
+    """Status of a subscription as dj-stripe mirrored it ('' when unknown)."""
+    from djstripe.models import Subscription
+
+    if not subscription_id:
+        return ""
+    # dj-stripe 2.11 keeps the status inside the raw object, not in a column.
+    data = Subscription.objects.filter(id=subscription_id).values_list("stripe_data", flat=True)
+    return (data.first() or {}).get("status") or ""
+
+
+def member_has_live_subscription(member: Member) -> bool:
+    """True when the member's own or their team's subscription still grants or owes access."""
+    if _subscription_status(member.subscription_id) in LIVE_STATUSES:
+        return True
+    if member.team_id is not None and member.team.subscription_id:
+        return _subscription_status(member.team.subscription_id) in LIVE_STATUSES
+    return False
+
+
+def _ensure_customer(member: Member) -> str:
+    """The member's Stripe customer, created on first checkout (never at sign-up)."""
+    if member.stripe_customer_id:
+        return member.stripe_customer_id
+    try:
+        customer = stripe.Customer.create(
+            email=member.user.email,
+            metadata={"member_id": str(member.pk)},
+            # Two quick clicks (or a retried request) must not make two customers.
+            idempotency_key=f"member-{member.pk}-customer",
+        )
+    except stripe.StripeError as exc:
+        raise _stripe_failed(exc, "customer.create") from exc
+    member.stripe_customer_id = customer.id
+    member.save(update_fields=["stripe_customer_id", "updated_at"])
+    audit_record(
+        **_actor(member),
+        action="billing.customer_created",
+        target=member,
+        details={"customer_id": customer.id},
+    )
+    return customer.id
+
+
+def _lock(member: Member) -> Member:
+    # Serialise checkout starts per member so the customer and pending team are made once.
+    return Member.objects.select_for_update().select_related("user", "team").get(pk=member.pk)
+
+
+@transaction.atomic
+def checkout_individual_start(*, member: Member) -> str:
+    """Create a Checkout Session for the individual plan; returns the URL to send the member to."""
+    member = _lock(member)
+    if member_has_live_subscription(member):
+        raise CheckoutError("You already have an active membership.")
+    customer_id = _ensure_customer(member)
+    metadata = {"plan_type": "individual", "member_id": str(member.pk)}
+    try:
+        session = stripe.checkout.Session.create(
+            mode="subscription",
+            customer=customer_id,
+            client_reference_id=f"member-{member.pk}",
+            line_items=[{"price": settings.STRIPE_INDIVIDUAL_PRICE_ID, "quantity": 1}],
+            metadata=metadata,
+            subscription_data={"metadata": metadata},
+            success_url=_app_url("/dashboard/?checkout=success"),
+            cancel_url=_app_url("/dashboard/?checkout=cancel"),
+        )
+    except stripe.StripeError as exc:
+        raise _stripe_failed(exc, "checkout.session.create") from exc
+    audit_record(
+        **_actor(member),
+        action="billing.checkout_started",
+        target=member,
+        details={"plan_type": "individual", "session_id": session.id},
+    )
+    return session.url
+
+
+def _pending_team(member: Member, company_name: str) -> Team:
+    """Reuse the member's unpaid team from an abandoned checkout, or create one.
+
+    The pending team carries no customer and no subscription id: billing events are matched by
+    subscription id, so it can never capture the owner's individual invoices, and a retry after
+    an abandoned checkout reuses it instead of colliding with it.
+    """
+    team = (
+        Team.objects.select_for_update()
+        .filter(primary_owner=member, subscription_id__isnull=True, cancelled_at__isnull=True)
+        .order_by("-created_at")
+        .first()
+    )
+    if team is None:
+        return Team.objects.create(name=company_name, primary_owner=member)
+    if team.name != company_name:
+        team.name = company_name
+        team.save(update_fields=["name"])
+    return team
+
+
+@transaction.atomic
+def checkout_company_start(
+    *, member: Member, company_name: str, owner_seats: int, team_seats: int
+) -> str:
+    """Create a Checkout Session for a company plan; returns the URL to send the member to."""
+    company_name = (company_name or "").strip()
+    if not 3 <= len(company_name) <= 100:
+        raise CheckoutError("The company name must be 3 to 100 characters long.")
+    if owner_seats < 1 or team_seats < 0 or owner_seats + team_seats > 500:
+        raise CheckoutError("Choose 1 or more owner seats, 0 or more team seats, 500 at most.")
+    member = _lock(member)
+    if member_has_live_subscription(member):
+        raise CheckoutError("You already have an active membership.")
+    if member.team_id is not None and member.team.subscription_id:
+        raise CheckoutError("You already belong to a team.")
+    customer_id = _ensure_customer(member)
+    team = _pending_team(member, company_name)
+    # Checkout rejects zero quantities; a tier added later gets its item on the first seat add.
+    line_items = [
+        {"price": price, "quantity": quantity}
+        for price, quantity in (
+            (settings.STRIPE_OWNER_SEAT_PRICE_ID, owner_seats),
+            (settings.STRIPE_TEAM_SEAT_PRICE_ID, team_seats),
+        )
+        if quantity > 0
+    ]
+    metadata = {"plan_type": "company", "member_id": str(member.pk), "team_id": str(team.pk)}
+    try:
+        session = stripe.checkout.Session.create(
+            mode="subscription",
+            customer=customer_id,
+            client_reference_id=f"team-{team.pk}",
+            line_items=line_items,
+            metadata=metadata,
+            subscription_data={"metadata": metadata},
+            success_url=_app_url("/dashboard/?checkout=success"),
+            cancel_url=_app_url("/company/?checkout=cancel"),
+        )
+    except stripe.StripeError as exc:
+        raise _stripe_failed(exc, "checkout.session.create") from exc
+    team.checkout_session_id = session.id
+    team.save(update_fields=["checkout_session_id"])
+    audit_record(
+        **_actor(member),
+        action="billing.checkout_started",
+        target=team,
+        details={
+            "plan_type": "company",
+            "session_id": session.id,
+            "owner_seats": owner_seats,
+            "team_seats": team_seats,
+        },
+    )
+    return session.url
+
+
+@transaction.atomic
+def billing_portal_start(*, member: Member, return_url: str) -> str:
+    """A fresh Stripe billing-portal session (their URLs are short-lived, so one per click)."""
+    member = Member.objects.select_related("user", "team").get(pk=member.pk)
+    if member.team_id is not None and member.seat_tier != SeatTier.OWNER:
+        raise CheckoutError("Billing for your seat is managed by your team's owners.")
+    customer_id = member.stripe_customer_id
+    if member.team_id is not None and member.team.stripe_customer_id:
+        customer_id = member.team.stripe_customer_id
+    if not customer_id:
+        raise CheckoutError("There is no billing account yet. Choose a plan first.")
+    try:
+        session = stripe.billing_portal.Session.create(customer=customer_id, return_url=return_url)
+    except stripe.StripeError as exc:
+        raise _stripe_failed(exc, "billing_portal.session.create") from exc
+    audit_record(
+        **_actor(member),
+        action="billing.portal_opened",
+        target=member,
+        details={"customer_id": customer_id},
+    )
+    return session.url
+
+
+def _price_for(tier: str) -> str:
+    if tier == SeatTier.OWNER:
+        return settings.STRIPE_OWNER_SEAT_PRICE_ID
+    if tier == SeatTier.TEAM:
+        return settings.STRIPE_TEAM_SEAT_PRICE_ID
+    raise CheckoutError("Choose owner seats or team seats.")
+
+
+@transaction.atomic
+def seats_add(*, team: Team, tier: str, quantity: int, actor: Member | None = None) -> SeatChange:
+    """Buy ``quantity`` more seats of ``tier`` now, invoiced at once with proration.
+
+    The team's seat counts are not changed here: they follow Stripe's item quantities when
+    ``customer.subscription.updated`` arrives, so a failed or reversed change never grants seats.
+    """
+    if not isinstance(quantity, int) or not 1 <= quantity <= SEAT_ADD_MAX:
+        raise CheckoutError(f"Add between 1 and {SEAT_ADD_MAX} seats at a time.")
+    price_id = _price_for(tier)
+    # Serialise adds per team: two concurrent "+1"s must both count.
+    team = Team.objects.select_for_update().get(pk=team.pk)
+    if not team.subscription_id or team.cancelled_at is not None:
+        raise CheckoutError("This team has no active subscription.")
+    if _subscription_status(team.subscription_id) not in LIVE_STATUSES - {"unpaid"}:
+        raise CheckoutError("Seats can only be added while the team's subscription is active.")
+    try:
+        # Read the live items, not the mirror: the quantity must be Stripe's current one.
+        items = stripe.SubscriptionItem.list(subscription=team.subscription_id, limit=100)
+        existing = next((i for i in items.auto_paging_iter() if i.price.id == price_id), None)
+        if existing is None:
+            item = stripe.SubscriptionItem.create(
+                subscription=team.subscription_id,
+                price=price_id,
+                quantity=quantity,
+                proration_behavior="always_invoice",
+            )
+            previous = 0
+        else:
+            previous = existing.quantity or 0
+            item = stripe.SubscriptionItem.modify(
+                existing.id,
+                quantity=previous + quantity,
+                proration_behavior="always_invoice",
+            )
+    except stripe.StripeError as exc:
+        raise _stripe_failed(exc, "subscription_item.update") from exc
+    change = SeatChange(
+        tier=tier, previous_quantity=previous, new_quantity=item.quantity, item_id=item.id
+    )
+    audit_record(
+        **(_actor(actor) if actor is not None else {"actor_type": AuditLog.Actor.SYSTEM}),
+        action="billing.seats_added",
+        target=team,
+        details={
+            "tier": tier,
+            "added": quantity,
+            "previous_quantity": previous,
+            "new_quantity": item.quantity,
+            "subscription_id": team.subscription_id,
+        },
+    )
+    return change

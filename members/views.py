@@ -1,0 +1,309 @@
+"""Member pages: landing, sign-up, login (password and magic link), dashboard, billing, checkout.
+
+Views parse input and call services; refusals come back as ``MemberError``/``CheckoutError``
+and are shown as messages. Pages use Django sessions with CSRF, and no inline script or style
+(the CSP forbids both).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+import structlog
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import login
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse, reverse_lazy
+from django.utils import timezone
+from django.utils.decorators import method_decorator
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_ratelimit.decorators import ratelimit
+from sesame.utils import get_user as sesame_get_user
+
+from billing.checkout import (
+    CheckoutError,
+    billing_portal_start,
+    checkout_company_start,
+    checkout_individual_start,
+    member_has_live_subscription,
+)
+from gateway.views import rate_limited
+from members.forms import (
+    CompanyForm,
+    LoginForm,
+    MagicLinkForm,
+    NewPasswordForm,
+    ResetForm,
+    SignupForm,
+)
+from members.models import SeatTier, User, normalize_email
+from members.selectors import (
+    member_billing,
+    member_can_manage_billing,
+    member_invoices,
+    plan_list,
+)
+from members.services import (
+    MemberError,
+    magic_link_request,
+    member_for_user,
+    member_signup,
+)
+
+log = structlog.get_logger(__name__)
+
+# Colours reach a stylesheet, so only plain CSS colour tokens are accepted.
+SAFE_COLOR = re.compile(r"^(#[0-9a-fA-F]{3,8}|[a-zA-Z]{3,20})$")
+
+View = Callable[..., HttpResponse]
+
+
+def _email_key(group: str, request: HttpRequest) -> str:
+    return normalize_email(request.POST.get("email", "")) or "-"
+
+
+def rate_limit(setting: str) -> Callable[[View], View]:
+    """Limit POSTs per client IP and per submitted email to the rate in ``settings.<setting>``.
+
+    Both counters live in the shared cache; the IP is the real client address resolved by
+    ``RealClientIPMiddleware`` behind the trusted proxies. Over the limit → the 429 page.
+    """
+
+    def rate(group: str, request: HttpRequest) -> str:
+        return getattr(settings, setting)
+
+    def decorator(view: View) -> View:
+        group = f"members.{view.__name__}"
+
+        @ratelimit(group=f"{group}.ip", key="ip", rate=rate, method="POST", block=False)
+        @ratelimit(group=f"{group}.email", key=_email_key, rate=rate, method="POST", block=False)
+        @wraps(view)
+        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if getattr(request, "limited", False):
+                log.warning("rate_limited", view=view.__name__)
+                return rate_limited(request)
+            return view(request, *args, **kwargs)
+
+        return wrapped
+
+    return decorator
+
+
+def safe_next(request: HttpRequest, default: str) -> str:
+    """The ``next`` target when it stays on this site, otherwise ``default``."""
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    if target and url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return target
+    return default
+
+
+@require_GET
+def landing(request: HttpRequest) -> HttpResponse:
+    return render(request, "members/landing.html", {"plans": plan_list()})
+
+
+@require_GET
+def theme_css(request: HttpRequest) -> HttpResponse:
+    """Community colours as CSS custom properties (a stylesheet, because inline styles are off)."""
+
+    def color(value: str, fallback: str) -> str:
+        return value if SAFE_COLOR.match(value or "") else fallback
+
+    primary = color(settings.COMMUNITY_PRIMARY_COLOR, "#7a1f2b")
+    accent = color(settings.COMMUNITY_ACCENT_COLOR, "#c9a227")
+    body = f":root{{--primary:{primary};--accent:{accent};}}\n"
+    response = HttpResponse(body, content_type="text/css; charset=utf-8")
+    response["Cache-Control"] = "public, max-age=3600"
+    return response
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+@rate_limit("RATELIMIT_SIGNUP")
+def signup(request: HttpRequest) -> HttpResponse:
+    if request.user.is_authenticated:
+        return redirect("members:dashboard")
+    form = SignupForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            user = member_signup(
+                email=form.cleaned_data["email"], password=form.cleaned_data["password"]
+            )
+        except MemberError as exc:
+            form.add_error(None, str(exc))
+        else:
+            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+            return redirect(safe_next(request, reverse("members:dashboard")))
+    status = 400 if form.is_bound and form.errors else 200
+    return render(request, "members/signup.html", {"form": form}, status=status)
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+@rate_limit("RATELIMIT_LOGIN")
+def login_view(request: HttpRequest) -> HttpResponse:
+    form = LoginForm(request.POST or None, request=request)
+    if request.method == "POST" and form.is_valid():
+        login(request, form.user)
+        return redirect(safe_next(request, reverse("members:dashboard")))
+    status = 400 if form.is_bound and form.errors else 200
+    return render(
+        request,
+        "members/login.html",
+        {"form": form, "next": safe_next(request, "")},
+        status=status,
+    )
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+@rate_limit("RATELIMIT_MAGIC_LINK")
+def magic_link(request: HttpRequest) -> HttpResponse:
+    form = MagicLinkForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        magic_link_request(email=form.cleaned_data["email"])
+        # Same page whether or not the address is known.
+        return render(request, "members/magic_link_sent.html")
+    return render(request, "members/magic_link.html", {"form": form})
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+def magic_link_login(request: HttpRequest) -> HttpResponse:
+    """Log in with an emailed link, on POST only.
+
+    Mail scanners fetch links with GET; consuming the single-use token on GET would burn it
+    before the member clicks, so GET only shows a button.
+    """
+    token = request.POST.get("token") if request.method == "POST" else request.GET.get("token")
+    if request.method == "GET":
+        return render(request, "members/magic_link_login.html", {"token": token or ""})
+    user = sesame_get_user(token or "", update_last_login=False) if token else None
+    # Claim the token: it is valid only while last_login is unchanged, and exactly one request
+    # may move it (a conditional UPDATE, so two concurrent clicks cannot both log in).
+    if user is None or not User.objects.filter(pk=user.pk, last_login=user.last_login).update(
+        last_login=timezone.now()
+    ):
+        log.info("magic_link_refused")
+        return render(request, "members/magic_link_invalid.html", status=400)
+    login(request, user, backend="sesame.backends.ModelBackend")
+    return redirect("members:dashboard")
+
+
+@method_decorator(rate_limit("RATELIMIT_PASSWORD_RESET"), name="dispatch")
+class PasswordResetView(auth_views.PasswordResetView):
+    form_class = ResetForm
+    template_name = "members/password_reset.html"
+    success_url = reverse_lazy("members:password_reset_done")
+
+
+class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
+    form_class = NewPasswordForm
+    template_name = "members/password_reset_confirm.html"
+    success_url = reverse_lazy("members:password_reset_complete")
+
+
+@login_required
+@require_GET
+def dashboard(request: HttpRequest) -> HttpResponse:
+    member = member_for_user(user=request.user)
+    checkout = request.GET.get("checkout")
+    if checkout == "success":
+        messages.success(request, "Thank you! Your payment is being confirmed.")
+    elif checkout == "cancel":
+        messages.info(request, "Checkout was cancelled; nothing was charged.")
+    billing = member_billing(member=member)
+    return render(
+        request,
+        "members/dashboard.html",
+        {
+            "member": member,
+            "billing": billing,
+            "can_manage_billing": member_can_manage_billing(member=member),
+            "is_owner": member.team_id is not None and member.seat_tier == SeatTier.OWNER,
+            "invite_url": settings.DISCORD_INVITE_URL,
+            "now": timezone.now(),
+        },
+    )
+
+
+@login_required
+@require_GET
+def billing(request: HttpRequest) -> HttpResponse:
+    member = member_for_user(user=request.user)
+    return render(
+        request,
+        "members/billing.html",
+        {
+            "member": member,
+            "billing": member_billing(member=member),
+            "invoices": member_invoices(member=member),
+            "can_manage_billing": member_can_manage_billing(member=member),
+        },
+    )
+
+
+@login_required
+@require_POST
+def billing_portal(request: HttpRequest) -> HttpResponse:
+    member = member_for_user(user=request.user)
+    try:
+        url = billing_portal_start(
+            member=member, return_url=f"{settings.APP_URL}{reverse('members:billing')}"
+        )
+    except CheckoutError as exc:
+        messages.error(request, str(exc))
+        return redirect("members:billing")
+    return redirect(url)
+
+
+@login_required
+@require_POST
+def checkout_individual(request: HttpRequest) -> HttpResponse:
+    member = member_for_user(user=request.user)
+    try:
+        url = checkout_individual_start(member=member)
+    except CheckoutError as exc:
+        messages.error(request, str(exc))
+        return redirect("members:dashboard")
+    return redirect(url)
+
+
+@never_cache
+@login_required
+@require_http_methods(["GET", "POST"])
+def company(request: HttpRequest) -> HttpResponse:
+    member = member_for_user(user=request.user)
+    form = CompanyForm(request.POST or None)
+    if request.GET.get("checkout") == "cancel":
+        messages.info(request, "Checkout was cancelled; your details are kept for next time.")
+    if request.method == "POST" and form.is_valid():
+        try:
+            url = checkout_company_start(
+                member=member,
+                company_name=form.cleaned_data["company_name"],
+                owner_seats=form.cleaned_data["owner_seats"],
+                team_seats=form.cleaned_data["team_seats"],
+            )
+        except CheckoutError as exc:
+            form.add_error(None, str(exc))
+        else:
+            return redirect(url)
+    status = 400 if form.is_bound and form.errors else 200
+    return render(
+        request,
+        "members/company.html",
+        {"form": form, "already_member": member_has_live_subscription(member)},
+        status=status,
+    )
