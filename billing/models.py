@@ -55,3 +55,43 @@ class FailureEpisode(models.Model):
     @property
     def is_open(self) -> bool:
         return self.closed_at is None
+
+
+class StripeEventInbox(models.Model):
+    """One row per Stripe event id: the raw delivery, and the queue its processing runs from.
+
+    The webhook view stores a verified delivery with a single ``INSERT … ON CONFLICT DO
+    NOTHING`` (the unique ``event_id`` absorbs Stripe's duplicate deliveries, even concurrent
+    ones) and answers at once; ``billing.tasks`` claims rows with a conditional UPDATE, so each
+    event is applied by one worker at a time, and marks a row processed only after success.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        PROCESSING = "processing", "Processing"
+        PROCESSED = "processed", "Processed"
+        RETRYING = "retrying", "Failed, will retry"
+        FAILED = "failed", "Failed, retries exhausted"
+        IGNORED = "ignored", "Ignored (livemode mismatch)"
+
+    event_id = models.CharField(max_length=255, unique=True)
+    type = models.CharField(max_length=255, db_index=True)
+    livemode = models.BooleanField(default=False)
+    object_id = models.CharField(max_length=255, blank=True, db_index=True)
+    body = models.TextField()
+    received_at = models.DateTimeField(db_index=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    locked_until = models.DateTimeField(null=True, blank=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    traceback = models.TextField(blank=True)
+
+    class Meta:
+        verbose_name = "Stripe event"
+        ordering = ["-received_at", "-id"]
+        indexes = [models.Index(fields=["status", "next_attempt_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.event_id}"

@@ -1,5 +1,11 @@
-from django.urls import path  # noqa: F401
+from __future__ import annotations
+
+from django.urls import path
+
+from billing.webhooks import stripe_webhook
 
 app_name = "billing"
 
-urlpatterns: list = []
+urlpatterns = [
+    path("webhook/", stripe_webhook, name="stripe_webhook"),
+]

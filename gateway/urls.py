@@ -6,6 +6,8 @@ urlpatterns = [
     path("", include("gateway.health_urls")),
     path(settings.ADMIN_URL, admin.site.urls),
     path("stripe/", include("billing.urls")),
+    # dj-stripe's own route, /stripe/webhook/<uuid>/, verifying with the same secret.
+    path("stripe/", include("djstripe.urls", namespace="djstripe")),
     path("oauth/", include("discordsync.urls")),
     path("", include("members.urls")),
 ]

@@ -1,0 +1,462 @@
+"""Billing write services: what a Stripe change means for members, teams and failure episodes.
+
+Every function converges local state to the subscription as Stripe reports it *now* (the
+caller re-reads it with ``subscription_sync``), so events may arrive in any order, twice, or
+be replayed. State changes write an audit row; Discord and messages follow after commit via
+``role_sync_request`` and the notification outbox.
+
+Checkout contract (``billing/checkout.py`` creates the sessions): the session's ``metadata``
+(or the subscription's) carries ``plan_type`` (``individual`` | ``company``), ``member_id``
+(the purchaser) and, for a company, ``team_id`` (the pending Team); ``client_reference_id``
+names the member (individual) or the team (company) as a fallback.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import stripe
+import structlog
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from djstripe.enums import WebhookEndpointStatus, WebhookEndpointValidation
+from djstripe.models import Customer, Subscription, WebhookEndpoint
+
+from billing.models import FailureEpisode
+from billing.selectors import (
+    status_is_entitled,
+    subscription_item_quantities,
+    subscription_period_end,
+)
+from discordsync.services import role_sync_request
+from members.models import Member, SeatTier, Team
+from ops.models import GatewayConfig
+from ops.services import audit_record, notification_enqueue
+
+log = structlog.get_logger(__name__)
+
+WEBHOOK_ENDPOINT_ID = "we_membership_gateway"
+
+
+class BillingError(Exception):
+    """A billing change that cannot be applied as asked (the message says why)."""
+
+
+# --- dj-stripe mirror -----------------------------------------------------------------------
+
+
+def webhook_endpoint_sync() -> WebhookEndpoint:
+    """Keep dj-stripe's ``WebhookEndpoint`` row verifying with ``STRIPE_WEBHOOK_SECRET``.
+
+    dj-stripe reads the signing secret from this row (its ``/stripe/webhook/<uuid>/`` route),
+    our own route reads the setting; one source of truth keeps them equal after a rotation.
+    """
+    endpoint, created = WebhookEndpoint.objects.get_or_create(
+        id=WEBHOOK_ENDPOINT_ID,
+        defaults={
+            "livemode": settings.STRIPE_LIVE_MODE,
+            "enabled_events": ["*"],
+            "status": WebhookEndpointStatus.enabled,
+            "url": f"{settings.APP_URL}/stripe/webhook/",
+            "secret": settings.STRIPE_WEBHOOK_SECRET,
+            "djstripe_validation_method": WebhookEndpointValidation.verify_signature,
+        },
+    )
+    if not created and (
+        endpoint.secret != settings.STRIPE_WEBHOOK_SECRET
+        or endpoint.livemode != settings.STRIPE_LIVE_MODE
+    ):
+        endpoint.secret = settings.STRIPE_WEBHOOK_SECRET
+        endpoint.livemode = settings.STRIPE_LIVE_MODE
+        endpoint.save(update_fields=["secret", "livemode", "djstripe_updated"])
+        log.info("stripe_webhook_endpoint_secret_updated", endpoint=endpoint.id)
+    return endpoint
+
+
+@dataclass(frozen=True)
+class SubscriptionSnapshot:
+    subscription: Subscription
+    previous: dict[str, Any]
+
+    @property
+    def id(self) -> str:
+        return str(self.subscription.id)
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return self.subscription.stripe_data
+
+    @property
+    def status(self) -> str:
+        return str(self.data.get("status") or "")
+
+    @property
+    def previous_status(self) -> str:
+        return str(self.previous.get("status") or "")
+
+
+def subscription_sync(*, subscription_id: str) -> SubscriptionSnapshot:
+    """Re-read the subscription from Stripe and mirror it; never trust an event's copy."""
+    previous = (
+        Subscription.objects.filter(id=subscription_id)
+        .values_list("stripe_data", flat=True)
+        .first()
+    )
+    remote = stripe.Subscription.retrieve(subscription_id)
+    subscription = Subscription.sync_from_stripe_data(remote, api_key=settings.STRIPE_SECRET_KEY)
+    return SubscriptionSnapshot(subscription=subscription, previous=previous or {})
+
+
+def customer_sync(*, customer_id: str) -> Customer:
+    remote = stripe.Customer.retrieve(customer_id)
+    return Customer.sync_from_stripe_data(remote, api_key=settings.STRIPE_SECRET_KEY)
+
+
+# --- who holds a subscription -----------------------------------------------------------------
+
+
+def _holders(subscription_id: str) -> tuple[Team | None, list[Member]]:
+    """The team (company plan) or the individual member billed by this subscription."""
+    team = Team.objects.filter(subscription_id=subscription_id).first()
+    if team is not None:
+        members = list(Member.objects.select_related("user", "team").filter(team=team))
+        return team, members
+    members = list(
+        Member.objects.select_related("user").filter(
+            subscription_id=subscription_id, team__isnull=True
+        )
+    )
+    return None, members
+
+
+def _member_name(member: Member) -> str:
+    return member.discord_username or (member.user.email or "").split("@")[0] or "friend"
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+# --- checkout ---------------------------------------------------------------------------------
+
+
+def _checkout_meta(session: dict[str, Any], snapshot: SubscriptionSnapshot) -> dict[str, Any]:
+    meta = {**(snapshot.data.get("metadata") or {}), **(session.get("metadata") or {})}
+    plan = meta.get("plan_type") or ("company" if meta.get("team_id") else "individual")
+    reference = session.get("client_reference_id")
+    member_id = _int_or_none(meta.get("member_id"))
+    team_id = _int_or_none(meta.get("team_id"))
+    if plan == "company" and team_id is None:
+        team_id = _int_or_none(reference)
+    if plan != "company" and member_id is None:
+        member_id = _int_or_none(reference)
+    return {"plan": plan, "member_id": member_id, "team_id": team_id}
+
+
+@transaction.atomic
+def checkout_completed(*, session: dict[str, Any], now: datetime | None = None) -> None:
+    """Link the paid subscription to the purchaser (individual) or the pending team (company)."""
+    now = now or timezone.now()
+    if session.get("mode") != "subscription" or not session.get("subscription"):
+        log.info("checkout_session_ignored", session_id=session.get("id"), mode=session.get("mode"))
+        return
+    subscription_id = str(session["subscription"])
+    snapshot = subscription_sync(subscription_id=subscription_id)
+    meta = _checkout_meta(session, snapshot)
+    customer_id = str(session.get("customer") or snapshot.data.get("customer") or "")
+    purchaser = (
+        Member.objects.select_for_update().filter(pk=meta["member_id"]).first()
+        if meta["member_id"] is not None
+        else None
+    )
+
+    if meta["plan"] == "company":
+        team = (
+            Team.objects.select_for_update().filter(pk=meta["team_id"]).first()
+            if meta["team_id"] is not None
+            else None
+        )
+        if team is None:
+            raise BillingError(f"checkout {session.get('id')} names no known team")
+        if team.subscription_id not in (None, "", subscription_id):
+            raise BillingError(f"team {team.pk} already holds {team.subscription_id}")
+        team.subscription_id = subscription_id
+        team.stripe_customer_id = customer_id
+        team.checkout_session_id = str(session.get("id") or "")
+        if purchaser is not None and team.primary_owner_id is None:
+            team.primary_owner = purchaser
+        team.save()
+        if purchaser is not None and (
+            purchaser.team_id != team.pk or purchaser.seat_tier != SeatTier.OWNER
+        ):
+            purchaser.team = team
+            purchaser.seat_tier = SeatTier.OWNER
+            purchaser.stripe_customer_id = purchaser.stripe_customer_id or customer_id
+            purchaser.save()
+        audit_record(
+            actor_type="stripe",
+            action="checkout_completed",
+            target=team,
+            details={"subscription_id": subscription_id, "plan": "company"},
+        )
+    else:
+        if purchaser is None:
+            raise BillingError(f"checkout {session.get('id')} names no known member")
+        if purchaser.subscription_id != subscription_id:
+            # A new subscription (first purchase or a return): its own paid_at anchors claim
+            # reminders and its own welcome email (the outbox episode is the subscription).
+            purchaser.subscription_id = subscription_id
+            purchaser.paid_at = None
+        purchaser.stripe_customer_id = customer_id or purchaser.stripe_customer_id
+        purchaser.save()
+        audit_record(
+            actor_type="stripe",
+            action="checkout_completed",
+            target=purchaser,
+            details={"subscription_id": subscription_id, "plan": "individual"},
+        )
+    subscription_apply(snapshot=snapshot, now=now)
+
+
+# --- subscription state -----------------------------------------------------------------------
+
+
+@transaction.atomic
+def subscription_apply(*, snapshot: SubscriptionSnapshot, now: datetime | None = None) -> None:
+    """Converge seats and access of whoever holds this subscription to its current state."""
+    now = now or timezone.now()
+    team, members = _holders(snapshot.id)
+    if team is None and not members:
+        log.info("subscription_unclaimed", subscription_id=snapshot.id, status=snapshot.status)
+        return
+    entitled = status_is_entitled(snapshot.status)
+    changed: set[int] = set()
+
+    if team is not None:
+        quantities = subscription_item_quantities(snapshot.data)
+        owner_seats = quantities.get(settings.STRIPE_OWNER_SEAT_PRICE_ID, 0)
+        team_seats = quantities.get(settings.STRIPE_TEAM_SEAT_PRICE_ID, 0)
+        if (owner_seats, team_seats) != (team.owner_seats, team.team_seats):
+            audit_record(
+                actor_type="stripe",
+                action="seats_updated",
+                target=team,
+                details={
+                    "subscription_id": snapshot.id,
+                    "owner_seats": [team.owner_seats, owner_seats],
+                    "team_seats": [team.team_seats, team_seats],
+                },
+            )
+            team.owner_seats, team.team_seats = owner_seats, team_seats
+            team.save(update_fields=["owner_seats", "team_seats"])
+            changed.update(m.pk for m in members)
+        if entitled and team.cancelled_at is not None:
+            team.cancelled_at = None
+            team.save(update_fields=["cancelled_at"])
+        elif not entitled and team.cancelled_at is None and snapshot.status != "incomplete":
+            team.cancelled_at = now
+            team.save(update_fields=["cancelled_at"])
+            audit_record(
+                actor_type="stripe",
+                action="subscription_ended",
+                target=team,
+                details={"subscription_id": snapshot.id, "status": snapshot.status},
+            )
+
+    for member in members:
+        if entitled and (member.paid_at is None or member.cancelled_at is not None):
+            _access_grant(member=member, snapshot=snapshot, team=team, now=now)
+            changed.add(member.pk)
+        elif not entitled and member.paid_at is not None and member.cancelled_at is None:
+            _access_end(member=member, snapshot=snapshot, now=now)
+            changed.add(member.pk)
+
+    if not entitled:
+        _episodes_close(
+            subscription_id=snapshot.id, reason=FailureEpisode.CloseReason.CANCELLED, now=now
+        )
+    if snapshot.previous and snapshot.previous_status != snapshot.status:
+        audit_record(
+            actor_type="stripe",
+            action="subscription_status_changed",
+            target=team or members[0],
+            details={
+                "subscription_id": snapshot.id,
+                "status": [snapshot.previous_status, snapshot.status],
+            },
+        )
+        changed.update(m.pk for m in members)
+    for member_id in sorted(changed):
+        role_sync_request(member_id=member_id)
+
+
+def _access_grant(
+    *, member: Member, snapshot: SubscriptionSnapshot, team: Team | None, now: datetime
+) -> None:
+    returning = member.cancelled_at is not None
+    member.paid_at = member.paid_at or now
+    member.cancelled_at = None
+    member.save(update_fields=["paid_at", "cancelled_at", "updated_at"])
+    audit_record(
+        actor_type="stripe",
+        action="access_restored" if returning else "subscription_activated",
+        target=member,
+        details={"subscription_id": snapshot.id, "status": snapshot.status},
+    )
+    # Seats claimed through an invite get their own welcome with the claim; the purchaser (or
+    # individual subscriber) gets this one, once per subscription.
+    if team is None or team.primary_owner_id == member.pk:
+        period_end = subscription_period_end(snapshot.data)
+        notification_enqueue(
+            kind="welcome",
+            channel="email",
+            recipient=member.user.email or "",
+            episode=snapshot.id,
+            member=member,
+            context={
+                "member_name": _member_name(member),
+                "team_name": team.name if team else "",
+                "link": f"{settings.APP_URL}/claim/",
+                "period_end": period_end.isoformat() if period_end else "",
+            },
+        )
+
+
+def _access_end(*, member: Member, snapshot: SubscriptionSnapshot, now: datetime) -> None:
+    member.cancelled_at = now
+    # Coming back means introducing again (SPEC §2 Cancellation).
+    member.introduced_at = None
+    member.intro_message_id = ""
+    member.save(update_fields=["cancelled_at", "introduced_at", "intro_message_id", "updated_at"])
+    audit_record(
+        actor_type="stripe",
+        action="subscription_ended",
+        target=member,
+        details={"subscription_id": snapshot.id, "status": snapshot.status},
+    )
+    if member.discord_id:
+        notification_enqueue(
+            kind="farewell",
+            channel="dm",
+            recipient=member.discord_id,
+            episode=snapshot.id,
+            member=member,
+            context={"member_name": _member_name(member), "link": f"{settings.APP_URL}/"},
+        )
+
+
+# --- payment failure timeline -----------------------------------------------------------------
+
+
+def invoice_subscription_id(invoice: dict[str, Any]) -> str:
+    """The subscription an invoice bills (``parent.subscription_details`` since 2025 APIs)."""
+    parent = invoice.get("parent") or {}
+    details = parent.get("subscription_details") or {}
+    if details.get("subscription"):
+        return str(details["subscription"])
+    for line in (invoice.get("lines") or {}).get("data") or []:
+        item_details = (line.get("parent") or {}).get("subscription_item_details") or {}
+        if item_details.get("subscription"):
+            return str(item_details["subscription"])
+    legacy = invoice.get("subscription")
+    return str(legacy.get("id") if isinstance(legacy, dict) else legacy or "")
+
+
+def _episodes_close(*, subscription_id: str, reason: str, now: datetime) -> list[FailureEpisode]:
+    episodes = list(
+        FailureEpisode.objects.select_for_update().filter(
+            subscription_id=subscription_id, closed_at__isnull=True
+        )
+    )
+    for episode in episodes:
+        episode.closed_at = now
+        episode.close_reason = reason
+        episode.save(update_fields=["closed_at", "close_reason"])
+        audit_record(
+            actor_type="stripe",
+            action="failure_episode_closed",
+            target=episode,
+            details={"subscription_id": subscription_id, "reason": reason},
+        )
+    return episodes
+
+
+@transaction.atomic
+def payment_failed_recorded(
+    *, invoice: dict[str, Any], subscription_id: str, now: datetime | None = None
+) -> FailureEpisode | None:
+    """Open the failure episode on the first failed renewal; repeats keep the original clock.
+
+    Only ``billing_reason=subscription_cycle`` starts the timeline: a failed first payment or
+    seat proration never had access to lose. The lifecycle (grace reminders, Debtor, removal)
+    runs from the episode in ``billing_tick``.
+    """
+    now = now or timezone.now()
+    if invoice.get("billing_reason") != "subscription_cycle":
+        return None
+    team, members = _holders(subscription_id)
+    if team is None and not members:
+        log.warning("payment_failed_unclaimed", subscription_id=subscription_id)
+        return None
+    existing = FailureEpisode.objects.filter(
+        subscription_id=subscription_id, closed_at__isnull=True
+    ).first()
+    if existing is not None:
+        return existing
+    grace = timedelta(hours=GatewayConfig.load().grace_hours)
+    try:
+        with transaction.atomic():
+            episode = FailureEpisode.objects.create(
+                subscription_id=subscription_id,
+                member=members[0] if team is None else None,
+                team=team,
+                invoice_id=str(invoice.get("id") or ""),
+                opened_at=now,
+                grace_ends_at=now + grace,
+            )
+    except IntegrityError:
+        # A concurrent delivery of a sibling event opened it first: same timeline.
+        return FailureEpisode.objects.get(subscription_id=subscription_id, closed_at__isnull=True)
+    audit_record(
+        actor_type="stripe",
+        action="payment_failed",
+        target=episode,
+        details={
+            "subscription_id": subscription_id,
+            "invoice_id": episode.invoice_id,
+            "grace_ends_at": episode.grace_ends_at.isoformat(),
+        },
+    )
+    for member in members:
+        role_sync_request(member_id=member.pk)
+    return episode
+
+
+@transaction.atomic
+def payment_recovered(
+    *, invoice: dict[str, Any], subscription_id: str, now: datetime | None = None
+) -> list[FailureEpisode]:
+    """Close the open failure episode when a renewal (or the failed invoice itself) is paid."""
+    now = now or timezone.now()
+    episode = FailureEpisode.objects.filter(
+        subscription_id=subscription_id, closed_at__isnull=True
+    ).first()
+    if episode is None:
+        return []
+    if invoice.get("billing_reason") != "subscription_cycle" and invoice.get("id") != (
+        episode.invoice_id
+    ):
+        return []
+    closed = _episodes_close(
+        subscription_id=subscription_id, reason=FailureEpisode.CloseReason.RECOVERED, now=now
+    )
+    _, members = _holders(subscription_id)
+    for member in members:
+        role_sync_request(member_id=member.pk)
+    return closed

@@ -1,0 +1,128 @@
+"""Applying stored Stripe events: claim, process, mark done only on success, retry with backoff.
+
+The inbox row is the unit of work. A conditional UPDATE claims it (one worker at a time, a
+lease so a crashed worker's row comes back), dj-stripe mirrors the event and its objects, our
+handlers converge members and teams, and only then is the row marked processed — all in one
+transaction, so a failure leaves nothing half-applied and the row keeps its error and
+traceback for the operator. A failing row gets a later ``next_attempt_at`` and never blocks
+the rows behind it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import traceback
+from datetime import datetime, timedelta
+
+import structlog
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+from djstripe.models import Event
+
+from billing.handlers import handle_event
+from billing.models import StripeEventInbox
+
+log = structlog.get_logger(__name__)
+
+Status = StripeEventInbox.Status
+
+# Delay before attempt n+1 after n failures; after the last one the row waits for an operator
+# (admin "Reprocess" or ``replay_stripe_events --failed``).
+RETRY_DELAYS = (
+    timedelta(minutes=1),
+    timedelta(minutes=5),
+    timedelta(minutes=15),
+    timedelta(hours=1),
+    timedelta(hours=4),
+)
+MAX_ATTEMPTS = len(RETRY_DELAYS) + 1
+# Longer than one event can take (a few Stripe calls, each with a timeout and bounded retries).
+LEASE = timedelta(minutes=5)
+DRAIN_BATCH = 50
+# Stay under the django-q2 task timeout (60 s by default) so a drain is never killed mid-row.
+DRAIN_BUDGET_SECONDS = 40.0
+
+
+def _claim(inbox_id: int, *, now: datetime, force: bool) -> bool:
+    rows = StripeEventInbox.objects.filter(pk=inbox_id)
+    running = Q(status=Status.PROCESSING, locked_until__gte=now)
+    if force:
+        rows = rows.exclude(running)
+    else:
+        rows = rows.filter(
+            Q(status__in=[Status.PENDING, Status.RETRYING], next_attempt_at__lte=now)
+            | Q(status=Status.PROCESSING, locked_until__lt=now)
+        )
+    return (
+        rows.update(status=Status.PROCESSING, locked_until=now + LEASE, attempts=F("attempts") + 1)
+        == 1
+    )
+
+
+def process_stripe_event(inbox_id: int, force: bool = False) -> str:
+    """Apply one stored event. Returns the row's resulting status (or "skipped").
+
+    ``force`` reprocesses a row whatever its state (admin action, replay command) unless
+    another worker holds it right now. Handlers converge to Stripe's current state, so a
+    replay is safe.
+    """
+    now = timezone.now()
+    if not _claim(inbox_id, now=now, force=force):
+        return "skipped"
+    row = StripeEventInbox.objects.get(pk=inbox_id)
+    bound = log.bind(event_id=row.event_id, type=row.type, attempt=row.attempts)
+    try:
+        event = json.loads(row.body)
+        with transaction.atomic():
+            # dj-stripe stores the Event and mirrors its objects (no-op for a known event id).
+            Event.process(event, api_key=settings.STRIPE_SECRET_KEY)
+            handled = handle_event(event)
+            StripeEventInbox.objects.filter(pk=row.pk, status=Status.PROCESSING).update(
+                status=Status.PROCESSED,
+                processed_at=timezone.now(),
+                locked_until=None,
+                next_attempt_at=None,
+                last_error="",
+                traceback="",
+            )
+    except Exception as exc:
+        failed_for_good = row.attempts >= MAX_ATTEMPTS
+        status = Status.FAILED if failed_for_good else Status.RETRYING
+        StripeEventInbox.objects.filter(pk=row.pk).update(
+            status=status,
+            locked_until=None,
+            next_attempt_at=None if failed_for_good else now + RETRY_DELAYS[row.attempts - 1],
+            last_error=f"{type(exc).__name__}: {exc}"[:2000],
+            traceback=traceback.format_exc(),
+        )
+        bound.error("stripe_event_failed", status=status, error=type(exc).__name__, exc_info=True)
+        return status
+    bound.info("stripe_event_processed", handled=handled)
+    return Status.PROCESSED
+
+
+def drain_stripe_events() -> int:
+    """Process every due row, oldest first; run on wake-up and every minute by schedule."""
+    started = time.monotonic()
+    processed = 0
+    while time.monotonic() - started < DRAIN_BUDGET_SECONDS:
+        now = timezone.now()
+        due = list(
+            StripeEventInbox.objects.filter(
+                Q(status__in=[Status.PENDING, Status.RETRYING], next_attempt_at__lte=now)
+                | Q(status=Status.PROCESSING, locked_until__lt=now)
+            )
+            .order_by("received_at", "id")
+            .values_list("pk", flat=True)[:DRAIN_BATCH]
+        )
+        if not due:
+            break
+        outcomes = [process_stripe_event(pk) for pk in due]
+        processed += sum(1 for outcome in outcomes if outcome == Status.PROCESSED)
+        if all(outcome != Status.PROCESSED for outcome in outcomes):
+            # Everything left is failing or held elsewhere: try again on the next tick.
+            break
+    return processed
