@@ -101,10 +101,16 @@ def live(request: HttpRequest) -> JsonResponse:
 @never_cache
 def ready(request: HttpRequest) -> JsonResponse:
     healthy, results = run_checks()
-    if not healthy:
-        failing = [name for name, r in results.items() if r["critical"] and not r["ok"]]
+    failing = [name for name, r in results.items() if r["critical"] and not r["ok"]]
+    warnings = [name for name, r in results.items() if not r["critical"] and not r["ok"]]
+    if failing:
         log.warning("readiness_failed", failing=failing)
     return JsonResponse(
-        {"status": "ok" if healthy else "fail", "checks": results},
+        {
+            "status": "ok" if healthy else "fail",
+            "failing": failing,
+            "warnings": warnings,
+            "checks": results,
+        },
         status=200 if healthy else 503,
     )

@@ -1,25 +1,92 @@
 """One logging set-up for the web, worker and bot processes (and gunicorn's own logs).
 
 structlog renders every record, including those from the standard library (Django,
-django-q2, gunicorn, discord.py), as JSON in production or as coloured console lines in
+django-q2, gunicorn, discord.py), as JSON in production or as plain console lines in
 development. Context variables bound by django-structlog (``request_id``, ``user_id``) or by
-our task and bot wrappers appear on every line.
+our task and bot wrappers (``gateway.tasks``) appear on every line, whoever logged it.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import structlog
 
-SECRET_KEYS = ("token", "secret", "password", "authorization", "cookie", "api_key", "dsn")
+# A key containing one of these words never has its value logged.
+SECRET_KEYS = (
+    "token",
+    "secret",
+    "password",
+    "authorization",
+    "cookie",
+    "api_key",
+    "apikey",
+    "dsn",
+    "signature",
+    "sessionid",
+)
+
+# Secrets that show up inside free text (an exception message, a URL, a header dump).
+SECRET_PATTERNS = [
+    re.compile(r"whsec_[A-Za-z0-9]+"),
+    re.compile(r"\b[sr]k_(?:live|test)_[A-Za-z0-9]+"),
+    # A Discord bot token: base64 user id, timestamp and HMAC separated by dots.
+    re.compile(r"\b[A-Za-z0-9_-]{23,28}\.[A-Za-z0-9_-]{6,7}\.[A-Za-z0-9_-]{27,}"),
+    re.compile(r"(?i)\b(bearer|bot|basic)\s+[A-Za-z0-9._~+/=-]{8,}"),
+    re.compile(r"(?i)([?&;](?:token|key|code|state|sesame|signature|secret)=)[^&#\s\"']+"),
+    re.compile(r"\bt=\d+,v1=[0-9a-f]+(?:,v0=[0-9a-f]+)?"),
+]
+REDACTED = "[redacted]"
+
+
+def _known_secret_values() -> list[str]:
+    """The configured secrets themselves, so an exact value is caught in any text."""
+    from django.conf import settings
+
+    if not settings.configured:
+        return []
+    names = (
+        "SECRET_KEY",
+        "STRIPE_SECRET_KEY",
+        "STRIPE_WEBHOOK_SECRET",
+        "DISCORD_BOT_TOKEN",
+        "DISCORD_CLIENT_SECRET",
+        "RESEND_API_KEY",
+        "SENTRY_DSN",
+    )
+    values = (str(getattr(settings, name, "") or "") for name in names)
+    # Short values would redact ordinary words; real secrets are long.
+    return sorted({v for v in values if len(v) >= 8}, key=len, reverse=True)
+
+
+def scrub_text(text: str) -> str:
+    """Replace every known secret value and secret-looking token in ``text``."""
+    for value in _known_secret_values():
+        if value in text:
+            text = text.replace(value, REDACTED)
+    for pattern in SECRET_PATTERNS:
+        if pattern.groups:
+            text = pattern.sub(lambda m: (m.group(1) or "") + REDACTED, text)
+        else:
+            text = pattern.sub(REDACTED, text)
+    return text
+
+
+def is_secret_key(key: str) -> bool:
+    lowered = key.lower().replace("-", "_")
+    return any(word in lowered for word in SECRET_KEYS) and lowered != "csrf_token_used"
 
 
 def redact_secrets(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
-    """Drop values of keys that look like secrets, whatever logged them."""
-    for key in list(event):
-        if any(word in key.lower() for word in SECRET_KEYS):
-            event[key] = "[redacted]"
+    """Drop values of keys that look like secrets and scrub secrets out of strings."""
+    for key, value in list(event.items()):
+        if key.startswith("_"):
+            continue  # structlog's own bookkeeping (the stdlib record, from_structlog)
+        if is_secret_key(key):
+            event[key] = REDACTED
+        elif isinstance(value, str):
+            event[key] = scrub_text(value)
     return event
 
 
@@ -27,13 +94,17 @@ SHARED_PROCESSORS: list[Any] = [
     structlog.contextvars.merge_contextvars,
     structlog.stdlib.add_logger_name,
     structlog.stdlib.add_log_level,
+    structlog.stdlib.ExtraAdder(),
     structlog.processors.TimeStamper(fmt="iso", utc=True),
-    redact_secrets,
 ]
 
 
 def build_logging(log_format: str, level: str) -> dict[str, Any]:
-    """Return Django's LOGGING dict and configure structlog to hand records to it."""
+    """Return Django's LOGGING dict and configure structlog to hand records to it.
+
+    Gunicorn's ``logconfig_dict`` is built from the same function, so its access and error
+    lines come out in the same format as the application's.
+    """
     structlog.configure(
         processors=[
             structlog.stdlib.filter_by_level,
@@ -46,17 +117,20 @@ def build_logging(log_format: str, level: str) -> dict[str, Any]:
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
-    renderer: Any = (
-        structlog.processors.JSONRenderer()
-        if log_format == "json"
-        else structlog.dev.ConsoleRenderer(colors=False)
-    )
+    if log_format == "json":
+        # Tracebacks become one string field, so one record stays one line.
+        final: list[Any] = [
+            structlog.processors.format_exc_info,
+            redact_secrets,
+            structlog.processors.JSONRenderer(),
+        ]
+    else:
+        final = [redact_secrets, structlog.dev.ConsoleRenderer(colors=False)]
     formatter = {
         "()": structlog.stdlib.ProcessorFormatter,
         "processors": [
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            structlog.processors.format_exc_info,
-            renderer,
+            *final,
         ],
         "foreign_pre_chain": SHARED_PROCESSORS,
     }
@@ -72,6 +146,7 @@ def build_logging(log_format: str, level: str) -> dict[str, Any]:
             "django.request": {"level": "ERROR"},
             "django.server": {"level": "WARNING"},
             "django_structlog": {"level": level},
+            "django-q": {"level": level},
             "gunicorn.error": {"handlers": ["console"], "level": level, "propagate": False},
             "gunicorn.access": {"handlers": ["console"], "level": level, "propagate": False},
             "discord": {"level": "WARNING"},
