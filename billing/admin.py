@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django_q.tasks import async_task
+
+from billing.models import FailureEpisode, StripeEventInbox
+from ops.services import audit_record
+
+
+@admin.register(StripeEventInbox)
+class StripeEventInboxAdmin(admin.ModelAdmin):
+    list_display = ("event_id", "type", "status", "attempts", "received_at", "processed_at")
+    list_filter = ("status", "type", "livemode")
+    search_fields = ("event_id", "object_id")
+    date_hierarchy = "received_at"
+    actions = ["reprocess"]
+    readonly_fields = [field.name for field in StripeEventInbox._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    @admin.action(description="Reprocess the selected Stripe events", permissions=["change"])
+    def reprocess(self, request: HttpRequest, queryset: QuerySet[StripeEventInbox]) -> None:
+        # Through the worker, like every other delivery: same task, same claim, same retries.
+        for row in queryset.only("pk", "event_id"):
+            audit_record(
+                actor_type="staff",
+                actor_id=str(request.user.pk),
+                actor_label=str(request.user),
+                action="stripe_event_reprocess_requested",
+                target=row,
+                details={"event_id": row.event_id},
+            )
+            async_task("billing.tasks.process_stripe_event", row.pk, True)
+        self.message_user(
+            request, f"{queryset.count()} event(s) queued for reprocessing.", messages.SUCCESS
+        )
+
+
+@admin.register(FailureEpisode)
+class FailureEpisodeAdmin(admin.ModelAdmin):
+    list_display = (
+        "subscription_id",
+        "member",
+        "team",
+        "opened_at",
+        "grace_ends_at",
+        "debtor_at",
+        "closed_at",
+        "close_reason",
+    )
+    list_filter = ("close_reason",)
+    search_fields = ("subscription_id", "invoice_id")
+    raw_id_fields = ("member", "team")
