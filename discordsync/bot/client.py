@@ -1,0 +1,198 @@
+"""The discord.py client: gateway events in, thin handlers that call services.
+
+Every handler runs with a fresh request id in the structlog context, does its database work in
+a worker thread (the ORM is synchronous) with stale connections closed around it, and is
+tracked so a shutdown can let it finish. Roles are never written here: services request a role
+sync, and DMs go through the outbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+from uuid import uuid4
+
+import discord
+import discord.gateway
+import discord.http
+import structlog
+import yarl
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import close_old_connections
+from django.utils import timezone
+
+from discordsync.bot.services import member_guild_join, member_guild_leave
+from discordsync.introductions import MessageFacts, Outcome, introduction_handle
+
+if TYPE_CHECKING:
+    from discordsync.bot.runner import BotRunner
+
+log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+
+INTRO_REACTION = "\N{PARTY POPPER}"
+THREAD_CHANNEL_TYPES = (
+    discord.ChannelType.public_thread,
+    discord.ChannelType.private_thread,
+    discord.ChannelType.news_thread,
+)
+
+
+def point_at_configured_discord() -> None:
+    """Send REST and the gateway to the configured Discord (a fake one in sandbox and tests).
+
+    ``Route.BASE`` is discord.py's one switch for REST. The plain ``Client`` connects to the
+    constant ``DiscordWebSocket.DEFAULT_GATEWAY`` and falls back to it after an invalidated
+    session, so that constant is the hook for the gateway URL.
+    """
+    discord.http.Route.BASE = settings.DISCORD_API_BASE
+    discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(
+        settings.DISCORD_GATEWAY_URL.rstrip("/") + "/"
+    )
+
+
+def bot_intents() -> discord.Intents:
+    intents = discord.Intents.none()
+    intents.guilds = True
+    intents.members = True  # privileged: join/leave events
+    intents.guild_messages = True
+    intents.message_content = True  # privileged: the text of introductions
+    return intents
+
+
+def orm(func: Callable[..., T]) -> Callable[..., Awaitable[T]]:
+    """Run ``func`` in the ORM thread, closing connections that are stale or past their age."""
+
+    def run(*args: Any, **kwargs: Any) -> T:
+        close_old_connections()
+        try:
+            return func(*args, **kwargs)
+        finally:
+            close_old_connections()
+
+    return sync_to_async(run, thread_sensitive=True)
+
+
+def message_facts(message: discord.Message, *, is_edit: bool) -> MessageFacts:
+    channel_type = getattr(message.channel, "type", None)
+    return MessageFacts(
+        channel_id=str(message.channel.id),
+        author_id=str(message.author.id),
+        author_is_bot=bool(message.author.bot),
+        content=message.content or "",
+        message_type=message.type.value,
+        has_reference=message.reference is not None,
+        in_thread=channel_type in THREAD_CHANNEL_TYPES,
+        is_edit=is_edit,
+    )
+
+
+class GatewayBot(discord.Client):
+    def __init__(self, *, runner: BotRunner) -> None:
+        super().__init__(
+            intents=bot_intents(),
+            # We never need the full member list in memory; join/leave events carry the user.
+            chunk_guilds_at_startup=False,
+            member_cache_flags=discord.MemberCacheFlags.none(),
+            max_messages=None,
+            # A rate-limit wait longer than this raises instead of stalling shutdown.
+            max_ratelimit_timeout=30.0,
+        )
+        self.runner = runner
+        self.guild_id = int(settings.DISCORD_GUILD_ID) if settings.DISCORD_GUILD_ID else 0
+
+    async def _handle(self, event: str, work: Callable[[], Awaitable[str]]) -> None:
+        """Track one event: fresh request id, timing, failures logged instead of raised."""
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=uuid4().hex, bot_event=event)
+        if not self.runner.accepting:
+            log.info("bot_event_dropped", reason="shutting down")
+            return
+        task = asyncio.current_task()
+        if task is not None:
+            self.runner.inflight.add(task)
+        started = time.monotonic()
+        try:
+            outcome = await work()
+            log.info(
+                "bot_event_handled",
+                outcome=outcome,
+                ms=round((time.monotonic() - started) * 1000, 1),
+            )
+        except Exception:
+            log.exception("bot_event_failed")
+        finally:
+            if task is not None:
+                self.runner.inflight.discard(task)
+
+    # --- connection ---------------------------------------------------------------------
+    async def on_ready(self) -> None:
+        structlog.contextvars.clear_contextvars()
+        log.info(
+            "bot_connected",
+            user_id=str(self.user.id) if self.user else "",
+            guilds=len(self.guilds),
+            guild_visible=self.get_guild(self.guild_id) is not None,
+        )
+        self.runner.connected.set()
+
+    async def on_resumed(self) -> None:
+        log.info("bot_resumed")
+
+    async def on_disconnect(self) -> None:
+        log.info("bot_disconnected")
+
+    # --- introductions ------------------------------------------------------------------
+    async def on_message(self, message: discord.Message) -> None:
+        await self._handle("message_create", lambda: self._introduction(message, is_edit=False))
+
+    async def on_raw_message_edit(self, payload: discord.RawMessageUpdateEvent) -> None:
+        await self._handle(
+            "message_update", lambda: self._introduction(payload.message, is_edit=True)
+        )
+
+    async def _introduction(self, message: discord.Message, *, is_edit: bool) -> str:
+        if message.guild is None or message.guild.id != self.guild_id:
+            return "ignored"
+        facts = message_facts(message, is_edit=is_edit)
+        outcome = await orm(introduction_handle)(
+            facts=facts, message_id=str(message.id), now=timezone.now()
+        )
+        if outcome is Outcome.PROMOTED:
+            # After commit: a rolled-back promotion never shows a reaction.
+            await self._react(message)
+        return outcome.value
+
+    async def _react(self, message: discord.Message) -> None:
+        try:
+            await asyncio.wait_for(
+                message.add_reaction(INTRO_REACTION), timeout=settings.DISCORD_TIMEOUT_SECONDS
+            )
+        except (discord.HTTPException, TimeoutError) as exc:
+            # Cosmetic: the promotion stands; say so and move on.
+            log.warning("intro_reaction_failed", error=type(exc).__name__)
+
+    # --- guild membership ---------------------------------------------------------------
+    async def on_member_join(self, member: discord.Member) -> None:
+        async def work() -> str:
+            if member.guild.id != self.guild_id:
+                return "ignored"
+            known = await orm(member_guild_join)(discord_id=str(member.id), now=timezone.now())
+            return "joined" if known else "unknown_user"
+
+        await self._handle("member_join", work)
+
+    async def on_raw_member_remove(self, payload: discord.RawMemberRemoveEvent) -> None:
+        async def work() -> str:
+            if payload.guild_id != self.guild_id:
+                return "ignored"
+            known = await orm(member_guild_leave)(
+                discord_id=str(payload.user.id), now=timezone.now()
+            )
+            return "left" if known else "unknown_user"
+
+        await self._handle("member_remove", work)

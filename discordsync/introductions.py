@@ -1,0 +1,193 @@
+"""Introductions: the rule that decides whether a message counts, and the services that record
+the outcome.
+
+A linked Squire becomes Knight or Lord by posting a top-level message of at least
+``INTRODUCTION_MIN_LENGTH`` characters in the introductions channel (an edit that reaches the
+length counts too). A message that is too short earns one guidance DM per cooldown window.
+Everything else (bots, replies, threads, other channels, unknown authors) is ignored and writes
+nothing. The bot only reports facts; roles change through ``role_sync_request`` and messages go
+through the outbox, both after commit.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import structlog
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+
+from discordsync.selectors import member_expected_role
+from discordsync.services import role_sync_request
+from members.models import ManagedRole, Member
+from ops.models import AuditLog, GatewayConfig
+from ops.services import audit_record, notification_enqueue
+
+log = structlog.get_logger(__name__)
+
+# Discord message type 19 is a reply; type 0 is a plain message.
+MESSAGE_TYPE_REPLY = 19
+
+
+@dataclass(frozen=True)
+class MessageFacts:
+    """What the rule needs to know about one created or edited Discord message."""
+
+    channel_id: str
+    author_id: str
+    author_is_bot: bool
+    content: str
+    message_type: int = 0
+    has_reference: bool = False  # a reply or a forward points at another message
+    in_thread: bool = False
+    is_edit: bool = False
+
+
+class Verdict(enum.Enum):
+    IGNORED = "ignored"  # not a candidate at all: nothing is written
+    TOO_SHORT = "too_short"  # a candidate that needs more words: guidance
+    VALID = "valid"  # counts as an introduction
+
+
+def classify_introduction(facts: MessageFacts) -> Verdict:
+    """Decide what a message means for introductions, from the message alone.
+
+    Whether the author is a linked, entitled, not yet introduced member is decided by the
+    services below, which read the database.
+    """
+    if facts.author_is_bot:
+        return Verdict.IGNORED
+    if not settings.DISCORD_INTRODUCTIONS_CHANNEL_ID:
+        return Verdict.IGNORED
+    # A thread inside #introductions has its own channel id, so the id check covers it; the
+    # explicit flag keeps the rule right even if a caller passes the parent id.
+    if facts.in_thread or str(facts.channel_id) != str(settings.DISCORD_INTRODUCTIONS_CHANNEL_ID):
+        return Verdict.IGNORED
+    if facts.message_type == MESSAGE_TYPE_REPLY or facts.has_reference:
+        return Verdict.IGNORED
+    if len(facts.content.strip()) >= settings.INTRODUCTION_MIN_LENGTH:
+        return Verdict.VALID
+    return Verdict.TOO_SHORT
+
+
+def is_valid_introduction(facts: MessageFacts) -> bool:
+    return classify_introduction(facts) is Verdict.VALID
+
+
+class Outcome(enum.Enum):
+    IGNORED = "ignored"
+    PROMOTED = "promoted"
+    GUIDANCE_SENT = "guidance_sent"
+    GUIDANCE_COOLDOWN = "guidance_cooldown"
+
+
+def _candidate(discord_id: str, now: datetime) -> Member | None:
+    """The linked member behind a Discord id if their introduction is still pending.
+
+    Pending means the policy puts them at Squire right now: linked, entitled, not in Debtor,
+    not revoked, not yet introduced (and introductions required).
+    """
+    member = Member.objects.select_related("team", "user").filter(discord_id=discord_id).first()
+    if member is None or member.introduced_at is not None:
+        return None
+    if member_expected_role(member, now) != ManagedRole.SQUIRE:
+        return None
+    return member
+
+
+def _display_name(member: Member) -> str:
+    return member.discord_username or "friend"
+
+
+@transaction.atomic
+def introduction_record(*, discord_id: str, message_id: str, now: datetime) -> Outcome:
+    """Record a valid introduction: promote once, welcome once, react after commit.
+
+    The conditional UPDATE makes the create and edit events of the same message (and a second
+    bot during a hand-over) promote exactly once.
+    """
+    member = _candidate(discord_id, now)
+    if member is None:
+        return Outcome.IGNORED
+    claimed = Member.objects.filter(pk=member.pk, introduced_at__isnull=True).update(
+        introduced_at=now, intro_message_id=message_id, updated_at=now
+    )
+    if claimed != 1:
+        return Outcome.IGNORED
+    member.introduced_at = now
+    member.intro_message_id = message_id
+    role = member_expected_role(member, now) or ""
+    audit_record(
+        actor_type=AuditLog.Actor.DISCORD,
+        actor_id=discord_id,
+        actor_label=_display_name(member),
+        action="member.introduced",
+        target=member,
+        details={"message_id": message_id, "role": role},
+        reason="introduction posted in the introductions channel",
+    )
+    role_sync_request(member_id=member.pk)
+    notification_enqueue(
+        kind="intro_welcome",
+        channel="dm",
+        recipient=discord_id,
+        episode=f"intro:{message_id}",
+        member=member,
+        context={
+            "name": _display_name(member),
+            "role": settings.ROLE_NAMES.get(role, role),
+            "app_url": settings.APP_URL,
+        },
+    )
+    log.info("introduction_recorded", member_id=member.pk, message_id=message_id, role=role)
+    return Outcome.PROMOTED
+
+
+@transaction.atomic
+def introduction_guidance_record(*, discord_id: str, message_id: str, now: datetime) -> Outcome:
+    """A pending member posted something too short: one guidance DM per cooldown window."""
+    member = _candidate(discord_id, now)
+    if member is None:
+        return Outcome.IGNORED
+    cooldown = timedelta(hours=max(GatewayConfig.load().intro_guidance_cooldown_hours, 1))
+    claimed = (
+        Member.objects.filter(pk=member.pk, introduced_at__isnull=True)
+        .filter(
+            Q(intro_guidance_sent_at__isnull=True) | Q(intro_guidance_sent_at__lte=now - cooldown)
+        )
+        .update(intro_guidance_sent_at=now, updated_at=now)
+    )
+    if claimed != 1:
+        return Outcome.GUIDANCE_COOLDOWN
+    # The window index keys the outbox row, so a retried event inside the same window is a
+    # no-op even if the timestamp guard above were bypassed.
+    window = int(now.timestamp() // cooldown.total_seconds())
+    notification_enqueue(
+        kind="intro_guidance",
+        channel="dm",
+        recipient=discord_id,
+        episode=f"window:{window}",
+        member=member,
+        context={
+            "name": _display_name(member),
+            "min_length": settings.INTRODUCTION_MIN_LENGTH,
+            "app_url": settings.APP_URL,
+        },
+    )
+    log.info("introduction_guidance_queued", member_id=member.pk, message_id=message_id)
+    return Outcome.GUIDANCE_SENT
+
+
+def introduction_handle(*, facts: MessageFacts, message_id: str, now: datetime) -> Outcome:
+    """Route one message to the right service; the bot's single entry point."""
+    verdict = classify_introduction(facts)
+    if verdict is Verdict.VALID:
+        return introduction_record(discord_id=facts.author_id, message_id=message_id, now=now)
+    if verdict is Verdict.TOO_SHORT:
+        return introduction_guidance_record(
+            discord_id=facts.author_id, message_id=message_id, now=now
+        )
+    return Outcome.IGNORED
