@@ -1,9 +1,30 @@
-"""Discord side effects are requested here and performed by tasks after commit."""
+"""Discord side effects are requested here and performed by tasks after commit.
+
+Linking is the one place the web request talks to Discord directly: the OAuth access token
+that lets us add the user to the guild (``guilds.join``) lives only for this request and is
+never stored, so it cannot be handed to a task.
+"""
 
 from __future__ import annotations
 
-from django.db import transaction
+from datetime import datetime
+
+import structlog
+from django.db import IntegrityError, transaction
+from django.utils import timezone
 from django_q.tasks import async_task
+
+from discordsync.client import DiscordError, get_client
+from discordsync.oauth import DiscordUser
+from discordsync.selectors import managed_role_ids, member_entitled, member_expected_role
+from members.models import Member
+from ops.services import audit_record
+
+log = structlog.get_logger(__name__)
+
+
+class LinkError(Exception):
+    """A Discord account cannot be linked; the message is safe to show."""
 
 
 def role_sync_request(*, member_id: int) -> None:
@@ -13,3 +34,95 @@ def role_sync_request(*, member_id: int) -> None:
     after changing database state; the task itself is idempotent.
     """
     transaction.on_commit(lambda: async_task("discordsync.tasks.sync_member_roles", member_id))
+
+
+def member_remove_request(*, member_id: int, reason: str, farewell_id: int | None = None) -> None:
+    """Remove managed roles and kick once this transaction commits (farewell sent first)."""
+    transaction.on_commit(
+        lambda: async_task(
+            "discordsync.tasks.member_remove_from_guild", member_id, reason, farewell_id
+        )
+    )
+
+
+@transaction.atomic
+def discord_link(*, member_id: int, discord_user: DiscordUser, now: datetime) -> Member:
+    """Link a Discord account to a paying member (the claim flow).
+
+    Refused when the member is not entitled, already linked, or the Discord account belongs
+    to another member. Role sync is requested on commit.
+    """
+    member = Member.objects.select_for_update().select_related("team", "user").get(pk=member_id)
+    if member.discord_id:
+        raise LinkError("Your membership already has a Discord account linked.")
+    if not member_entitled(member, now):
+        raise LinkError("An active membership is needed before you can link Discord.")
+    if Member.objects.filter(discord_id=discord_user.id).exclude(pk=member.pk).exists():
+        raise LinkError("That Discord account is already linked to another membership.")
+    member.discord_id = discord_user.id
+    member.discord_username = discord_user.username[:100]
+    member.discord_avatar = discord_user.avatar[:100]
+    member.linked_at = now
+    try:
+        with transaction.atomic():
+            member.save(
+                update_fields=[
+                    "discord_id",
+                    "discord_username",
+                    "discord_avatar",
+                    "linked_at",
+                    "updated_at",
+                ]
+            )
+    except IntegrityError as exc:  # the same Discord account linked concurrently
+        raise LinkError("That Discord account is already linked to another membership.") from exc
+    audit_record(
+        actor_type="member",
+        actor_id=str(member.pk),
+        actor_label=str(member),
+        action="discord_linked",
+        target=member,
+        details={"discord_id": discord_user.id, "discord_username": member.discord_username},
+    )
+    role_sync_request(member_id=member.pk)
+    return member
+
+
+def guild_join(*, member_id: int, access_token: str) -> bool:
+    """Add a freshly linked member to the guild with their expected role.
+
+    Returns False when Discord refused or failed; the member can still join through the
+    invite link, and the bot's join handler then applies the role.
+    """
+    member = Member.objects.select_related("team", "user").get(pk=member_id)
+    now = timezone.now()
+    expected = member_expected_role(member, now)
+    role_id = managed_role_ids().get(expected or "")
+    try:
+        added = get_client().add_member(
+            member.discord_id or "",
+            access_token=access_token,
+            roles=[role_id] if role_id else [],
+            reason="Membership Gateway: member linked their Discord account",
+        )
+    except DiscordError as exc:
+        log.warning("guild_join_failed", member_id=member_id, error=type(exc).__name__)
+        return False
+    with transaction.atomic():
+        Member.objects.filter(pk=member_id).update(
+            in_guild=True,
+            guild_joined_at=now,
+            guild_left_at=None,
+            discord_roles=[expected] if (added and expected) else member.discord_roles,
+            updated_at=now,
+        )
+        audit_record(
+            actor_type="system",
+            action="discord_guild_joined",
+            target=member,
+            details={"added": added, "role": expected or ""},
+            reason="added with the guilds.join scope after linking",
+        )
+        # Already a member: Discord ignores the roles we sent, so converge them.
+        role_sync_request(member_id=member_id)
+    return True

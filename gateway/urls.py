@@ -8,6 +8,7 @@ urlpatterns = [
     path("stripe/", include("billing.urls")),
     # dj-stripe's own route, /stripe/webhook/<uuid>/, verifying with the same secret.
     path("stripe/", include("djstripe.urls", namespace="djstripe")),
-    path("oauth/", include("discordsync.urls")),
+    # /claim/, /login/discord/, /oauth/discord/callback/, /team/, /invite/<token>/
+    path("", include("discordsync.urls")),
     path("", include("members.urls")),
 ]

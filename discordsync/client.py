@@ -1,0 +1,519 @@
+"""The one Discord REST client every process uses (web, worker, bot side tasks).
+
+Why hand-written rather than discord.py's HTTP client: web and worker must not run an event
+loop or a gateway connection, and we need behaviour discord.py does not offer — typed errors
+that say whether a retry makes sense, and a circuit breaker shared across processes that stops
+us long before Discord's invalid-request ban (10,000 401/403/429 responses per 10 minutes per
+IP bans the whole host at Cloudflare).
+
+Behaviour, per call:
+- timeout ``DISCORD_TIMEOUT_SECONDS`` on connect and read;
+- per-bucket rate-limit state from ``X-RateLimit-*`` headers: when a bucket has no requests
+  left we sleep until its reset instead of collecting a 429;
+- a 429 is honoured (``retry_after`` from the body, ``global`` blocks every route) and retried
+  a bounded number of times;
+- 5xx, timeouts and connection errors are retried with bounded exponential backoff, then raise
+  ``DiscordTransientError`` so the task queue can try again later;
+- any other 4xx raises ``DiscordPermanentError`` at once (never retried: a 403 from a bad role
+  hierarchy repeats forever);
+- every write carries ``X-Audit-Log-Reason``.
+
+``requests`` is used because it is already installed (stripe-python and django-anymail depend
+on it) and gives connection pooling with per-call timeouts; one ``Session`` per thread keeps
+the client thread-safe.
+"""
+
+from __future__ import annotations
+
+import base64
+import random
+import re
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import requests
+import structlog
+from django.conf import settings
+from django.core.cache import cache
+
+log = structlog.get_logger(__name__)
+
+# Discord JSON error codes we branch on.
+UNKNOWN_MEMBER = 10007
+UNKNOWN_USER = 10013
+CANNOT_DM_USER = 50007
+
+# Responses Discord counts towards its invalid-request ban (429 with scope "shared" excepted).
+INVALID_STATUSES = frozenset({401, 403, 429})
+
+
+class DiscordError(Exception):
+    """Base class; ``retryable`` says whether trying again later can succeed."""
+
+    retryable = True
+
+
+class DiscordTransientError(DiscordError):
+    """Discord was unreachable, slow or failing (5xx) after our bounded retries."""
+
+
+class DiscordRateLimited(DiscordTransientError):
+    """Discord asked us to wait longer than we are willing to block a worker for."""
+
+    def __init__(self, retry_after: float, *, is_global: bool) -> None:
+        super().__init__(f"rate limited for {retry_after:.1f}s (global={is_global})")
+        self.retry_after = retry_after
+        self.is_global = is_global
+
+
+class DiscordCircuitOpen(DiscordTransientError):
+    """Too many invalid requests recently: calls are refused without touching Discord."""
+
+
+class DiscordPermanentError(DiscordError):
+    """A 4xx that repeating will not fix (missing permission, unknown member, bad request)."""
+
+    retryable = False
+
+    def __init__(self, status: int, code: int | None = None, message: str = "") -> None:
+        super().__init__(f"Discord answered {status} (code {code}): {message}".strip())
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+@dataclass
+class _BucketState:
+    remaining: int
+    reset_at: float  # time.monotonic()
+
+
+class CircuitBreaker:
+    """Counts invalid responses in a sliding window kept in the shared cache.
+
+    The window is split into one-minute slots so every process adds to the same counters
+    (Redis or the database cache in production). When the sum reaches ``threshold`` the
+    breaker opens for ``cooldown`` seconds; then one caller (across processes) may probe:
+    a valid answer closes it and clears the window, an invalid one reopens it.
+    """
+
+    prefix = "discord:breaker"
+
+    def __init__(self, *, threshold: int, window: int = 600, cooldown: int = 60) -> None:
+        self.threshold = threshold
+        self.window = window
+        self.cooldown = cooldown
+        self.slot_seconds = 60
+
+    def _slot_keys(self, now: float) -> list[str]:
+        current = int(now // self.slot_seconds)
+        count = max(1, self.window // self.slot_seconds)
+        return [f"{self.prefix}:n:{slot}" for slot in range(current - count + 1, current + 1)]
+
+    def invalid_count(self, now: float | None = None) -> int:
+        keys = self._slot_keys(time.time() if now is None else now)
+        return sum(int(v) for v in cache.get_many(keys).values())
+
+    def before_call(self) -> bool:
+        """Raise while open; return True when this call is the half-open probe."""
+        open_until = cache.get(f"{self.prefix}:open_until")
+        if open_until is None:
+            return False
+        if time.time() < float(open_until):
+            raise DiscordCircuitOpen("Discord circuit breaker is open")
+        # Half-open: exactly one probe at a time, across processes.
+        if cache.add(f"{self.prefix}:probe", 1, timeout=self.cooldown):
+            return True
+        raise DiscordCircuitOpen("Discord circuit breaker is half-open; a probe is in flight")
+
+    def record(self, *, invalid: bool, probe: bool) -> None:
+        now = time.time()
+        if probe:
+            cache.delete(f"{self.prefix}:probe")
+            if invalid:
+                self._open(now)
+            else:
+                self.reset()
+                log.warning("discord_breaker_closed")
+            return
+        if not invalid:
+            return
+        key = self._slot_keys(now)[-1]
+        cache.add(key, 0, timeout=self.window + self.slot_seconds)
+        try:
+            cache.incr(key)
+        except ValueError:  # expired between add and incr
+            cache.set(key, 1, timeout=self.window + self.slot_seconds)
+        if self.invalid_count(now) >= self.threshold:
+            self._open(now)
+
+    def _open(self, now: float) -> None:
+        cache.set(f"{self.prefix}:open_until", now + self.cooldown, timeout=self.window)
+        log.error("discord_breaker_opened", cooldown_s=self.cooldown, threshold=self.threshold)
+
+    def release_probe(self) -> None:
+        """The probe learned nothing (network error): let the next caller probe."""
+        cache.delete(f"{self.prefix}:probe")
+
+    def is_open(self) -> bool:
+        open_until = cache.get(f"{self.prefix}:open_until")
+        return open_until is not None and time.time() < float(open_until)
+
+    def reset(self) -> None:
+        now = time.time()
+        cache.delete_many(
+            [f"{self.prefix}:open_until", f"{self.prefix}:probe", *self._slot_keys(now)]
+        )
+
+
+_SNOWFLAKE = re.compile(r"/\d{5,}")
+_MAJOR = re.compile(r"^/(guilds|channels|webhooks)/(\d+)")
+
+
+def _route(method: str, path: str) -> tuple[str, str]:
+    """(route key, major parameter): Discord's buckets are per route and top-level resource."""
+    match = _MAJOR.match(path)
+    major = match.group(2) if match else ""
+    template = _SNOWFLAKE.sub("/{id}", path.split("?", 1)[0])
+    return f"{method} {template}", major
+
+
+class DiscordClient:
+    """Synchronous, thread-safe; use :func:`get_client` for the per-process instance."""
+
+    def __init__(
+        self,
+        *,
+        api_base: str | None = None,
+        bot_token: str | None = None,
+        guild_id: str | None = None,
+        timeout: float | None = None,
+        max_retries: int = 3,
+        max_rate_limit_retries: int = 5,
+        backoff_base: float = 0.5,
+        backoff_max: float = 8.0,
+        max_wait: float = 30.0,
+        breaker: CircuitBreaker | None = None,
+    ) -> None:
+        # Unset arguments come from settings, so DiscordClient() works anywhere.
+        self.api_base = (api_base or settings.DISCORD_API_BASE).rstrip("/")
+        self.guild_id = guild_id or settings.DISCORD_GUILD_ID
+        self._token = bot_token or settings.DISCORD_BOT_TOKEN
+        self.timeout = float(timeout or settings.DISCORD_TIMEOUT_SECONDS)
+        self.max_retries = max_retries
+        self.max_rate_limit_retries = max_rate_limit_retries
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self.max_wait = max_wait
+        self.breaker = breaker or CircuitBreaker(threshold=1000)
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self._route_buckets: dict[str, str] = {}
+        self._buckets: dict[tuple[str, str], _BucketState] = {}
+        self._global_until = 0.0
+
+    def __repr__(self) -> str:  # never show the token
+        return f"<DiscordClient {self.api_base} guild={self.guild_id}>"
+
+    # --- transport ---------------------------------------------------------------------
+
+    def _session(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = requests.Session()
+            session.headers["User-Agent"] = "DiscordBot (membership-gateway, 1.0)"
+            self._local.session = session
+        return session
+
+    def _wait_for_capacity(self, route_key: str, major: str) -> None:
+        with self._lock:
+            now = time.monotonic()
+            wait = max(0.0, self._global_until - now)
+            bucket_hash = self._route_buckets.get(route_key)
+            state = self._buckets.get((bucket_hash, major)) if bucket_hash else None
+            if state is not None and state.remaining <= 0 and state.reset_at > now:
+                wait = max(wait, state.reset_at - now)
+        if wait > self.max_wait:
+            raise DiscordRateLimited(wait, is_global=False)
+        if wait > 0:
+            log.info("discord_bucket_wait", route=route_key, wait_s=round(wait, 3))
+            time.sleep(wait)
+
+    def _remember_headers(self, route_key: str, major: str, response: requests.Response) -> None:
+        headers = response.headers
+        bucket_hash = headers.get("X-RateLimit-Bucket")
+        remaining = headers.get("X-RateLimit-Remaining")
+        reset_after = headers.get("X-RateLimit-Reset-After")
+        if not bucket_hash or remaining is None or reset_after is None:
+            return
+        try:
+            state = _BucketState(
+                remaining=int(remaining), reset_at=time.monotonic() + float(reset_after)
+            )
+        except ValueError:
+            return
+        with self._lock:
+            self._route_buckets[route_key] = bucket_hash
+            self._buckets[(bucket_hash, major)] = state
+
+    def _backoff(self, attempt: int) -> float:
+        delay = min(self.backoff_max, self.backoff_base * (2**attempt))
+        return delay * (0.5 + random.random() / 2)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        data: dict[str, str] | None = None,
+        params: dict[str, Any] | None = None,
+        reason: str | None = None,
+        auth: str | None = None,
+    ) -> Any:
+        """One logical call: waits, retries and raises as described in the module docstring.
+
+        Returns the decoded JSON body, or None for an empty (204) answer.
+        """
+        route_key, major = _route(method, path)
+        headers = {"Authorization": auth if auth is not None else f"Bot {self._token}"}
+        if auth == "":
+            del headers["Authorization"]
+        if reason is not None:
+            headers["X-Audit-Log-Reason"] = quote(reason[:512], safe=" ")
+        server_failures = 0
+        rate_limits = 0
+        while True:
+            probe = self.breaker.before_call()
+            self._wait_for_capacity(route_key, major)
+            try:
+                response = self._session().request(
+                    method,
+                    self.api_base + path,
+                    json=json,
+                    data=data,
+                    params=params,
+                    headers=headers,
+                    timeout=self.timeout,
+                )
+            except requests.RequestException as exc:
+                if probe:
+                    self.breaker.release_probe()
+                server_failures += 1
+                log.warning("discord_request_error", route=route_key, error=type(exc).__name__)
+                if server_failures > self.max_retries:
+                    raise DiscordTransientError(
+                        f"{route_key}: {type(exc).__name__} after {server_failures} attempts"
+                    ) from None
+                time.sleep(self._backoff(server_failures - 1))
+                continue
+
+            status = response.status_code
+            self._remember_headers(route_key, major, response)
+            body = _decode(response)
+            shared_429 = status == 429 and response.headers.get("X-RateLimit-Scope") == "shared"
+            self.breaker.record(invalid=status in INVALID_STATUSES and not shared_429, probe=probe)
+            log.info("discord_request", method=method, route=route_key, status=status)
+
+            if status < 300:
+                return body
+            if status == 429:
+                rate_limits += 1
+                retry_after = _retry_after(response, body)
+                is_global = bool(isinstance(body, dict) and body.get("global"))
+                if is_global:
+                    with self._lock:
+                        self._global_until = time.monotonic() + retry_after
+                if rate_limits > self.max_rate_limit_retries or retry_after > self.max_wait:
+                    raise DiscordRateLimited(retry_after, is_global=is_global)
+                log.warning(
+                    "discord_rate_limited",
+                    route=route_key,
+                    retry_after=retry_after,
+                    is_global=is_global,
+                )
+                time.sleep(retry_after)
+                continue
+            if status >= 500:
+                server_failures += 1
+                if server_failures > self.max_retries:
+                    raise DiscordTransientError(
+                        f"{route_key}: Discord answered {status} after {server_failures} attempts"
+                    )
+                time.sleep(self._backoff(server_failures - 1))
+                continue
+            code = body.get("code") if isinstance(body, dict) else None
+            message = str(body.get("message", "")) if isinstance(body, dict) else ""
+            raise DiscordPermanentError(status, code, message)
+
+    # --- guild members ----------------------------------------------------------------
+
+    def get_member(self, user_id: str) -> dict[str, Any] | None:
+        """The guild member, or None when the user is not in the guild."""
+        try:
+            return self.request("GET", f"/guilds/{self.guild_id}/members/{user_id}")
+        except DiscordPermanentError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def list_members(self, *, limit: int = 1000, after: str = "0") -> Iterator[dict[str, Any]]:
+        """Every guild member, paged by user id (``limit`` 1–1000 per request)."""
+        limit = max(1, min(limit, 1000))
+        while True:
+            page = self.request(
+                "GET",
+                f"/guilds/{self.guild_id}/members",
+                params={"limit": limit, "after": after},
+            )
+            if not page:
+                return
+            yield from page
+            if len(page) < limit:
+                return
+            after = page[-1]["user"]["id"]
+
+    def add_member(self, user_id: str, *, access_token: str, roles: list[str], reason: str) -> bool:
+        """Add a user to the guild with their OAuth token (``guilds.join``).
+
+        Returns True when the user was added, False when they were already a member (Discord
+        then ignores ``roles``; role sync applies them).
+        """
+        body = self.request(
+            "PUT",
+            f"/guilds/{self.guild_id}/members/{user_id}",
+            json={"access_token": access_token, "roles": roles},
+            reason=reason,
+        )
+        return body is not None
+
+    def add_role(self, user_id: str, role_id: str, *, reason: str) -> None:
+        self.request(
+            "PUT", f"/guilds/{self.guild_id}/members/{user_id}/roles/{role_id}", reason=reason
+        )
+
+    def remove_role(self, user_id: str, role_id: str, *, reason: str) -> None:
+        self.request(
+            "DELETE", f"/guilds/{self.guild_id}/members/{user_id}/roles/{role_id}", reason=reason
+        )
+
+    def kick(self, user_id: str, *, reason: str) -> bool:
+        """Remove the member from the guild; False when they were not in it."""
+        try:
+            self.request("DELETE", f"/guilds/{self.guild_id}/members/{user_id}", reason=reason)
+        except DiscordPermanentError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    # --- guild, bot --------------------------------------------------------------------
+
+    def get_guild(self) -> dict[str, Any]:
+        return self.request("GET", f"/guilds/{self.guild_id}")
+
+    def get_guild_roles(self) -> list[dict[str, Any]]:
+        return self.request("GET", f"/guilds/{self.guild_id}/roles")
+
+    def get_bot_user(self) -> dict[str, Any]:
+        return self.request("GET", "/users/@me")
+
+    def get_bot_member(self) -> dict[str, Any] | None:
+        return self.get_member(self.get_bot_user()["id"])
+
+    # --- messages ----------------------------------------------------------------------
+
+    def create_dm(self, user_id: str) -> str:
+        """The DM channel id with this user (Discord returns the existing one if any)."""
+        channel = self.request("POST", "/users/@me/channels", json={"recipient_id": user_id})
+        return str(channel["id"])
+
+    def send_dm(self, user_id: str, content: str) -> dict[str, Any]:
+        """Raises DiscordPermanentError(code=50007) when the user does not accept DMs."""
+        return self.post_channel_message(self.create_dm(user_id), content)
+
+    def post_channel_message(self, channel_id: str, content: str) -> dict[str, Any]:
+        return self.request(
+            "POST",
+            f"/channels/{channel_id}/messages",
+            json={"content": content[:2000], "allowed_mentions": {"parse": []}},
+        )
+
+    def add_reaction(self, channel_id: str, message_id: str, emoji: str) -> None:
+        self.request(
+            "PUT",
+            f"/channels/{channel_id}/messages/{message_id}/reactions/{quote(emoji)}/@me",
+        )
+
+    # --- OAuth (same host, other credentials) -------------------------------------------
+
+    def oauth_exchange_code(
+        self, *, code: str, redirect_uri: str, client_id: str, client_secret: str
+    ) -> dict[str, Any]:
+        pair = f"{client_id}:{client_secret}".encode()
+        basic = "Basic " + base64.b64encode(pair).decode()
+        return self.request(
+            "POST",
+            "/oauth2/token",
+            data={"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri},
+            auth=basic,
+        )
+
+    def oauth_current_user(self, access_token: str) -> dict[str, Any]:
+        return self.request("GET", "/users/@me", auth=f"Bearer {access_token}")
+
+
+def _decode(response: requests.Response) -> Any:
+    if not response.content:
+        return None
+    try:
+        return response.json()
+    except ValueError:
+        return {"message": response.text[:200]}
+
+
+def _retry_after(response: requests.Response, body: Any) -> float:
+    if isinstance(body, dict) and body.get("retry_after") is not None:
+        try:
+            return max(0.0, float(body["retry_after"]))
+        except (TypeError, ValueError):
+            pass
+    try:
+        return max(0.0, float(response.headers.get("Retry-After", "1")))
+    except ValueError:
+        return 1.0
+
+
+_instances: dict[tuple[str, str, str, float, int, int], DiscordClient] = {}
+_instances_lock = threading.Lock()
+
+
+def get_client() -> DiscordClient:
+    """The per-process client for the current settings (tests repoint it via settings)."""
+    # Discord bans at 10,000 invalid requests per 10 minutes; we stop at a tenth of that.
+    threshold = int(getattr(settings, "DISCORD_BREAKER_THRESHOLD", 1000))
+    cooldown = int(getattr(settings, "DISCORD_BREAKER_COOLDOWN_SECONDS", 60))
+    key = (
+        settings.DISCORD_API_BASE,
+        settings.DISCORD_BOT_TOKEN,
+        settings.DISCORD_GUILD_ID,
+        float(settings.DISCORD_TIMEOUT_SECONDS),
+        threshold,
+        cooldown,
+    )
+    with _instances_lock:
+        client = _instances.get(key)
+        if client is None:
+            client = DiscordClient(
+                api_base=settings.DISCORD_API_BASE,
+                bot_token=settings.DISCORD_BOT_TOKEN,
+                guild_id=settings.DISCORD_GUILD_ID,
+                timeout=float(settings.DISCORD_TIMEOUT_SECONDS),
+                breaker=CircuitBreaker(threshold=threshold, cooldown=cooldown),
+            )
+            _instances[key] = client
+        return client

@@ -1,0 +1,261 @@
+"""Pages for linking Discord, logging in with Discord, team seats and invites.
+
+Views stay thin: they parse input, call the OAuth helpers and the services, and turn the
+services' domain errors into messages.
+"""
+
+from __future__ import annotations
+
+import structlog
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import login
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_ratelimit.decorators import ratelimit
+
+from discordsync.oauth import Flow, OAuthError, oauth_consume, oauth_identify, oauth_start
+from discordsync.selectors import member_entitled
+from discordsync.services import LinkError, discord_link, guild_join
+from members.models import Invite, Member, SeatTier
+from members.team_services import (
+    INVITE_TIERS,
+    NotFound,
+    SeatError,
+    invite_create,
+    invite_for_token,
+    invite_link,
+    invite_revoke,
+    owned_team,
+    seat_claim,
+    seat_revoke,
+    team_seats,
+)
+
+log = structlog.get_logger(__name__)
+
+DASHBOARD_URL = "/dashboard/"
+INVITE_CLAIM_RATE = getattr(settings, "RATELIMIT_INVITE_CLAIM", "20/10m")
+
+
+def _member(request: HttpRequest) -> Member | None:
+    if not request.user.is_authenticated:
+        return None
+    return Member.objects.select_related("team", "user").filter(user=request.user).first()
+
+
+def _oauth_error(request: HttpRequest, message: str, *, status: int = 400) -> HttpResponse:
+    return render(request, "discordsync/oauth_error.html", {"message": message}, status=status)
+
+
+# --- Linking (claim) -------------------------------------------------------------------
+
+
+@login_required
+@never_cache
+@require_http_methods(["GET", "POST"])
+def claim(request: HttpRequest) -> HttpResponse:
+    member = _member(request)
+    if member is None:
+        raise Http404("No membership for this account")
+    entitled = member_entitled(member, timezone.now())
+    if request.method == "POST":
+        if member.discord_id:
+            messages.info(request, "Your Discord account is already linked.")
+            return redirect("discordsync:claim_start")
+        if not entitled:
+            messages.error(request, "An active membership is needed before you can link Discord.")
+            return redirect("discordsync:claim_start")
+        return redirect(oauth_start(request, flow=Flow.LINK, member_id=member.pk))
+    return render(
+        request,
+        "discordsync/claim.html",
+        {"member": member, "entitled": entitled, "invite_url": settings.DISCORD_INVITE_URL},
+    )
+
+
+@never_cache
+@require_GET
+def login_discord(request: HttpRequest) -> HttpResponse:
+    """Start "Log in with Discord" — the only web login a team-seat member may have."""
+    return redirect(oauth_start(request, flow=Flow.LOGIN))
+
+
+@never_cache
+@require_GET
+def oauth_callback(request: HttpRequest) -> HttpResponse:
+    """The one OAuth redirect URI; the flow comes from the session, never from the URL."""
+    try:
+        pending = oauth_consume(request, state=request.GET.get("state", ""))
+    except OAuthError as exc:
+        log.info("oauth_callback_rejected", reason="state")
+        return _oauth_error(request, str(exc))
+    if request.GET.get("error"):
+        return _oauth_error(request, "Discord sign-in was cancelled. Nothing was changed.")
+    code = request.GET.get("code", "")
+    if not code:
+        return _oauth_error(request, "Discord did not send a sign-in code. Please start again.")
+
+    if pending.flow == Flow.LINK:
+        member = _member(request)
+        # The pending link is bound to the member who started it in this session.
+        if member is None or member.pk != pending.member_id:
+            return _oauth_error(request, "This sign-in does not belong to your session.")
+        try:
+            discord_user, access_token = oauth_identify(code)
+            member = discord_link(
+                member_id=member.pk, discord_user=discord_user, now=timezone.now()
+            )
+        except (OAuthError, LinkError) as exc:
+            return _oauth_error(request, str(exc))
+        _after_link(request, member.pk, access_token)
+        return redirect(DASHBOARD_URL)
+
+    if pending.flow == Flow.LOGIN:
+        try:
+            discord_user, _ = oauth_identify(code)
+        except OAuthError as exc:
+            return _oauth_error(request, str(exc))
+        member = (
+            Member.objects.select_related("user")
+            .filter(discord_id=discord_user.id, user__is_active=True)
+            .first()
+        )
+        if member is None:
+            return _oauth_error(
+                request,
+                "We could not log you in with that Discord account. Log in with your email, "
+                "then link Discord from your dashboard.",
+            )
+        login(request, member.user, backend="django.contrib.auth.backends.ModelBackend")
+        return redirect(DASHBOARD_URL)
+
+    # Flow.INVITE
+    try:
+        discord_user, access_token = oauth_identify(code)
+        member = seat_claim(
+            invite_id=pending.invite_id or 0, discord_user=discord_user, now=timezone.now()
+        )
+    except (OAuthError, SeatError) as exc:
+        return _oauth_error(request, str(exc))
+    login(request, member.user, backend="django.contrib.auth.backends.ModelBackend")
+    _after_link(request, member.pk, access_token)
+    return redirect(DASHBOARD_URL)
+
+
+def _after_link(request: HttpRequest, member_id: int, access_token: str) -> None:
+    if guild_join(member_id=member_id, access_token=access_token):
+        messages.success(request, "Discord linked — you are in the server.")
+    else:
+        messages.warning(
+            request,
+            f"Discord linked. Join the server with this invite: {settings.DISCORD_INVITE_URL}",
+        )
+
+
+# --- Team seats ------------------------------------------------------------------------
+
+
+def _owner(request: HttpRequest) -> Member:
+    member = _member(request)
+    try:
+        owned_team(member)
+    except NotFound as exc:
+        raise Http404(str(exc)) from exc
+    assert member is not None
+    return member
+
+
+@login_required
+@never_cache
+@require_GET
+def team(request: HttpRequest) -> HttpResponse:
+    owner = _owner(request)
+    team = owner.team
+    members = sorted(
+        team.members.select_related("user"),
+        key=lambda m: (m.pk != team.primary_owner_id, m.seat_tier != SeatTier.OWNER, m.pk),
+    )
+    invites = [
+        (invite, invite_link(invite))
+        for invite in team.invites.filter(revoked_at__isnull=True).order_by("-created_at")
+    ]
+    return render(
+        request,
+        "team/dashboard.html",
+        {
+            "team": team,
+            "owner": owner,
+            "seats": team_seats(team),
+            "members": members,
+            "invites": invites,
+            "tiers": [(tier, SeatTier(tier).label) for tier in INVITE_TIERS],
+        },
+    )
+
+
+@login_required
+@require_POST
+def team_invite_create(request: HttpRequest) -> HttpResponse:
+    owner = _owner(request)
+    try:
+        invite = invite_create(
+            actor=owner,
+            tier=request.POST.get("tier", ""),
+            email=request.POST.get("email", "")[:254],
+        )
+    except SeatError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Invite created: {invite_link(invite)}")
+    return redirect("discordsync:team")
+
+
+@login_required
+@require_POST
+def team_invite_revoke(request: HttpRequest, invite_id: int) -> HttpResponse:
+    owner = _owner(request)
+    try:
+        invite_revoke(actor=owner, invite_id=invite_id, now=timezone.now())
+    except NotFound as exc:
+        raise Http404(str(exc)) from exc
+    messages.success(request, "Invite revoked.")
+    return redirect("discordsync:team")
+
+
+@login_required
+@require_POST
+def team_seat_revoke(request: HttpRequest, member_id: int) -> HttpResponse:
+    owner = _owner(request)
+    try:
+        target = seat_revoke(actor=owner, member_id=member_id, now=timezone.now())
+    except NotFound as exc:
+        raise Http404(str(exc)) from exc
+    except SeatError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Seat revoked for {target}. The seat is free again.")
+    return redirect("discordsync:team")
+
+
+# --- Invites ---------------------------------------------------------------------------
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+@ratelimit(key="ip", rate=INVITE_CLAIM_RATE, method="POST", block=True)
+def invite(request: HttpRequest, token: str) -> HttpResponse:
+    found: Invite | None = invite_for_token(token)
+    if found is None:
+        return render(request, "team/invite_invalid.html", status=404)
+    seats = next(s for s in team_seats(found.team) if s.tier == found.tier)
+    if request.method == "POST":
+        if seats.available <= 0:
+            messages.error(request, "All seats of this kind are taken.")
+            return redirect("discordsync:invite", token=token)
+        return redirect(oauth_start(request, flow=Flow.INVITE, invite_id=found.pk))
+    return render(request, "team/invite.html", {"invite": found, "seats": seats})

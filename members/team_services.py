@@ -1,0 +1,279 @@
+"""Team seats: invites, atomic seat claims and seat revocation.
+
+A seat claim locks the team row, so concurrent claims of the last seats queue behind each
+other and never exceed the paid count (PostgreSQL row lock; SQLite serialises writers with
+``BEGIN IMMEDIATE``). Claims need the team to be entitled and not in Debtor — v1 accepted
+claims on cancelled teams.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.urls import reverse
+
+from discordsync.oauth import DiscordUser
+from discordsync.selectors import member_entitled, team_entitled
+from discordsync.services import member_remove_request, role_sync_request
+from members.models import Invite, Member, SeatTier, Team, User
+from ops.services import audit_record, notification_enqueue
+
+INVITE_TIERS = (SeatTier.OWNER, SeatTier.TEAM)
+
+
+class SeatError(Exception):
+    """A team action is refused; the message is safe to show to the user."""
+
+
+class NotFound(SeatError):
+    """The object does not exist for this actor (other teams' objects look the same)."""
+
+
+@dataclass(frozen=True)
+class TierSeats:
+    tier: str
+    label: str
+    paid: int
+    used: int
+
+    @property
+    def available(self) -> int:
+        return max(0, self.paid - self.used)
+
+
+def seats_used(team: Team, tier: str) -> int:
+    return Member.objects.filter(team=team, seat_tier=tier).count()
+
+
+def team_seats(team: Team) -> list[TierSeats]:
+    return [
+        TierSeats(
+            tier=tier,
+            label=SeatTier(tier).label,
+            paid=team.paid_seats(tier),
+            used=seats_used(team, tier),
+        )
+        for tier in INVITE_TIERS
+    ]
+
+
+def invite_link(invite: Invite) -> str:
+    return settings.APP_URL + reverse("discordsync:invite", args=[invite.token])
+
+
+def owned_team(member: Member | None) -> Team:
+    """The team this member may manage; owners only (the IDOR guard for every team page)."""
+    if member is None or member.team_id is None or member.seat_tier != SeatTier.OWNER:
+        raise NotFound("Only owners of a team can manage its seats.")
+    return member.team
+
+
+def _actor(member: Member) -> dict[str, str]:
+    return {"actor_type": "member", "actor_id": str(member.pk), "actor_label": str(member)}
+
+
+@transaction.atomic
+def invite_create(*, actor: Member, tier: str, email: str = "") -> Invite:
+    team = owned_team(actor)
+    if tier not in INVITE_TIERS:
+        raise SeatError("Choose an owner seat or a team seat.")
+    team = Team.objects.select_for_update().get(pk=team.pk)
+    used, paid = seats_used(team, tier), team.paid_seats(tier)
+    if used >= paid:
+        raise SeatError(
+            f"All {SeatTier(tier).label.lower()}s are taken ({used} of {paid}). "
+            "Add seats before inviting."
+        )
+    email = (email or "").strip().lower()
+    invite = Invite.objects.create(
+        team=team, tier=tier, email=email, token=secrets.token_urlsafe(32), created_by=actor
+    )
+    audit_record(
+        **_actor(actor),
+        action="invite_created",
+        target=invite,
+        details={"team_id": team.pk, "tier": tier, "email": email},
+    )
+    if email:
+        notification_enqueue(
+            kind="seat_invite",
+            channel="email",
+            recipient=email,
+            episode=f"invite:{invite.pk}",
+            context={
+                "link": invite_link(invite),
+                "team_name": team.name,
+                "seat_tier": SeatTier(tier).label.lower(),
+                "inviter_name": actor.discord_username or str(actor),
+            },
+        )
+    return invite
+
+
+@transaction.atomic
+def invite_revoke(*, actor: Member, invite_id: int, now: datetime) -> Invite:
+    team = owned_team(actor)
+    invite = Invite.objects.select_for_update().filter(pk=invite_id, team=team).first()
+    if invite is None:
+        raise NotFound("That invite does not exist.")
+    if invite.revoked_at is None:
+        invite.revoked_at = now
+        invite.save(update_fields=["revoked_at"])
+        audit_record(**_actor(actor), action="invite_revoked", target=invite)
+    return invite
+
+
+def invite_for_token(token: str) -> Invite | None:
+    """A usable invite (not revoked) by its token; None for unknown or revoked tokens."""
+    if not token or len(token) > 64:
+        return None
+    return (
+        Invite.objects.select_related("team")
+        .filter(token=token, revoked_at__isnull=True, team__cancelled_at__isnull=True)
+        .first()
+    )
+
+
+@transaction.atomic
+def seat_claim(*, invite_id: int, discord_user: DiscordUser, now: datetime) -> Member:
+    """Give the Discord user a seat of the invite's tier, or refuse with a SeatError.
+
+    The team row is locked for the whole check-and-create, which is what keeps concurrent
+    claims within the paid seat count.
+    """
+    invite = Invite.objects.filter(pk=invite_id).first()
+    if invite is None:
+        raise SeatError("This invite link is not valid.")
+    team = Team.objects.select_for_update().get(pk=invite.team_id)
+    invite = Invite.objects.select_for_update().get(pk=invite_id)
+    if invite.revoked_at is not None or team.cancelled_at is not None:
+        raise SeatError("This invite link is no longer valid. Ask the team owner for a new one.")
+    if not team_entitled(team.subscription_id or "", now):
+        raise SeatError(
+            "This team's membership is not active right now, so seats cannot be claimed. "
+            "Ask the team owner to check their billing."
+        )
+    used, paid = seats_used(team, invite.tier), team.paid_seats(invite.tier)
+    if used >= paid:
+        raise SeatError("All seats of this kind are taken. Ask the team owner to add seats.")
+
+    member = (
+        Member.objects.select_for_update()
+        .select_related("team", "user")
+        .filter(discord_id=discord_user.id)
+        .first()
+    )
+    if member is not None:
+        if member.team_id == team.pk:
+            raise SeatError("Your Discord account already holds a seat in this team.")
+        if member.team_id is not None:
+            raise SeatError("Your Discord account already holds a seat in another team.")
+        if member_entitled(member, now) or member.subscription_id:
+            raise SeatError(
+                "Your Discord account already has its own membership. Cancel it before "
+                "taking a team seat, or contact support."
+            )
+        member.introduced_at = None  # a new seat starts with a fresh introduction
+        member.intro_message_id = ""
+    else:
+        email = invite.email or None
+        if email and User.objects.filter(email__iexact=email).exists():
+            email = None  # that address belongs to another account; the seat stays Discord-only
+        try:
+            with transaction.atomic():
+                user = User.objects.create_user(email=email, password=None)
+        except IntegrityError as exc:
+            raise SeatError("This seat could not be claimed. Please try again.") from exc
+        member = Member(user=user, discord_id=discord_user.id, linked_at=now)
+    member.team = team
+    member.seat_tier = invite.tier
+    member.discord_username = discord_user.username[:100]
+    member.discord_avatar = discord_user.avatar[:100]
+    member.linked_at = member.linked_at or now
+    member.cancelled_at = None
+    member.paid_at = member.paid_at or now
+    member.save()
+
+    invite.last_claimed_at = now
+    invite.last_claimed_by = member
+    invite.save(update_fields=["last_claimed_at", "last_claimed_by"])
+    audit_record(
+        actor_type="member",
+        actor_id=str(member.pk),
+        actor_label=discord_user.username,
+        action="seat_claimed",
+        target=member,
+        details={
+            "team_id": team.pk,
+            "tier": invite.tier,
+            "invite_id": invite.pk,
+            "discord_id": discord_user.id,
+            "seats_used": used + 1,
+            "seats_paid": paid,
+        },
+    )
+    role_sync_request(member_id=member.pk)
+    return member
+
+
+@transaction.atomic
+def seat_revoke(*, actor: Member, member_id: int, now: datetime) -> Member:
+    """Take a seat back: farewell DM, roles removed and kick after commit, seat freed at once."""
+    team = owned_team(actor)
+    Team.objects.select_for_update().get(pk=team.pk)
+    target = (
+        Member.objects.select_for_update()
+        .select_related("user")
+        .filter(pk=member_id, team=team)
+        .first()
+    )
+    if target is None:
+        raise NotFound("That member is not in your team.")
+    if target.pk == actor.pk:
+        raise SeatError("You cannot revoke your own seat.")
+    if team.primary_owner_id == target.pk:
+        raise SeatError("The primary owner's seat cannot be revoked by other team members.")
+
+    tier = target.seat_tier
+    farewell = None
+    if target.discord_id:
+        farewell = notification_enqueue(
+            kind="seat_revoked",
+            channel="dm",
+            recipient=target.discord_id,
+            episode=f"team:{team.pk}:{now.isoformat()}",
+            member=target,
+            context={"team_name": team.name, "name": target.discord_username},
+        )
+    target.team = None
+    target.seat_tier = SeatTier.INDIVIDUAL
+    target.introduced_at = None
+    target.intro_message_id = ""
+    target.cancelled_at = now
+    target.save(
+        update_fields=[
+            "team",
+            "seat_tier",
+            "introduced_at",
+            "intro_message_id",
+            "cancelled_at",
+            "updated_at",
+        ]
+    )
+    audit_record(
+        **_actor(actor),
+        action="seat_revoked",
+        target=target,
+        details={"team_id": team.pk, "tier": tier, "discord_id": target.discord_id or ""},
+    )
+    if target.discord_id:
+        member_remove_request(
+            member_id=target.pk,
+            reason="Team seat revoked by an owner",
+            farewell_id=farewell.pk if farewell is not None else None,
+        )
+    return target
