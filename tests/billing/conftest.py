@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import time
 from collections.abc import Iterator
@@ -13,13 +11,13 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
+from fakes.stripe.webhooks import sign_payload
+
 
 def stripe_signature(body: str, *, secret: str | None = None, timestamp: int | None = None) -> str:
-    """A ``Stripe-Signature`` header as Stripe computes it: HMAC-SHA256 over ``"<t>.<body>"``."""
-    timestamp = int(time.time()) if timestamp is None else timestamp
+    """A ``Stripe-Signature`` header made by the fake Stripe's signer (Stripe's algorithm)."""
     secret = settings.STRIPE_WEBHOOK_SECRET if secret is None else secret
-    digest = hmac.new(secret.encode(), f"{timestamp}.{body}".encode(), hashlib.sha256).hexdigest()
-    return f"t={timestamp},v1={digest}"
+    return sign_payload(body, secret, timestamp)
 
 
 def post_webhook(client: Client, body: str, signature: str | None = None) -> Any:
