@@ -136,11 +136,7 @@ def introduction_record(*, discord_id: str, message_id: str, now: datetime) -> O
         recipient=discord_id,
         episode=f"intro:{message_id}",
         member=member,
-        context={
-            "name": _display_name(member),
-            "role": settings.ROLE_NAMES.get(role, role),
-            "app_url": settings.APP_URL,
-        },
+        context={"role_name": settings.ROLE_NAMES.get(role, role)},
     )
     log.info("introduction_recorded", member_id=member.pk, message_id=message_id, role=role)
     return Outcome.PROMOTED
@@ -171,11 +167,7 @@ def introduction_guidance_record(*, discord_id: str, message_id: str, now: datet
         recipient=discord_id,
         episode=f"window:{window}",
         member=member,
-        context={
-            "name": _display_name(member),
-            "min_length": settings.INTRODUCTION_MIN_LENGTH,
-            "app_url": settings.APP_URL,
-        },
+        context={"min_length": settings.INTRODUCTION_MIN_LENGTH},
     )
     log.info("introduction_guidance_queued", member_id=member.pk, message_id=message_id)
     return Outcome.GUIDANCE_SENT

@@ -105,10 +105,10 @@ class GatewayBot(discord.Client):
         self.runner = runner
         self.guild_id = int(settings.DISCORD_GUILD_ID) if settings.DISCORD_GUILD_ID else 0
 
-    async def _handle(self, event: str, work: Callable[[], Awaitable[str]]) -> None:
+    async def _handle(self, event: str, work: Callable[[], Awaitable[str]], **context: str) -> None:
         """Track one event: fresh request id, timing, failures logged instead of raised."""
         structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(request_id=uuid4().hex, bot_event=event)
+        structlog.contextvars.bind_contextvars(request_id=uuid4().hex, bot_event=event, **context)
         if not self.runner.accepting:
             log.info("bot_event_dropped", reason="shutting down")
             return
@@ -148,11 +148,19 @@ class GatewayBot(discord.Client):
 
     # --- introductions ------------------------------------------------------------------
     async def on_message(self, message: discord.Message) -> None:
-        await self._handle("message_create", lambda: self._introduction(message, is_edit=False))
+        await self._handle(
+            "message_create",
+            lambda: self._introduction(message, is_edit=False),
+            message_id=str(message.id),
+            discord_user_id=str(message.author.id),
+        )
 
     async def on_raw_message_edit(self, payload: discord.RawMessageUpdateEvent) -> None:
         await self._handle(
-            "message_update", lambda: self._introduction(payload.message, is_edit=True)
+            "message_update",
+            lambda: self._introduction(payload.message, is_edit=True),
+            message_id=str(payload.message_id),
+            discord_user_id=str(payload.message.author.id),
         )
 
     async def _introduction(self, message: discord.Message, *, is_edit: bool) -> str:
@@ -184,7 +192,7 @@ class GatewayBot(discord.Client):
             known = await orm(member_guild_join)(discord_id=str(member.id), now=timezone.now())
             return "joined" if known else "unknown_user"
 
-        await self._handle("member_join", work)
+        await self._handle("member_join", work, discord_user_id=str(member.id))
 
     async def on_raw_member_remove(self, payload: discord.RawMemberRemoveEvent) -> None:
         async def work() -> str:
@@ -195,4 +203,4 @@ class GatewayBot(discord.Client):
             )
             return "left" if known else "unknown_user"
 
-        await self._handle("member_remove", work)
+        await self._handle("member_remove", work, discord_user_id=str(payload.user.id))

@@ -237,7 +237,10 @@ def selfcheck_store(report: SelfCheckReport, *, now: datetime) -> None:
             channel="admin_channel",
             recipient=settings.DISCORD_ADMIN_CHANNEL_ID,
             episode=f"selfcheck:{problem.code}:{now.date().isoformat()}",
-            context={"problem": problem.message, "code": problem.code},
+            context={
+                "summary": f"Bot self-check failed: {problem.code}",
+                "details": problem.message,
+            },
         )
     if report.ok:
         log.info("bot_selfcheck_ok", source=report.source)

@@ -89,7 +89,7 @@ def test_valid_introduction_promotes_once_and_welcomes_once(
     assert member.intro_message_id == "900"
     welcome = _outbox("intro_welcome")
     assert [(n.channel, n.recipient) for n in welcome] == [("dm", SQUIRE_DISCORD_ID)]
-    assert welcome[0].context["role"] == settings.ROLE_NAMES["lord"]
+    assert welcome[0].context["role_name"] == settings.ROLE_NAMES["lord"]
     audit = AuditLog.objects.get(action="member.introduced")
     assert audit.target_id == str(squire.pk)
     assert audit.details["role"] == "lord"
