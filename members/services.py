@@ -101,7 +101,7 @@ def magic_link_request(*, email: str) -> None:
         member=member,
         context={
             "link": magic_link_url(user=user),
-            "minutes": settings.SESAME_MAX_AGE // 60,
+            "expires_minutes": settings.SESAME_MAX_AGE // 60,
         },
     )
     audit_record(

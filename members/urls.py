@@ -13,7 +13,7 @@ urlpatterns = [
     path("signup/", views.signup, name="signup"),
     path("login/", views.login_view, name="login"),
     path("login/link/", views.magic_link, name="magic_link"),
-    path("login/link/use/", views.magic_link_login, name="magic_link_login"),
+    path("login/link/verify/", views.magic_link_login, name="magic_link_login"),
     path(
         "logout/",
         auth_views.LogoutView.as_view(next_page=reverse_lazy("members:landing")),
