@@ -101,8 +101,9 @@ def _ensure_customer(member: Member) -> str:
         customer = stripe.Customer.create(
             email=member.user.email,
             metadata={"member_id": str(member.pk)},
-            # Two quick clicks (or a retried request) must not make two customers.
-            idempotency_key=f"member-{member.pk}-customer",
+            # Two quick clicks, a retried request or a rolled-back first attempt must not make
+            # two customers; created_at keeps the key unique across database resets.
+            idempotency_key=f"member-{member.pk}-{int(member.created_at.timestamp())}-customer",
         )
     except stripe.StripeError as exc:
         raise _stripe_failed(exc, "customer.create") from exc
