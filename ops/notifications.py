@@ -306,9 +306,11 @@ def _discord_text(content: str) -> str:
 
 
 def send_discord(channel: str, recipient: str, message: RenderedMessage) -> None:
-    from discordsync.client import DiscordClient, DiscordPermanentError
+    # Imported here: the client module reads Discord settings the outbox does not otherwise need.
+    from discordsync.client import DiscordPermanentError, get_client
 
-    client = DiscordClient()
+    # The per-process client: rate-limit buckets and the circuit breaker are shared.
+    client = get_client()
     try:
         if channel == DM:
             client.send_dm(recipient, _discord_text(message.text))
