@@ -34,7 +34,7 @@ SECRET_PATTERNS = [
     # A Discord bot token: base64 user id, timestamp and HMAC separated by dots.
     re.compile(r"\b[A-Za-z0-9_-]{23,28}\.[A-Za-z0-9_-]{6,7}\.[A-Za-z0-9_-]{27,}"),
     re.compile(r"(?i)\b(bearer|bot|basic)\s+[A-Za-z0-9._~+/=-]{8,}"),
-    re.compile(r"(?i)([?&;](?:token|key|code|state|sesame|signature|secret)=)[^&#\s\"']+"),
+    re.compile(r"(?i)(\b\w*(?:token|key|code|state|signature|secret|password)=)[^&#\s\"',]+"),
     re.compile(r"\bt=\d+,v1=[0-9a-f]+(?:,v0=[0-9a-f]+)?"),
 ]
 REDACTED = "[redacted]"
@@ -78,15 +78,26 @@ def is_secret_key(key: str) -> bool:
     return any(word in lowered for word in SECRET_KEYS) and lowered != "csrf_token_used"
 
 
+def _scrub_value(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, dict):
+        return {
+            k: REDACTED if isinstance(k, str) and is_secret_key(k) else _scrub_value(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [_scrub_value(item) for item in value]
+    # Anything else (a request, an exception) is rendered by its repr: scrub that text.
+    return scrub_text(value if isinstance(value, str) else repr(value))
+
+
 def redact_secrets(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
-    """Drop values of keys that look like secrets and scrub secrets out of strings."""
+    """Drop values of keys that look like secrets and scrub secrets out of every value."""
     for key, value in list(event.items()):
-        if key.startswith("_"):
+        if key.startswith("_") or key == "exc_info":
             continue  # structlog's own bookkeeping (the stdlib record, from_structlog)
-        if is_secret_key(key):
-            event[key] = REDACTED
-        elif isinstance(value, str):
-            event[key] = scrub_text(value)
+        event[key] = REDACTED if is_secret_key(key) else _scrub_value(value)
     return event
 
 
@@ -117,15 +128,14 @@ def build_logging(log_format: str, level: str) -> dict[str, Any]:
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
-    if log_format == "json":
-        # Tracebacks become one string field, so one record stays one line.
-        final: list[Any] = [
-            structlog.processors.format_exc_info,
-            redact_secrets,
-            structlog.processors.JSONRenderer(),
-        ]
-    else:
-        final = [redact_secrets, structlog.dev.ConsoleRenderer(colors=False)]
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if log_format == "json"
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    # Tracebacks become one plain string before scrubbing: a JSON record stays one line, and
+    # the console never shows the local variables (tokens, secrets) a rich traceback would.
+    final = [structlog.processors.format_exc_info, redact_secrets, renderer]
     formatter = {
         "()": structlog.stdlib.ProcessorFormatter,
         "processors": [

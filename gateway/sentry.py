@@ -22,6 +22,7 @@ from sentry_sdk.integrations.logging import LoggingIntegration
 from gateway.logging import is_secret_key, scrub_text
 
 EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+HEADER_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 FILTERED = "[Filtered]"
 
 _process: str | None = None
@@ -40,8 +41,8 @@ def scrub(value: Any) -> Any:
         if (
             len(value) == 2
             and isinstance(value[0], str)
+            and HEADER_NAME.match(value[0])
             and is_secret_key(value[0])
-            and isinstance(value[1], str)
         ):
             return [value[0], FILTERED]
         return [scrub(item) for item in value]
