@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+from importlib import metadata
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,9 +25,7 @@ def _migrations_digest() -> str:
     digest = hashlib.sha256()
     for path in sorted(ROOT.glob("*/migrations/*.py")):
         digest.update(path.read_bytes())
-    import djstripe
-
-    digest.update(djstripe.__version__.encode())
+    digest.update(metadata.version("dj-stripe").encode())
     return digest.hexdigest()[:16]
 
 
