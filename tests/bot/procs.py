@@ -6,7 +6,6 @@ with ``manage.py shell`` and reads it back with plain SQL, so nothing of ours is
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import signal
 import sqlite3
@@ -17,13 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import djstripe
-
 from tests.processes import ROOT, base_env
-
-# tests.processes digests the dj-stripe version, which the package itself does not export.
-if not hasattr(djstripe, "__version__"):
-    djstripe.__version__ = importlib.metadata.version("dj-stripe")
 
 
 def bot_env(database: Path, discord_settings: dict[str, str], **extra: str) -> dict[str, str]:
