@@ -1,0 +1,180 @@
+"""Renewal failure and recovery, status-driven cancellation and re-provisioning, the dashboard
+summary and dj-stripe's own webhook route — driven by the fake Stripe's lifecycle controls."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+from djstripe.models import WebhookEndpoint
+
+from billing.models import FailureEpisode
+from billing.selectors import (
+    entitled_member_ids,
+    member_billing_summary,
+    member_in_debtor,
+    member_is_entitled,
+)
+from billing.services import WEBHOOK_ENDPOINT_ID, webhook_endpoint_sync
+from members.models import Member
+from ops.models import AuditLog, GatewayConfig, Notification
+from tests.billing.conftest import (
+    deliver,
+    make_member,
+    pay_checkout,
+    recorded_events,
+    start_individual_checkout,
+    stripe_signature,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def subscriber(client, stripe_server):
+    """An active individual subscriber, all purchase events applied."""
+    member = make_member("kay@example.org")
+    session = start_individual_checkout(member)
+    pay_checkout(stripe_server, session.id, email="kay@example.org")
+    for event in recorded_events(stripe_server):
+        deliver(client, event)
+    member.refresh_from_db()
+    assert member_is_entitled(member)
+    return member
+
+
+def _deliver_new(client, srv, seen: set[str]) -> None:
+    for event in recorded_events(srv):
+        if event["id"] not in seen:
+            seen.add(event["id"])
+            deliver(client, event)
+
+
+def test_failed_renewal_opens_one_grace_period(client, stripe_server, subscriber):
+    seen = {e["id"] for e in recorded_events(stripe_server)}
+    config = GatewayConfig.load()
+    config.grace_hours = 36
+    config.save()
+
+    stripe_server.state.fail_renewal(subscriber.subscription_id)
+    _deliver_new(client, stripe_server, seen)
+
+    episode = FailureEpisode.objects.get(subscription_id=subscriber.subscription_id)
+    assert episode.is_open and episode.member_id == subscriber.pk
+    assert episode.grace_ends_at - episode.opened_at == timedelta(hours=36)
+    summary = member_billing_summary(subscriber)
+    assert summary.status == "past_due" and summary.in_failure and not summary.in_debtor
+    assert member_is_entitled(subscriber)  # full access during grace
+
+    # Stripe's automatic retry fails again: same episode, same clock.
+    stripe_server.state.fail_renewal(subscriber.subscription_id)
+    _deliver_new(client, stripe_server, seen)
+    assert FailureEpisode.objects.filter(subscription_id=subscriber.subscription_id).count() == 1
+    assert FailureEpisode.objects.get().grace_ends_at == episode.grace_ends_at
+
+
+def test_debtor_phase_ends_entitlement(client, stripe_server, subscriber):
+    seen = {e["id"] for e in recorded_events(stripe_server)}
+    stripe_server.state.fail_renewal(subscriber.subscription_id)
+    _deliver_new(client, stripe_server, seen)
+    now = timezone.now()
+    FailureEpisode.objects.update(debtor_at=now - timedelta(minutes=1))
+
+    assert member_in_debtor(subscriber, now)
+    assert not member_is_entitled(subscriber, now)
+    assert entitled_member_ids(Member.objects.select_related("team"), now) == set()
+
+
+def test_paid_renewal_closes_the_episode(client, stripe_server, subscriber):
+    seen = {e["id"] for e in recorded_events(stripe_server)}
+    stripe_server.state.fail_renewal(subscriber.subscription_id)
+    _deliver_new(client, stripe_server, seen)
+
+    stripe_server.state.recover(subscriber.subscription_id)
+    _deliver_new(client, stripe_server, seen)
+
+    episode = FailureEpisode.objects.get(subscription_id=subscriber.subscription_id)
+    assert (episode.is_open, episode.close_reason) == (False, FailureEpisode.CloseReason.RECOVERED)
+    assert member_billing_summary(subscriber).status == "active"
+    assert AuditLog.objects.filter(action="failure_episode_closed").exists()
+
+
+def test_first_payment_failure_does_not_start_a_grace_period(client, stripe_server, subscriber):
+    invoice = {
+        "id": "in_first",
+        "object": "invoice",
+        "billing_reason": "subscription_create",
+        "parent": {"subscription_details": {"subscription": subscriber.subscription_id}},
+    }
+    from billing.services import payment_failed_recorded
+
+    assert (
+        payment_failed_recorded(invoice=invoice, subscription_id=subscriber.subscription_id) is None
+    )
+    assert not FailureEpisode.objects.exists()
+
+
+def test_status_that_ends_entitlement_cancels_and_a_new_payment_restores(
+    client, stripe_server, subscriber
+):
+    seen = {e["id"] for e in recorded_events(stripe_server)}
+    stripe_server.state.set_status(subscriber.subscription_id, "unpaid")
+    _deliver_new(client, stripe_server, seen)
+
+    subscriber.refresh_from_db()
+    assert subscriber.cancelled_at is not None and not member_is_entitled(subscriber)
+
+    stripe_server.state.set_status(subscriber.subscription_id, "active")
+    _deliver_new(client, stripe_server, seen)
+
+    subscriber.refresh_from_db()
+    assert subscriber.cancelled_at is None and member_is_entitled(subscriber)
+    assert AuditLog.objects.filter(action="access_restored", target_id=str(subscriber.pk)).exists()
+    assert Notification.objects.filter(member=subscriber, kind="welcome").count() == 1
+
+
+def test_cancel_at_period_end_shows_but_changes_nothing(client, stripe_server, subscriber):
+    seen = {e["id"] for e in recorded_events(stripe_server)}
+    stripe_server.state.set_cancel_at_period_end(subscriber.subscription_id, True)
+    _deliver_new(client, stripe_server, seen)
+
+    subscriber.refresh_from_db()
+    assert member_billing_summary(subscriber).cancel_at_period_end
+    assert member_is_entitled(subscriber) and subscriber.cancelled_at is None
+
+
+def test_djstripe_webhook_endpoint_row_carries_our_secret(settings):
+    endpoint = WebhookEndpoint.objects.get(id=WEBHOOK_ENDPOINT_ID)
+    assert endpoint.secret == settings.STRIPE_WEBHOOK_SECRET
+
+    settings.STRIPE_WEBHOOK_SECRET = "whsec_rotated"
+    webhook_endpoint_sync()
+
+    assert WebhookEndpoint.objects.get(id=WEBHOOK_ENDPOINT_ID).secret == "whsec_rotated"
+
+
+def test_djstripe_route_verifies_with_the_same_secret(client, stripe_server, stripe_event):
+    stripe_event["type"] = "balance.available"
+    stripe_event["data"] = {"object": {"object": "balance", "available": [], "pending": []}}
+    endpoint = WebhookEndpoint.objects.get(id=WEBHOOK_ENDPOINT_ID)
+    body = json.dumps(stripe_event)
+    url = f"/stripe/webhook/{endpoint.djstripe_uuid}/"
+
+    forged = client.post(
+        url,
+        data=body,
+        content_type="application/json",
+        headers={"Stripe-Signature": stripe_signature(body, secret="whsec_forged")},
+    )
+
+    signed = client.post(
+        url,
+        data=body,
+        content_type="application/json",
+        headers={"Stripe-Signature": stripe_signature(body)},
+    )
+
+    assert forged.status_code == 400
+    assert signed.status_code == 200
