@@ -52,7 +52,11 @@ def discord_link(*, member_id: int, discord_user: DiscordUser, now: datetime) ->
     Refused when the member is not entitled, already linked, or the Discord account belongs
     to another member. Role sync is requested on commit.
     """
-    member = Member.objects.select_for_update().select_related("team", "user").get(pk=member_id)
+    member = (
+        Member.objects.select_for_update(of=("self",))
+        .select_related("team", "user")
+        .get(pk=member_id)
+    )
     if member.discord_id:
         raise LinkError("Your membership already has a Discord account linked.")
     if not member_entitled(member, now):

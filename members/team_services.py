@@ -162,7 +162,7 @@ def seat_claim(*, invite_id: int, discord_user: DiscordUser, now: datetime) -> M
         raise SeatError("All seats of this kind are taken. Ask the team owner to add seats.")
 
     member = (
-        Member.objects.select_for_update()
+        Member.objects.select_for_update(of=("self",))
         .select_related("team", "user")
         .filter(discord_id=discord_user.id)
         .first()
@@ -226,7 +226,7 @@ def seat_revoke(*, actor: Member, member_id: int, now: datetime) -> Member:
     team = owned_team(actor)
     Team.objects.select_for_update().get(pk=team.pk)
     target = (
-        Member.objects.select_for_update()
+        Member.objects.select_for_update(of=("self",))
         .select_related("user")
         .filter(pk=member_id, team=team)
         .first()

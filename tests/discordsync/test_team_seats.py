@@ -193,7 +193,7 @@ def test_owner_cannot_revoke_self_and_primary_owner_is_protected(client, team):
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_concurrent_claims_never_exceed_paid_seats():
+def test_concurrent_claims_never_exceed_paid_seats(discord):
     if connection.vendor != "postgresql":
         pytest.skip(f"needs PostgreSQL (DATABASE_URL); running on {connection.vendor}")
     team = make_team("Lyonesse Ltd", team_seats=3)
@@ -211,8 +211,8 @@ def test_concurrent_claims_never_exceed_paid_seats():
                 now=timezone.now(),
             )
             outcomes.append("ok")
-        except SeatError:
-            outcomes.append("refused")
+        except SeatError as exc:
+            outcomes.append(f"refused: {exc}")
         finally:
             connection.close()
 
@@ -221,6 +221,7 @@ def test_concurrent_claims_never_exceed_paid_seats():
         t.start()
     for t in threads:
         t.join(timeout=60)
-    assert outcomes.count("ok") == 3
-    assert outcomes.count("refused") == threads_count - 3
+    assert outcomes.count("ok") == 3, outcomes
+    full = "refused: All seats of this kind are taken. Ask the team owner to add seats."
+    assert outcomes.count(full) == threads_count - 3, outcomes
     assert Member.objects.filter(team=team, seat_tier=SeatTier.TEAM).count() == 3
