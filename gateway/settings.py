@@ -242,7 +242,8 @@ STRIPE_SECRET_KEY = env.secret("STRIPE_SECRET_KEY", required=DJANGO_ENV == "prod
 SANDBOX = not STRIPE_SECRET_KEY
 STRIPE_LIVE_MODE = env.bool("STRIPE_LIVE_MODE", False)
 if SANDBOX:
-    STRIPE_SECRET_KEY = "sk_test_sandbox"
+    # dj-stripe only accepts keys shaped like real ones (24+ characters after the prefix).
+    STRIPE_SECRET_KEY = "sk_test_sandbox0000000000000000000000"
     STRIPE_API_BASE = env.str("STRIPE_API_BASE", f"http://127.0.0.1:{SANDBOX_STRIPE_PORT}")
 else:
     STRIPE_API_BASE = env.str("STRIPE_API_BASE", "https://api.stripe.com")

@@ -55,3 +55,109 @@ def inline_processing_off(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
     monkeypatch.setattr(Conf, "SYNC", False)
     yield
+
+
+# --- fake Stripe over HTTP ------------------------------------------------------------------
+
+
+@pytest.fixture
+def stripe_server() -> Iterator[Any]:
+    """The fake Stripe on a free port, with stripe-python and dj-stripe pointed at it."""
+    from billing.stripe_client import configure_stripe
+    from fakes.stripe.server import FakeStripeServer
+
+    with FakeStripeServer(webhook_secret=settings.STRIPE_WEBHOOK_SECRET) as srv:
+        configure_stripe(api_base=srv.url)
+        try:
+            yield srv
+        finally:
+            configure_stripe()
+
+
+@pytest.fixture
+def stripe_to_live_server(stripe_server: Any, live_server: Any) -> Any:
+    """Deliveries from the fake go over HTTP to the gateway running in ``live_server``."""
+    stripe_server.set_webhook(f"{live_server.url}/stripe/webhook/")
+    return stripe_server
+
+
+def recorded_events(srv: Any, types: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """Events the fake has emitted so far, oldest first, as raw JSON from its /v1/events."""
+    import requests
+
+    events: list[dict[str, Any]] = []
+    params: dict[str, Any] = {"limit": 100}
+    while True:
+        page = requests.get(
+            f"{srv.url}/v1/events",
+            params=params,
+            headers={"Authorization": f"Bearer {settings.STRIPE_SECRET_KEY}"},
+            timeout=10,
+        ).json()
+        events.extend(page["data"])
+        if not page["has_more"]:
+            break
+        params["starting_after"] = page["data"][-1]["id"]
+    events.reverse()
+    return [e for e in events if not types or e["type"] in types]
+
+
+def pay_checkout(srv: Any, session_id: str, *, email: str, card: str = "4242424242424242") -> None:
+    """Press "Pay" on the fake's hosted Checkout page, as the buyer's browser would."""
+    import requests
+
+    response = requests.post(
+        f"{srv.url}/checkout/{session_id}",
+        data={"email": email, "name": "Test Buyer", "card_number": card},
+        allow_redirects=False,
+        timeout=10,
+    )
+    assert response.status_code in (200, 302, 303), response.text
+
+
+# --- personas -------------------------------------------------------------------------------
+
+
+def make_member(email: str) -> Any:
+    """A signed-up member with a Stripe customer (created in the fake), no subscription yet."""
+    import stripe
+
+    from members.models import Member, User
+
+    user = User.objects.create_user(email, "correct horse battery")
+    customer = stripe.Customer.create(email=email)
+    return Member.objects.create(user=user, stripe_customer_id=customer.id)
+
+
+def start_individual_checkout(member: Any) -> Any:
+    import stripe
+
+    return stripe.checkout.Session.create(
+        mode="subscription",
+        customer=member.stripe_customer_id,
+        client_reference_id=str(member.pk),
+        line_items=[{"price": settings.STRIPE_INDIVIDUAL_PRICE_ID, "quantity": 1}],
+        metadata={"plan_type": "individual", "member_id": str(member.pk)},
+        success_url=f"{settings.APP_URL}/dashboard/?checkout=success",
+        cancel_url=f"{settings.APP_URL}/dashboard/?checkout=cancel",
+    )
+
+
+def start_company_checkout(member: Any, team: Any, *, owner_seats: int, team_seats: int) -> Any:
+    import stripe
+
+    items = [
+        {"price": settings.STRIPE_OWNER_SEAT_PRICE_ID, "quantity": owner_seats},
+        {"price": settings.STRIPE_TEAM_SEAT_PRICE_ID, "quantity": team_seats},
+    ]
+    metadata = {"plan_type": "company", "team_id": str(team.pk), "member_id": str(member.pk)}
+    return stripe.checkout.Session.create(
+        mode="subscription",
+        customer=member.stripe_customer_id,
+        client_reference_id=str(team.pk),
+        line_items=[item for item in items if item["quantity"]],
+        metadata=metadata,
+        subscription_data={"metadata": metadata},
+        success_url=f"{settings.APP_URL}/dashboard/?checkout=success",
+        cancel_url=f"{settings.APP_URL}/dashboard/?checkout=cancel",
+    )
