@@ -46,6 +46,14 @@ DRAIN_BATCH = 50
 DRAIN_BUDGET_SECONDS = 40.0
 
 
+def _scrub(text: str) -> str:
+    """Keep secrets out of the stored error (some library messages quote the API key)."""
+    for secret in (settings.STRIPE_SECRET_KEY, settings.STRIPE_WEBHOOK_SECRET):
+        if secret:
+            text = text.replace(secret, "[redacted]")
+    return text
+
+
 def _claim(inbox_id: int, *, now: datetime, force: bool) -> bool:
     rows = StripeEventInbox.objects.filter(pk=inbox_id)
     running = Q(status=Status.PROCESSING, locked_until__gte=now)
@@ -95,8 +103,8 @@ def process_stripe_event(inbox_id: int, force: bool = False) -> str:
             status=status,
             locked_until=None,
             next_attempt_at=None if failed_for_good else now + RETRY_DELAYS[row.attempts - 1],
-            last_error=f"{type(exc).__name__}: {exc}"[:2000],
-            traceback=traceback.format_exc(),
+            last_error=_scrub(f"{type(exc).__name__}: {exc}")[:2000],
+            traceback=_scrub(traceback.format_exc()),
         )
         bound.error("stripe_event_failed", status=status, error=type(exc).__name__, exc_info=True)
         return status

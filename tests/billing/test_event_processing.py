@@ -251,3 +251,31 @@ def test_admin_reprocess_action_applies_a_failed_event(
     ).exists()
     paid_individual.refresh_from_db()
     assert member_is_entitled(paid_individual)
+
+
+def test_replay_since_a_date_selects_what_was_received_from_then(
+    client, stripe_server, paid_individual
+):
+    for event in recorded_events(stripe_server):
+        deliver(client, event)
+    StripeEventInbox.objects.update(received_at=timezone.now() - timedelta(days=3))
+    latest = StripeEventInbox.objects.order_by("id").last()
+    StripeEventInbox.objects.filter(pk=latest.pk).update(received_at=timezone.now())
+
+    call_command("replay_stripe_events", "--since", timezone.now().date().isoformat())
+
+    assert list(StripeEventInbox.objects.filter(attempts=2).values_list("pk", flat=True)) == [
+        latest.pk
+    ]
+
+
+def test_stored_errors_never_contain_the_api_key(client, stripe_server, paid_individual, settings):
+    from billing import tasks
+
+    stripe_server.add_fault("/v1/subscriptions", status=500, count=1000)
+    completed = recorded_events(stripe_server, ("checkout.session.completed",))[0]
+    deliver(client, completed)
+
+    row = StripeEventInbox.objects.get(event_id=completed["id"])
+    assert settings.STRIPE_SECRET_KEY not in row.last_error + row.traceback
+    assert tasks._scrub(f"key {settings.STRIPE_SECRET_KEY}") == "key [redacted]"
