@@ -34,6 +34,8 @@ STATE = web.AppKey("state", StripeState)
 DISPATCHER = web.AppKey("dispatcher", WebhookDispatcher)
 API_KEYS = web.AppKey("api_keys", frozenset)
 IDEMPOTENCY = web.AppKey("idempotency", collections.OrderedDict)
+LIVEMODE = web.RequestKey("livemode", bool)
+PARAMS = web.RequestKey("params", dict)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -137,13 +139,13 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
         if fault is not None:
             raise _fault_error(fault)
         api_key, livemode = _authenticate(request)
-        request["livemode"] = livemode
-        request["params"] = {**query, **body}
+        request[LIVEMODE] = livemode
+        request[PARAMS] = {**query, **body}
         cache = request.app[IDEMPOTENCY]
         if request.method == "POST" and idempotency_key:
             cache_key = (api_key, idempotency_key)
             fingerprint = hashlib.sha256(
-                f"{request.path}?{json.dumps(request['params'], sort_keys=True)}".encode()
+                f"{request.path}?{json.dumps(request[PARAMS], sort_keys=True)}".encode()
             ).hexdigest()
             cached = cache.get(cache_key)
             if cached is not None:
@@ -188,7 +190,7 @@ def _state(request: web.Request) -> StripeState:
 
 
 def _params(request: web.Request) -> Obj:
-    return request["params"]
+    return request[PARAMS]
 
 
 def _expand(params: Obj) -> list[str]:
@@ -233,7 +235,7 @@ def _reply_list(
 
 def _create(request: web.Request, operation: Callable[..., Obj]) -> web.Response:
     """A create call: new objects take ``livemode`` from the API key's prefix."""
-    return _reply(request, operation(_params(request), livemode=request["livemode"]))
+    return _reply(request, operation(_params(request), livemode=request[LIVEMODE]))
 
 
 def _update(request: web.Request, operation: Callable[[str, Obj], Obj]) -> web.Response:
@@ -268,7 +270,8 @@ async def create_customer(request: web.Request) -> web.Response:
 
 async def get_customer(request: web.Request) -> web.Response:
     state = _state(request)
-    return _reply(request, state.get_customer(request.match_info["id"]))
+    # Stripe still answers for a deleted customer, with a ``deleted: true`` stub.
+    return _reply(request, state.get_customer(request.match_info["id"], allow_deleted=True))
 
 
 async def update_customer(request: web.Request) -> web.Response:
@@ -598,9 +601,9 @@ def _portal_view(
     with state.lock:
         try:
             session = state.get_portal_session(request.match_info["id"])
+            customer = state.get_customer(session["customer"])
         except StripeError:
             return _html(pages.message("Not found", "This portal session does not exist."), 404)
-        customer = state.get_customer(session["customer"])
         subs = [
             state.subscriptions.objects[s] for s in state.subs_by_customer.get(customer["id"], [])
         ]

@@ -80,9 +80,9 @@ class FakeStripeServer:
         self._loop = loop
         asyncio.set_event_loop(loop)
         try:
-            self._runner = web.AppRunner(self.app, access_log=None)
+            self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=1.0)
             loop.run_until_complete(self._runner.setup())
-            site = web.SockSite(self._runner, sock, shutdown_timeout=1.0)
+            site = web.SockSite(self._runner, sock)
             loop.run_until_complete(site.start())
         except BaseException as exc:  # reported to start()'s caller
             self._error = exc
