@@ -153,6 +153,9 @@ def build_logging(log_format: str, level: str) -> dict[str, Any]:
         },
         "root": {"handlers": ["console"], "level": level},
         "loggers": {
+            # Replaces Django's default handlers (a plain console copy under DEBUG, and
+            # mail_admins), which would print unscrubbed tracebacks beside ours.
+            "django": {"handlers": [], "level": level, "propagate": True},
             "django.request": {"level": "ERROR"},
             "django.server": {"level": "WARNING"},
             "django_structlog": {"level": level},

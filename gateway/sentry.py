@@ -108,7 +108,7 @@ def init_sentry(process: str) -> bool:
 def process_name(argv: list[str] | None = None) -> str:
     """Which of the three processes (or a one-off command) this interpreter is."""
     argv = sys.argv if argv is None else argv
-    program = argv[0].rsplit("/", 1)[-1] if argv else ""
+    program = argv[0] if argv else ""  # a path: bin/gunicorn, or gunicorn/__main__.py
     command = argv[1] if len(argv) > 1 else ""
     if "gunicorn" in program or command == "runserver":
         return "web"

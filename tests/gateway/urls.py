@@ -17,6 +17,11 @@ def enqueue(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"task_id": task_id})
 
 
+def enqueue_failing(request: HttpRequest) -> JsonResponse:
+    task_id = async_task("tests.gateway.jobs.charge_lapsed_member", request.GET["email"])
+    return JsonResponse({"task_id": task_id})
+
+
 def boom(request: HttpRequest) -> JsonResponse:
     owner_email = request.GET.get("email", "")
     webhook_secret = settings.STRIPE_WEBHOOK_SECRET
@@ -26,6 +31,7 @@ def boom(request: HttpRequest) -> JsonResponse:
 
 urlpatterns = [
     path("_test/enqueue/", enqueue),
+    path("_test/enqueue-failing/", enqueue_failing),
     path("_test/boom/", boom),
     path("", include("gateway.urls")),
 ]
