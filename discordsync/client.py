@@ -495,8 +495,8 @@ _instances_lock = threading.Lock()
 def get_client() -> DiscordClient:
     """The per-process client for the current settings (tests repoint it via settings)."""
     # Discord bans at 10,000 invalid requests per 10 minutes; we stop at a tenth of that.
-    threshold = int(getattr(settings, "DISCORD_BREAKER_THRESHOLD", 1000))
-    cooldown = int(getattr(settings, "DISCORD_BREAKER_COOLDOWN_SECONDS", 60))
+    threshold = settings.DISCORD_BREAKER_THRESHOLD
+    cooldown = settings.DISCORD_BREAKER_COOLDOWN_SECONDS
     key = (
         settings.DISCORD_API_BASE,
         settings.DISCORD_BOT_TOKEN,

@@ -39,7 +39,7 @@ from members.team_services import (
 log = structlog.get_logger(__name__)
 
 DASHBOARD_URL = "/dashboard/"
-INVITE_CLAIM_RATE = getattr(settings, "RATELIMIT_INVITE_CLAIM", "20/10m")
+INVITE_CLAIM_RATE = settings.RATELIMIT_INVITE_CLAIM
 
 
 def _member(request: HttpRequest) -> Member | None:

@@ -201,6 +201,7 @@ RATELIMIT_LOGIN = env.str("RATELIMIT_LOGIN", "10/5m")
 RATELIMIT_SIGNUP = env.str("RATELIMIT_SIGNUP", "5/h")
 RATELIMIT_MAGIC_LINK = env.str("RATELIMIT_MAGIC_LINK", "5/15m")
 RATELIMIT_PASSWORD_RESET = env.str("RATELIMIT_PASSWORD_RESET", "5/15m")
+RATELIMIT_INVITE_CLAIM = env.str("RATELIMIT_INVITE_CLAIM", "20/10m")
 
 # --- Static files ---------------------------------------------------------------------
 STATIC_URL = "/static/"
@@ -314,6 +315,9 @@ DISCORD_ADMIN_CHANNEL_ID = env.str(
 )
 DISCORD_INVITE_URL = env.str("DISCORD_INVITE_URL", f"{_fake_discord}/" if DISCORD_SANDBOX else "")
 DISCORD_TIMEOUT_SECONDS = env.float("DISCORD_TIMEOUT_SECONDS", 10.0)
+# Open the circuit long before Discord's 10,000 invalid requests per 10 minutes ban.
+DISCORD_BREAKER_THRESHOLD = env.int("DISCORD_BREAKER_THRESHOLD", 1000)
+DISCORD_BREAKER_COOLDOWN_SECONDS = env.int("DISCORD_BREAKER_COOLDOWN_SECONDS", 60)
 if DJANGO_ENV == "production":
     _missing = [
         name
