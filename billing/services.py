@@ -25,6 +25,7 @@ from django.utils import timezone
 from djstripe.enums import WebhookEndpointStatus, WebhookEndpointValidation
 from djstripe.models import Customer, Subscription, WebhookEndpoint
 
+from billing import lifecycle
 from billing.models import FailureEpisode
 from billing.selectors import (
     status_is_entitled,
@@ -329,26 +330,10 @@ def _access_grant(
 
 
 def _access_end(*, member: Member, snapshot: SubscriptionSnapshot, now: datetime) -> None:
-    member.cancelled_at = now
-    # Coming back means introducing again (SPEC §2 Cancellation).
-    member.introduced_at = None
-    member.intro_message_id = ""
-    member.save(update_fields=["cancelled_at", "introduced_at", "intro_message_id", "updated_at"])
-    audit_record(
-        actor_type="stripe",
-        action="subscription_ended",
-        target=member,
-        details={"subscription_id": snapshot.id, "status": snapshot.status},
+    # Cancelled, intro to redo, farewell DM, roles removed and kicked (billing/lifecycle.py).
+    lifecycle.member_access_end(
+        member=member, subscription_id=snapshot.id, reason=snapshot.status, now=now
     )
-    if member.discord_id:
-        notification_enqueue(
-            kind="farewell",
-            channel="dm",
-            recipient=member.discord_id,
-            episode=snapshot.id,
-            member=member,
-            context={"member_name": _member_name(member), "link": f"{settings.APP_URL}/"},
-        )
 
 
 # --- payment failure timeline -----------------------------------------------------------------
@@ -433,6 +418,7 @@ def payment_failed_recorded(
             "grace_ends_at": episode.grace_ends_at.isoformat(),
         },
     )
+    lifecycle.episode_opened(episode=episode, now=now)
     for member in members:
         role_sync_request(member_id=member.pk)
     return episode
@@ -456,6 +442,8 @@ def payment_recovered(
     closed = _episodes_close(
         subscription_id=subscription_id, reason=FailureEpisode.CloseReason.RECOVERED, now=now
     )
+    for recovered in closed:
+        lifecycle.episode_recovered(episode=recovered, now=now)
     _, members = _holders(subscription_id)
     for member in members:
         role_sync_request(member_id=member.pk)

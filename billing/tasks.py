@@ -134,3 +134,12 @@ def drain_stripe_events() -> int:
             # Everything left is failing or held elsewhere: try again on the next tick.
             break
     return processed
+
+
+def billing_tick() -> str:
+    """The five-minute schedule (``ops/schedules.py``): due failure-timeline transitions,
+    reminders and claim reminders, as of now (``billing/lifecycle.py``)."""
+    from billing.lifecycle import billing_tick as run_tick
+
+    report = run_tick()
+    return "; ".join(report.lines())

@@ -174,6 +174,14 @@ KINDS: dict[str, MessageKind] = {
             {"role_name": "Lord"},
         ),
         MessageKind(
+            "recovered_member",
+            "Billing",
+            "Payment succeeded: short notice to a team-seat member (their company pays).",
+            (DM, EMAIL),
+            {},
+            {"team_name": "Acme Ltd"},
+        ),
+        MessageKind(
             "seat_invite",
             "Team",
             "An owner invited someone to a seat on their company plan.",

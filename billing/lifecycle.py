@@ -1,0 +1,504 @@
+"""The billing-failure timeline after the first failed renewal: grace, Debtor, removal.
+
+A ``FailureEpisode`` (opened by ``billing.services.payment_failed_recorded``) is the clock.
+Webhook hooks call :func:`episode_opened`, :func:`episode_recovered` and
+:func:`member_access_end`; everything time-driven runs from :func:`billing_tick`, every five
+minutes, as of an explicit ``now`` (the ``billing_tick --at`` command time-travels with it).
+
+Exactly once, across concurrent ticks, restarts and downtime:
+
+* transitions are claimed with a conditional UPDATE on the episode row (``debtor_at IS NULL``
+  → set; ``closed_at IS NULL`` → closed), so only the claiming transaction sends the
+  transition's messages and requests the Discord work;
+* reminders go through the outbox, whose key is unique per (channel, recipient, kind,
+  ``"<episode>:<kind>:<step>"``), so a second tick inserting the same reminder is a no-op;
+* after downtime only the latest due step of the Debtor cadence is sent (a member past day 10
+  and day 15 hears "15", not both): the earlier ones are stale news.
+
+Who hears what (SPEC §2, original-system §6): every linked member gets the DMs (team members
+read the "ask your plan administrator" wording, because ``team_name`` is set); the people who
+pay — individual members and team owners — also get the emails, because an owner who never
+linked Discord has no other channel. Team-seat members get a short notice instead of the
+billing detail.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import stripe
+import structlog
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from djstripe.models import Subscription
+
+from billing.models import FailureEpisode
+from discordsync.selectors import member_expected_role
+from discordsync.services import member_remove_request, role_sync_request
+from members.models import Invite, Member, SeatTier, Team
+from ops.models import GatewayConfig
+from ops.services import audit_record, notification_enqueue
+
+log = structlog.get_logger(__name__)
+
+DM = "dm"
+EMAIL = "email"
+
+
+class LifecycleError(Exception):
+    """A lifecycle step could not be applied now (the message says why); retried next tick."""
+
+
+def parse_steps(raw: str, *, what: str) -> list[int]:
+    """``"7,10,15"`` → ``[7, 10, 15]``; a malformed admin value is a clear error, not a crash
+    deep inside a reminder loop."""
+    steps: list[int] = []
+    for part in (raw or "").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            value = int(part)
+        except ValueError:
+            raise LifecycleError(f"{what}: {part!r} is not a whole number (got {raw!r})") from None
+        if value < 0:
+            raise LifecycleError(f"{what}: {value} is negative (got {raw!r})")
+        steps.append(value)
+    return sorted(set(steps))
+
+
+# --- who an episode concerns ------------------------------------------------------------------
+
+
+def episode_members(episode: FailureEpisode) -> list[Member]:
+    """The whole team (company plan) or the one individual member the episode bills."""
+    members = Member.objects.select_related("user", "team")
+    if episode.team_id is not None:
+        return list(members.filter(team_id=episode.team_id).order_by("pk"))
+    if episode.member_id is not None:
+        return list(members.filter(pk=episode.member_id))
+    return list(
+        members.filter(subscription_id=episode.subscription_id, team__isnull=True).order_by("pk")
+    )
+
+
+def pays(member: Member) -> bool:
+    """Individual members and team owners get the billing detail; team seats a short notice."""
+    return member.team_id is None or member.seat_tier == SeatTier.OWNER
+
+
+def _name(member: Member) -> str:
+    return member.discord_username or (member.user.email or "").split("@")[0]
+
+
+def _send(
+    member: Member,
+    *,
+    kind: str,
+    episode: str,
+    channels: tuple[str, ...],
+    context: dict[str, Any] | None = None,
+) -> int:
+    """Queue ``kind`` to the member on each channel they can be reached on (once per key).
+
+    Returns how many messages are new (0 when an earlier tick already queued them).
+    """
+    context = {"member_name": _name(member), **(context or {})}
+    queued = 0
+    for channel in channels:
+        recipient = member.discord_id if channel == DM else member.user.email
+        if recipient:
+            queued += (
+                notification_enqueue(
+                    kind=kind,
+                    channel=channel,
+                    recipient=recipient,
+                    episode=episode,
+                    member=member,
+                    context=context,
+                )
+                is not None
+            )
+    return queued
+
+
+def _send_to_all(
+    members: list[Member],
+    *,
+    kind: str,
+    episode: str,
+    context: dict[str, Any] | None = None,
+    email_payers: bool = True,
+) -> int:
+    queued = 0
+    for member in members:
+        channels = (DM, EMAIL) if email_payers and pays(member) else (DM,)
+        queued += _send(member, kind=kind, episode=episode, channels=channels, context=context)
+    return queued
+
+
+# --- webhook hooks ----------------------------------------------------------------------------
+
+
+def episode_opened(*, episode: FailureEpisode, now: datetime) -> None:
+    """The first failed renewal: everyone hears at once, within the caller's transaction."""
+    members = episode_members(episode)
+    grace_hours = round((episode.grace_ends_at - episode.opened_at).total_seconds() / 3600)
+    context = {"grace_ends_at": episode.grace_ends_at, "grace_hours": grace_hours}
+    key = f"{episode.pk}:payment_failed"
+    for member in members:
+        if pays(member):
+            _send(member, kind="payment_failed", episode=key, channels=(DM, EMAIL), context=context)
+        else:
+            _send(
+                member, kind="payment_failed_member", episode=key, channels=(DM,), context=context
+            )
+    log.info("failure_episode_opened", episode_id=episode.pk, members=len(members))
+
+
+def episode_recovered(*, episode: FailureEpisode, now: datetime) -> None:
+    """Payment succeeded on an open episode (the caller closed it and requested role sync).
+
+    The role named in the message is ``expected_role`` now that the episode is closed, so a
+    Squire who fell into Debtor is told "Squire", never promoted on the way back (bug 12).
+    """
+    was_debtor = episode.debtor_at is not None and episode.debtor_at <= now
+    kind = "recovered_debtor" if was_debtor else "recovered_grace"
+    key = f"{episode.pk}:recovered"
+    for member in episode_members(episode):
+        if not pays(member):
+            _send(member, kind="recovered_member", episode=key, channels=(DM,))
+            continue
+        context: dict[str, Any] = {}
+        if was_debtor:
+            role = member_expected_role(member, now)
+            context["role_name"] = settings.ROLE_NAMES.get(role or "", "")
+        _send(member, kind=kind, episode=key, channels=(DM, EMAIL), context=context)
+    audit_record(
+        actor_type="stripe",
+        action="failure_episode_recovered",
+        target=episode,
+        details={"subscription_id": episode.subscription_id, "from": kind.split("_")[1]},
+    )
+
+
+def member_access_end(*, member: Member, subscription_id: str, reason: str, now: datetime) -> None:
+    """The subscription stopped entitling the member: cancelled, intro to redo, farewell, kick.
+
+    Database first; the farewell DM is delivered before the kick (Discord refuses DMs to a
+    user who shares no guild with the bot), and neither blocks the state change.
+    """
+    member.cancelled_at = now
+    member.introduced_at = None
+    member.intro_message_id = ""
+    member.save(update_fields=["cancelled_at", "introduced_at", "intro_message_id", "updated_at"])
+    audit_record(
+        actor_type="stripe",
+        action="subscription_ended",
+        target=member,
+        details={"subscription_id": subscription_id, "status": reason},
+    )
+    farewell = None
+    if member.discord_id:
+        farewell = notification_enqueue(
+            kind="farewell",
+            channel=DM,
+            recipient=member.discord_id,
+            episode=subscription_id,
+            member=member,
+            context={"member_name": _name(member)},
+        )
+        member_remove_request(
+            member_id=member.pk,
+            reason="Subscription ended",
+            farewell_id=farewell.pk if farewell is not None else None,
+        )
+
+
+# --- time-driven transitions ------------------------------------------------------------------
+
+
+@transaction.atomic
+def episode_enter_debtor(*, episode_id: int, now: datetime) -> bool:
+    """Grace is over: the member (or the whole team) enters Debtor. False if not due or done.
+
+    The database moves whether or not the member is still in the guild (bug 13); the role
+    sync task converges Discord when it can, and the bot's join handler when they come back.
+    """
+    config = GatewayConfig.load()
+    removal_due_at = now + timedelta(days=config.debtor_days)
+    claimed = FailureEpisode.objects.filter(
+        pk=episode_id, closed_at__isnull=True, debtor_at__isnull=True, grace_ends_at__lte=now
+    ).update(debtor_at=now, removal_due_at=removal_due_at)
+    if not claimed:
+        return False
+    episode = FailureEpisode.objects.get(pk=episode_id)
+    members = episode_members(episode)
+    audit_record(
+        actor_type="system",
+        action="debtor_entered",
+        target=episode,
+        details={
+            "subscription_id": episode.subscription_id,
+            "members": [m.pk for m in members],
+            "removal_due_at": removal_due_at.isoformat(),
+        },
+        reason="grace period expired without payment",
+    )
+    _send_to_all(
+        members,
+        kind="debtor_entered",
+        episode=f"{episode.pk}:debtor_entered",
+        context={"removal_at": removal_due_at, "days_left": config.debtor_days},
+    )
+    for member in members:
+        role_sync_request(member_id=member.pk)
+    return True
+
+
+def _cancel_in_stripe(subscription_id: str) -> str:
+    """Cancel the subscription in Stripe and mirror the answer; returns its status.
+
+    stripe-python applies the timeout and bounded retries (``billing/stripe_client.py``).
+    A subscription that is already cancelled is fine: that is the state we want.
+    """
+    try:
+        remote = stripe.Subscription.cancel(subscription_id)
+    except stripe.InvalidRequestError as exc:
+        remote = stripe.Subscription.retrieve(subscription_id)
+        if remote.get("status") != "canceled":
+            raise LifecycleError(f"Stripe refused to cancel {subscription_id}: {exc}") from exc
+    except stripe.StripeError as exc:
+        raise LifecycleError(f"Stripe unavailable cancelling {subscription_id}: {exc}") from exc
+    Subscription.sync_from_stripe_data(remote, api_key=settings.STRIPE_SECRET_KEY)
+    return str(remote.get("status") or "")
+
+
+@transaction.atomic
+def episode_remove(*, episode_id: int, now: datetime) -> bool:
+    """The Debtor period ran out: removal message, subscription cancelled, members removed.
+
+    The claim (closing the episode) and the Stripe cancellation share one transaction: if
+    Stripe cannot be reached the claim rolls back and the next tick tries again.
+    """
+    claimed = FailureEpisode.objects.filter(
+        pk=episode_id, closed_at__isnull=True, removal_due_at__lte=now
+    ).update(closed_at=now, close_reason=FailureEpisode.CloseReason.REMOVED)
+    if not claimed:
+        return False
+    episode = FailureEpisode.objects.get(pk=episode_id)
+    config = GatewayConfig.load()
+    stripe_status = ""
+    if config.cancel_stripe_on_removal:
+        stripe_status = _cancel_in_stripe(episode.subscription_id)
+    members = episode_members(episode)
+    for member in members:
+        Member.objects.filter(pk=member.pk).update(
+            cancelled_at=now, introduced_at=None, intro_message_id="", updated_at=now
+        )
+    team = Team.objects.filter(pk=episode.team_id).first() if episode.team_id else None
+    revoked_invites = 0
+    if team is not None:
+        Team.objects.filter(pk=team.pk, cancelled_at__isnull=True).update(cancelled_at=now)
+        # Open invites die with the team: a returning company buys a new plan.
+        revoked_invites = Invite.objects.filter(team=team, revoked_at__isnull=True).update(
+            revoked_at=now
+        )
+    audit_record(
+        actor_type="system",
+        action="debtor_removed",
+        target=episode,
+        details={
+            "subscription_id": episode.subscription_id,
+            "members": [m.pk for m in members],
+            "stripe_cancelled": config.cancel_stripe_on_removal,
+            "stripe_status": stripe_status,
+            "invites_revoked": revoked_invites,
+        },
+        reason="billing unresolved for the whole Debtor period",
+    )
+    key = f"{episode.pk}:removal"
+    for member in members:
+        farewell = None
+        if member.discord_id:
+            farewell = notification_enqueue(
+                kind="removal",
+                channel=DM,
+                recipient=member.discord_id,
+                episode=key,
+                member=member,
+                context={"member_name": _name(member)},
+            )
+        if pays(member):
+            _send(member, kind="removal", episode=key, channels=(EMAIL,))
+        if member.discord_id:
+            member_remove_request(
+                member_id=member.pk,
+                reason="Billing failure: Debtor period ended",
+                farewell_id=farewell.pk if farewell is not None else None,
+            )
+    return True
+
+
+# --- time-driven reminders --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Step:
+    """One reminder of the Debtor cadence: its outbox kind, key suffix, due time and context."""
+
+    kind: str
+    name: str
+    due_at: datetime
+    context: dict[str, Any] = field(default_factory=dict)
+
+
+def debtor_cadence(episode: FailureEpisode, config: GatewayConfig) -> list[Step]:
+    """Day reminders after entering Debtor, then final warnings before removal, in time order.
+
+    Steps that would fall outside the Debtor period (an admin shortened it) are dropped.
+    """
+    if episode.debtor_at is None or episode.removal_due_at is None:
+        return []
+    start, end = episode.debtor_at, episode.removal_due_at
+    steps: list[Step] = []
+    for days in parse_steps(config.debtor_reminder_days, what="debtor_reminder_days"):
+        due = start + timedelta(days=days)
+        if start < due < end:
+            days_left = max(1, round((end - due) / timedelta(days=1)))
+            steps.append(
+                Step("debtor_reminder", f"debtor_reminder:{days}", due, {"days_left": days_left})
+            )
+    for hours in parse_steps(config.final_warning_hours, what="final_warning_hours"):
+        due = end - timedelta(hours=hours)
+        if start < due < end:
+            steps.append(
+                Step("final_warning", f"final_warning:{hours}", due, {"hours_left": hours})
+            )
+    return sorted(steps, key=lambda step: step.due_at)
+
+
+@transaction.atomic
+def episode_remind(*, episode_id: int, now: datetime) -> str:
+    """Send the latest due reminder of the episode's current phase; returns its name or "".
+
+    Grace: the warning at ``grace_reminder_hours`` (skipped once grace is over: the Debtor
+    message says more). Debtor: the latest due step of :func:`debtor_cadence` only, so after
+    downtime the member hears the current news once instead of a burst of stale reminders.
+    """
+    episode = FailureEpisode.objects.filter(pk=episode_id, closed_at__isnull=True).first()
+    if episode is None:
+        return ""
+    config = GatewayConfig.load()
+    if episode.debtor_at is None:
+        warn_at = episode.opened_at + timedelta(hours=config.grace_reminder_hours)
+        if not (warn_at <= now < episode.grace_ends_at):
+            return ""
+        hours_left = max(1, round((episode.grace_ends_at - now) / timedelta(hours=1)))
+        queued = _send_to_all(
+            episode_members(episode),
+            kind="grace_warning",
+            episode=f"{episode.pk}:grace_warning",
+            context={"grace_ends_at": episode.grace_ends_at, "hours_left": hours_left},
+            email_payers=False,  # SPEC §2: a DM at 24 h
+        )
+        return "grace_warning" if queued else ""
+    due = [step for step in debtor_cadence(episode, config) if step.due_at <= now]
+    if not due or (episode.removal_due_at is not None and now >= episode.removal_due_at):
+        return ""
+    step = due[-1]
+    queued = _send_to_all(
+        episode_members(episode),
+        kind=step.kind,
+        episode=f"{episode.pk}:{step.name}",
+        context={"removal_at": episode.removal_due_at, **step.context},
+    )
+    return step.name if queued else ""
+
+
+# --- the tick ---------------------------------------------------------------------------------
+
+
+@dataclass
+class TickReport:
+    """What one tick did, for the command's output, logs and tests."""
+
+    now: datetime
+    entered_debtor: list[int] = field(default_factory=list)
+    removed: list[int] = field(default_factory=list)
+    reminders: list[str] = field(default_factory=list)
+    claim_reminders: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    stopped: bool = False
+
+    def lines(self) -> list[str]:
+        lines = [f"billing tick as of {self.now.isoformat()}"]
+        lines += [f"episode {pk}: entered Debtor" for pk in self.entered_debtor]
+        lines += [f"episode {pk}: removed" for pk in self.removed]
+        lines += [f"reminder {name}" for name in self.reminders]
+        lines += [f"claim reminder {name}" for name in self.claim_reminders]
+        lines += [f"error: {error}" for error in self.errors]
+        if self.stopped:
+            lines.append("stopped early on request; the next tick continues")
+        if len(lines) == 1:
+            lines.append("nothing due")
+        return lines
+
+
+def billing_tick(
+    *, now: datetime | None = None, should_stop: Callable[[], bool] | None = None
+) -> TickReport:
+    """Perform every due transition and message as of ``now``; safe to run concurrently.
+
+    Each episode is handled in its own transactions, so one that fails (Stripe down while
+    cancelling) is reported and retried next tick without holding up the others.
+    ``should_stop`` is polled between units of work (SIGTERM in the command).
+    """
+    from members.reminders import claim_reminders_send
+
+    now = now or timezone.now()
+    stop = should_stop or (lambda: False)
+    report = TickReport(now=now)
+    open_ids = list(
+        FailureEpisode.objects.filter(closed_at__isnull=True, opened_at__lte=now)
+        .order_by("opened_at", "pk")
+        .values_list("pk", flat=True)
+    )
+    for episode_id in open_ids:
+        if stop():
+            report.stopped = True
+            return report
+        try:
+            if episode_enter_debtor(episode_id=episode_id, now=now):
+                report.entered_debtor.append(episode_id)
+            if episode_remove(episode_id=episode_id, now=now):
+                report.removed.append(episode_id)
+                continue
+            reminder = episode_remind(episode_id=episode_id, now=now)
+            if reminder:
+                report.reminders.append(f"episode {episode_id}: {reminder}")
+        except Exception as exc:  # noqa: BLE001 — one bad episode must not stop the others
+            log.exception("billing_tick_episode_failed", episode_id=episode_id)
+            report.errors.append(f"episode {episode_id}: {type(exc).__name__}: {exc}")
+    if stop():
+        report.stopped = True
+        return report
+    try:
+        report.claim_reminders = claim_reminders_send(now=now, should_stop=stop)
+    except Exception as exc:  # noqa: BLE001 — reported; the next tick tries again
+        log.exception("billing_tick_claim_reminders_failed")
+        report.errors.append(f"claim reminders: {type(exc).__name__}: {exc}")
+    log.info(
+        "billing_tick_done",
+        at=now.isoformat(),
+        entered_debtor=len(report.entered_debtor),
+        removed=len(report.removed),
+        reminders=len(report.reminders),
+        claim_reminders=len(report.claim_reminders),
+        errors=len(report.errors),
+    )
+    return report
