@@ -825,6 +825,13 @@ async def control_clear_faults(request: web.Request) -> web.Response:
     return _json({"ok": True})
 
 
+async def control_decline_payments(request: web.Request) -> web.Response:
+    body = await _body(request)
+    state = _state(request)
+    state.decline_payments(int(body.get("count", 1)))
+    return _json({"declines": state.declines})
+
+
 async def control_requests(request: web.Request) -> web.Response:
     prefix = request.query.get("path_prefix", "")
     entries = [e for e in _state(request).request_log() if e["path"].startswith(prefix)]
@@ -1001,6 +1008,7 @@ def build_app(
     r.add_get("/_control/faults", control_faults)
     r.add_post("/_control/faults", control_add_fault)
     r.add_delete("/_control/faults", control_clear_faults)
+    r.add_post("/_control/payments/decline", control_decline_payments)
     r.add_get("/_control/requests", control_requests)
     r.add_post("/_control/requests/clear", control_clear_requests)
     r.add_post("/_control/seed", control_seed)

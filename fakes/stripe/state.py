@@ -159,6 +159,7 @@ class StripeState:
         self.account = objects.account("acct_" + "fakesandbox0000001", int(time.time()))
         self.requests: deque[Obj] = deque(maxlen=100_000)
         self.faults: list[Obj] = []
+        self.declines = 0  # how many upcoming API-initiated card charges fail
         self.reset()
 
     # -- plumbing -------------------------------------------------------------------------
@@ -250,6 +251,7 @@ class StripeState:
             self.invoices_by_subscription: dict[str, list[str]] = {}
             self.pms_by_customer: dict[str, list[str]] = {}
             self.faults.clear()
+            self.declines = 0
             self.requests.clear()
             created = self.now()
             for entry in self.catalogue:
@@ -804,13 +806,7 @@ class StripeState:
                 if not value and not field["optional"]:
                     raise invalid(f"{field['label']['custom']} is required.", param=field["key"])
             if card in DECLINED_CARDS:
-                raise StripeError(
-                    402,
-                    "Your card was declined.",
-                    type="card_error",
-                    code="card_declined",
-                    decline_code="generic_decline",
-                )
+                raise _card_declined()
             if session["customer"]:
                 customer = self.get_customer(session["customer"])
             else:
@@ -895,8 +891,13 @@ class StripeState:
         description: str | None,
         payment_method: str | None,
         livemode: bool,
+        declined: bool = False,
     ) -> tuple[Obj, Obj]:
-        """An active subscription whose first invoice is paid (events in Stripe's order)."""
+        """An active subscription whose first invoice is paid (events in Stripe's order).
+
+        ``declined``: the first payment fails, leaving the subscription ``incomplete`` with
+        its invoice open (Stripe's default ``payment_behavior=allow_incomplete``).
+        """
         created = self.now()
         sub_id = new_id("sub")
         items = [
@@ -912,6 +913,7 @@ class StripeState:
             metadata=metadata,
             default_payment_method=payment_method,
             description=description,
+            status="incomplete" if declined else "active",
         )
         self.subscriptions.add(sub)
         for item in items:
@@ -922,7 +924,7 @@ class StripeState:
         )
         sub["latest_invoice"] = invoice["id"]
         self._emit("customer.subscription.created", sub)
-        self._finalize_and_collect(invoice, succeed=True)
+        self._finalize_and_collect(invoice, succeed=not declined)
         return sub, invoice
 
     def _new_item(
@@ -1042,6 +1044,22 @@ class StripeState:
         self.invoices_by_subscription.setdefault(sub["id"], []).append(invoice_id)
         return invoice
 
+    def decline_payments(self, count: int = 1) -> None:
+        """Make the next ``count`` card charges made through the API fail (card_declined).
+
+        Affects ``POST /v1/subscriptions``, ``always_invoice`` updates and
+        ``POST /v1/invoices/{id}/pay``; Checkout (use a declining card number) and the
+        lifecycle controls (``fail_renewal``) have their own ways to fail.
+        """
+        with self.lock:
+            self.declines = max(0, int(count))
+
+    def _take_decline(self) -> bool:
+        if self.declines > 0:
+            self.declines -= 1
+            return True
+        return False
+
     def _finalize_and_collect(self, invoice: Obj, *, succeed: bool) -> None:
         """invoice.created → invoice.finalized → paid (or payment_failed), like Stripe."""
         self._emit("invoice.created", invoice)
@@ -1105,6 +1123,9 @@ class StripeState:
                 if pm_id is None:
                     owned = self.pms_by_customer.get(customer_id)
                     pm_id = owned[-1] if owned else self._new_payment_method(customer)["id"]
+            declined = self._take_decline()
+            if declined and get_str(params, "payment_behavior") == "error_if_incomplete":
+                raise _card_declined()
             sub, _ = self._start_subscription(
                 customer,
                 lines,
@@ -1112,6 +1133,7 @@ class StripeState:
                 description=get_str(params, "description"),
                 payment_method=pm_id,
                 livemode=livemode,
+                declined=declined,
             )
             return sub
 
@@ -1165,6 +1187,7 @@ class StripeState:
             if behaviour not in ("create_prorations", "none", "always_invoice"):
                 raise invalid("Invalid proration_behavior", param="proration_behavior")
             raw_items = get_list(params, "items")
+            payment_behavior = get_str(params, "payment_behavior") or "allow_incomplete"
             ended = sub["status"] in ("canceled", "incomplete_expired")
             if ended and (raw_items or "cancel_at_period_end" in params):
                 raise invalid(
@@ -1186,12 +1209,19 @@ class StripeState:
                     **sub["cancellation_details"],
                     **{k: v or None for k, v in details.items() if k in ("comment", "feedback")},
                 }
+            # A change that would charge a declining card with error_if_incomplete is refused
+            # before anything changes (Stripe answers 402 and leaves the subscription alone).
+            charging = behaviour == "always_invoice" and bool(raw_items)
+            if charging and payment_behavior == "error_if_incomplete" and self.declines > 0:
+                self._take_decline()
+                raise _card_declined()
             prorations = self._apply_item_changes(sub, raw_items) if raw_items else []
             previous = changes(before, sub)
             proration_items = []
             if behaviour != "none" and prorations:
                 proration_items = [self._new_proration_item(sub, *p) for p in prorations]
             invoice = None
+            declined = False
             if behaviour == "always_invoice" and proration_items:
                 invoice = self._build_invoice(
                     sub,
@@ -1213,13 +1243,16 @@ class StripeState:
                     total_excluding_tax=total,
                 )
                 sub["latest_invoice"] = invoice["id"]
+                declined = total > 0 and self._take_decline()
+                if declined and sub["status"] in ("active", "trialing"):
+                    sub["status"] = "past_due"  # allow_incomplete: the change stays, unpaid
                 previous = changes(before, sub)
             if previous:
                 self._emit("customer.subscription.updated", sub, previous)
             for item in proration_items:
                 self._emit("invoiceitem.created", item)
             if invoice is not None:
-                self._finalize_and_collect(invoice, succeed=True)
+                self._finalize_and_collect(invoice, succeed=not declined)
             return sub
 
     def _set_cancel_at_period_end(self, sub: Obj, value: bool) -> None:
@@ -1479,6 +1512,9 @@ class StripeState:
                 raise invalid("Invoice is already paid", code="invoice_already_paid")
             if invoice["status"] != "open":
                 raise invalid(f"You cannot pay an invoice with status {invoice['status']}.")
+            if self._take_decline():
+                self._fail_invoice(invoice)  # the event goes out; the caller gets a 402
+                raise _card_declined()
             self._pay_invoice(invoice)
             sub_id = self.invoice_subscription_id(invoice)
             if sub_id:
@@ -1655,13 +1691,7 @@ class StripeState:
             customer = self.get_customer(session["customer"])
             card = "".join(ch for ch in card_number if ch.isdigit()) or "4242424242424242"
             if card in DECLINED_CARDS:
-                raise StripeError(
-                    402,
-                    "Your card was declined.",
-                    type="card_error",
-                    code="card_declined",
-                    decline_code="generic_decline",
-                )
+                raise _card_declined()
             pm = self._new_payment_method(customer, last4=card[-4:])
             self.update_customer(
                 customer["id"], {"invoice_settings": {"default_payment_method": pm["id"]}}
@@ -1857,6 +1887,16 @@ class StripeState:
                 values = list(store.values())
                 result[name] = values[-limit:] if limit else values
             return snapshot(result)
+
+
+def _card_declined() -> StripeError:
+    return StripeError(
+        402,
+        "Your card was declined.",
+        type="card_error",
+        code="card_declined",
+        decline_code="generic_decline",
+    )
 
 
 def _any(_: Obj) -> bool:

@@ -592,6 +592,35 @@ def test_adding_seats_with_always_invoice_prorates_and_pays(
         )
 
 
+def test_declined_seat_payment(srv: FakeStripeServer, client: stripe.StripeClient) -> None:
+    sub_id = subscribe(client, [(OWNER_SEAT_PRICE_ID, 1)])
+    add_seats = {
+        "items": [{"price": TEAM_SEAT_PRICE_ID, "quantity": 2}],
+        "proration_behavior": "always_invoice",
+    }
+
+    # error_if_incomplete: a 402 and no change at all.
+    requests.post(f"{srv.url}/_control/payments/decline", json={"count": 1})
+    with pytest.raises(stripe.CardError) as declined:
+        client.v1.subscriptions.update(
+            sub_id, params={**add_seats, "payment_behavior": "error_if_incomplete"}
+        )
+    assert (declined.value.http_status, declined.value.code) == (402, "card_declined")
+    assert len(client.v1.subscriptions.retrieve(sub_id)["items"].data) == 1
+
+    # The default (allow_incomplete): the seats are added, the invoice stays open, past_due.
+    srv.state.decline_payments(1)
+    sub = client.v1.subscriptions.update(sub_id, params=add_seats)
+    assert (sub.status, len(sub["items"].data)) == ("past_due", 2)
+    invoice = client.v1.invoices.retrieve(sub.latest_invoice)
+    assert (invoice.billing_reason, invoice.status) == ("subscription_update", "open")
+    assert last_object(srv, "invoice.payment_failed")["id"] == invoice.id
+
+    paid = client.v1.invoices.pay(invoice.id)
+    assert paid.status == "paid"
+    assert client.v1.subscriptions.retrieve(sub_id).status == "active"
+
+
 def test_subscription_item_endpoints(srv: FakeStripeServer, client: stripe.StripeClient) -> None:
     sub_id = subscribe(client, [(OWNER_SEAT_PRICE_ID, 1)])
     added = client.v1.subscription_items.create(
