@@ -161,12 +161,15 @@ class ReconciliationRun(models.Model):
         CLEAN = "clean", "Clean"
         DRIFT = "drift", "Drift found"
         FAILED = "failed", "Failed"
+        SKIPPED = "skipped", "Skipped (paused)"
 
     status = models.CharField(max_length=16, choices=Status.choices, db_index=True)
     trigger = models.CharField(max_length=32, default="schedule")
     fix = models.BooleanField(default=False)
     is_verification = models.BooleanField(default=False)
     scheduled_for = models.DateTimeField(null=True, blank=True)
+    # The local day a daily run belongs to; unique, so two workers cannot both start it.
+    scheduled_day = models.DateField(null=True, blank=True, unique=True)
     started_at = models.DateTimeField(null=True, blank=True, db_index=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     counts = models.JSONField(default=dict, blank=True)
