@@ -63,7 +63,7 @@ def _state(state: FakeDiscordState, request: web.Request, body: dict[str, Any]) 
 
 
 def _reset(state: FakeDiscordState, request: web.Request, body: dict[str, Any]) -> Any:
-    state.reset(close_gateway=bool(body.get("close_gateway", False)))
+    state.reset(reidentify=bool(body.get("reidentify", False)))
 
 
 def _oauth_user(state: FakeDiscordState, request: web.Request, body: dict[str, Any]) -> Any:

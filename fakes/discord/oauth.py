@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import time
 from html import escape
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -42,8 +43,35 @@ def _error_page(status: int, message: str) -> web.Response:
 
 async def authorize(request: web.Request) -> web.StreamResponse:
     """GET /oauth2/authorize: validate, then consent as the current (or chosen) user and
-    302 back to `redirect_uri?code=...&state=...` (or `?error=access_denied&state=...`)."""
+    302 back to `redirect_uri?code=...&state=...` (or `?error=access_denied&state=...`).
+    Logged in the request log (route "oauth_authorize") like API calls."""
     state: FakeDiscordState = request.app[STATE]
+    try:
+        response = _authorize(request, state)
+    except web.HTTPException as exc:
+        _log(state, request, exc.status)
+        raise
+    _log(state, request, response.status)
+    return response
+
+
+def _log(state: FakeDiscordState, request: web.Request, status: int) -> None:
+    entry = {
+        "at": time.time(),
+        "method": request.method,
+        "path": request.path,
+        "api_path": None,
+        "route": "oauth_authorize",
+        "query": dict(request.query),
+        "status": status,
+        "reason": None,
+        "auth": None,
+        "json": None,
+    }
+    state.record_request(entry, forced=False, scope=None)
+
+
+def _authorize(request: web.Request, state: FakeDiscordState) -> web.Response:
     q = request.query
     client_id = q.get("client_id", "")
     redirect_uri = q.get("redirect_uri", "")

@@ -126,7 +126,6 @@ class FakeDiscordState:
         self.identify_count = 0
         self.resume_count = 0
         self.connections_open = 0
-        self._last_all_members_request: float | None = None
         self._load_world()
 
     # ----------------------------------------------------------------------------------
@@ -158,6 +157,7 @@ class FakeDiscordState:
         self.request_log: deque[dict[str, Any]] = deque(maxlen=seed.request_log_size)
         self._request_seq = 0
         self.stats: dict[str, Any] = self._fresh_stats()
+        self._last_all_members_request: float | None = None
 
         self.bot = User(id=seed.application_id, username=seed.bot_username, bot=True)
         self.users[self.bot.id] = self.bot
@@ -216,16 +216,17 @@ class FakeDiscordState:
             "invalid_requests": 0,
         }
 
-    def reset(self, *, close_gateway: bool = False) -> None:
+    def reset(self, *, reidentify: bool = False) -> None:
         """Back to the seeded world: users, guild, messages, OAuth, faults, log, counters.
 
-        Gateway sessions stay connected (their caches then lag the reset world) unless
-        `close_gateway`, which closes them with 4000 so a discord.py client reconnects.
+        Gateway sessions stay connected, and a connected bot's cache then lags the reset
+        world. With `reidentify`, connected sessions get INVALID_SESSION (not resumable):
+        discord.py identifies again and rebuilds its cache from a fresh READY/GUILD_CREATE.
         """
         with self.lock:
             self._load_world()
-            if close_gateway:
-                self.gateway_close(code=4000)
+            if reidentify:
+                self.gateway_invalidate(resumable=False)
             self._changed()
 
     def _create_user(self, spec: dict[str, Any]) -> User:

@@ -361,6 +361,8 @@ def test_oauth_authorize_redirects_with_code_and_state(srv: FakeDiscordServer) -
     assert location.path == "/oauth/discord/callback/"
     query = parse_qs(location.query)
     assert query["state"] == ["st4te"] and query["code"][0]
+    logged = srv.state.requests(route="oauth_authorize")
+    assert [(e["method"], e["status"]) for e in logged] == [("GET", 302)]
 
 
 def test_oauth_code_exchange_and_users_me_as_the_user(srv: FakeDiscordServer) -> None:
@@ -717,10 +719,26 @@ def test_gateway_member_chunks_for_a_large_guild(srv: FakeDiscordServer) -> None
             ]
             assert sum(len(c["members"]) for c in chunks) == 2503
 
+            # Since 2025-08 Discord allows one all-members request per guild per 30 s.
+            await asyncio.to_thread(srv.state.set_config, member_request_interval_s=30)
+            await gw.send(8, {"guild_id": GUILD_ID, "query": "", "limit": 0, "nonce": "n2"})
+            limited = (await gw.until("RATE_LIMITED"))["d"]
+            assert limited["opcode"] == 8 and limited["meta"]["nonce"] == "n2"
+            assert 0 < limited["retry_after"] <= 30
+            await gw.send(8, {"guild_id": GUILD_ID, "user_ids": [LANCELOT_ID, "1"], "nonce": "n3"})
+            by_id = (await gw.until("GUILD_MEMBERS_CHUNK"))["d"]
+            assert [m["user"]["id"] for m in by_id["members"]] == [LANCELOT_ID]
+            assert by_id["not_found"] == ["1"]
+
     run_gateway(srv, scenario)
 
 
 # --- discord.py compatibility ------------------------------------------------------------
+
+
+class QuickClient(discord.Client):
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        """discord.py waits 5 s before every IDENTIFY but the first; tests need not."""
 
 
 def test_discord_py_client_against_the_fake(srv: FakeDiscordServer) -> None:
@@ -733,7 +751,7 @@ def test_discord_py_client_against_the_fake(srv: FakeDiscordServer) -> None:
         intents = discord.Intents.default()
         intents.members = True
         intents.message_content = True
-        client = discord.Client(intents=intents, guild_ready_timeout=0.1)
+        client = QuickClient(intents=intents, guild_ready_timeout=0.1)
         ready, message, joined = asyncio.Event(), asyncio.Event(), asyncio.Event()
 
         @client.event
@@ -742,6 +760,7 @@ def test_discord_py_client_against_the_fake(srv: FakeDiscordServer) -> None:
             assert guild is not None
             events["roles"] = sorted(r.name for r in guild.roles)
             events["members"] = sorted(m.name for m in guild.members)
+            events["ready_count"] = events.get("ready_count", 0) + 1
             ready.set()
 
         @client.event
@@ -774,6 +793,17 @@ def test_discord_py_client_against_the_fake(srv: FakeDiscordServer) -> None:
                 srv.state.wait_for, lambda s: s.member_roles(ARTHUR_ID) == [ROLE_SQUIRE_ID]
             )
             events["sessions"] = srv.state.connected_sessions()
+            events["role_writes"] = srv.state.requests(method="PUT", route="guild_member_role")
+            events["first_routes"] = [e["route"] for e in srv.state.requests()[:2]]
+
+            # A non-resumable INVALID_SESSION sends discord.py back to DEFAULT_GATEWAY to
+            # identify afresh: its cache then matches the reset world (Arthur is gone).
+            ready.clear()
+            await asyncio.to_thread(srv.state.reset, reidentify=True)
+            await asyncio.wait_for(ready.wait(), 10)
+            fresh = client.get_guild(int(GUILD_ID))
+            assert fresh is not None
+            events["members_after_reset"] = sorted(m.name for m in fresh.members)
         finally:
             await client.close()
             await runner
@@ -791,6 +821,9 @@ def test_discord_py_client_against_the_fake(srv: FakeDiscordServer) -> None:
     assert events["message"] == ("A long intro.", int(LANCELOT_ID), int(CHANNEL_INTRODUCTIONS_ID))
     assert events["joined"] == int(ARTHUR_ID)
     assert len(events["sessions"]) == 1
-    role_writes = srv.state.requests(method="PUT", route="guild_member_role")
-    assert [(e["status"], e["reason"]) for e in role_writes] == [(204, "paid, not yet introduced")]
-    assert [e["route"] for e in srv.state.requests()[:2]] == ["users_me", "application"]
+    assert [(e["status"], e["reason"]) for e in events["role_writes"]] == [
+        (204, "paid, not yet introduced")
+    ]
+    assert events["first_routes"] == ["users_me", "application"]  # what client.login() calls
+    assert events["ready_count"] == 2
+    assert events["members_after_reset"] == ["Gatekeeper", "lancelot", "merlin"]
