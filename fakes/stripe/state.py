@@ -40,7 +40,7 @@ SUBSCRIPTION_STATUSES = {
     "unpaid",
     "paused",
 }
-# Stripe's card numbers for a successful and a declined payment.
+# Stripe's test card numbers that are declined (generic, insufficient funds, on attach).
 DECLINED_CARDS = {"4000000000000002", "4000000000009995", "4000000000000341"}
 
 
@@ -128,7 +128,7 @@ class Store:
 
 def _index(ids: Sequence[str], object_id: str) -> int | None:
     try:
-        return ids.index(object_id)  # type: ignore[attr-defined]
+        return ids.index(object_id)
     except ValueError:
         return None
 
@@ -152,7 +152,6 @@ class StripeState:
         self.lock = threading.RLock()
         self.public_url = public_url.rstrip("/")
         self.catalogue = DEMO_CATALOGUE if catalogue is None else catalogue
-        self.clock_offset = 0
         self.webhook_endpoint_count = 0
         self._listeners: list[Listener] = []
         self._ctx = _Context()
@@ -165,7 +164,7 @@ class StripeState:
     # -- plumbing -------------------------------------------------------------------------
 
     def now(self) -> int:
-        return int(time.time()) + self.clock_offset
+        return int(time.time())
 
     def add_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)
@@ -419,8 +418,21 @@ class StripeState:
 
     def create_customer(self, params: Obj, *, livemode: bool = False) -> Obj:
         with self._operation():
+            pm_id = get_str(params, "payment_method")
+            pm = (
+                self._get(self.payment_methods, "pm", pm_id, param="payment_method")
+                if pm_id
+                else None
+            )
+            customer_id = get_str(params, "id") or new_id("cus", 14)
+            if customer_id in self.customers.objects:
+                raise invalid(
+                    f"Customer already exists: {customer_id}",
+                    param="id",
+                    code="resource_already_exists",
+                )
             customer = objects.customer(
-                get_str(params, "id") or new_id("cus", 14),
+                customer_id,
                 created=self.now(),
                 livemode=livemode,
                 email=get_str(params, "email"),
@@ -432,9 +444,8 @@ class StripeState:
             self.customers.add(customer)
             self.subs_by_customer[customer["id"]] = []
             self._emit("customer.created", customer)
-            pm_id = get_str(params, "payment_method")
-            if pm_id:
-                self._attach_payment_method(self._get(self.payment_methods, "pm", pm_id), customer)
+            if pm is not None:
+                self._attach_payment_method(pm, customer)
             return customer
 
     def update_customer(self, customer_id: str, params: Obj) -> Obj:

@@ -245,6 +245,19 @@ def test_customer_create_retrieve_update_list(client: stripe.StripeClient) -> No
     assert [c.id for c in listed.data] == [created.id]
 
 
+def test_deleting_a_customer_cancels_its_subscriptions(
+    srv: FakeStripeServer, client: stripe.StripeClient
+) -> None:
+    sub_id = subscribe(client)
+    customer_id = client.v1.subscriptions.retrieve(sub_id).customer
+    deleted = client.v1.customers.delete(customer_id)
+    assert deleted.deleted is True
+    assert client.v1.customers.retrieve(customer_id).deleted is True
+    assert client.v1.subscriptions.retrieve(sub_id).status == "canceled"
+    with pytest.raises(stripe.InvalidRequestError):
+        client.v1.customers.update(customer_id, params={"name": "Gone"})
+
+
 # -- checkout -----------------------------------------------------------------------------
 
 
@@ -945,6 +958,35 @@ def test_cli_serves_until_sigterm(tmp_path: Path) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
+
+
+def test_state_can_be_driven_from_several_threads(
+    srv: FakeStripeServer, client: stripe.StripeClient
+) -> None:
+    """HTTP handlers (loop thread) and test threads share the state under one lock."""
+    sub_ids = [subscribe(client) for _ in range(4)]
+    errors: list[BaseException] = []
+
+    def churn(sub_id: str) -> None:
+        try:
+            for _ in range(5):
+                srv.state.renew(sub_id)
+                client.v1.subscriptions.update(sub_id, params={"metadata": {"n": "x"}})
+                client.v1.invoices.list(params={"subscription": sub_id})
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=churn, args=(sub_id,)) for sub_id in sub_ids]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+    for sub_id in sub_ids:
+        invoices = client.v1.invoices.list(params={"subscription": sub_id, "limit": 100})
+        assert len(invoices.data) == 6  # the first payment and five renewals
+    paid = srv.state.events_of("invoice.paid")
+    assert len({e["id"] for e in paid}) == len(paid) == 24
 
 
 # -- dj-stripe against the fake -----------------------------------------------------------
