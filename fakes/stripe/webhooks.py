@@ -51,7 +51,8 @@ class DeliveryOptions:
     duplicate: bool = False  # deliver every event twice
     reverse: bool = False  # deliver each batch (one operation's events) newest first
     hold: bool = False  # queue deliveries until flush()
-    concurrency: int = 1  # parallel senders; 1 keeps first attempts in order
+    # Parallel senders, fixed when the server starts; 1 keeps first attempts in order.
+    concurrency: int = 1
 
     def update(self, values: dict[str, Any]) -> None:
         known = {f.name: f.type for f in fields(self)}
