@@ -174,7 +174,9 @@ class GatewayConnection:
         chunks = self.state.gateway_member_chunks(self.session, data)
         for chunk in chunks or []:
             with self.state.lock:
-                self.session.deliver("GUILD_MEMBERS_CHUNK", chunk)
+                # An answer to this socket's request, not world news: not kept for RESUME
+                # (a 200k-member guild would otherwise pin 200 chunks in memory).
+                self.session.deliver("GUILD_MEMBERS_CHUNK", chunk, replayable=False)
             # Let the writer drain between chunks: a 200k-member guild is 200 frames.
             await asyncio.sleep(0)
 
@@ -182,7 +184,9 @@ class GatewayConnection:
 async def handle(request: web.Request) -> web.StreamResponse:
     """GET /gateway (websocket upgrade). `?v=` must be 9 or 10, `?encoding=` json."""
     state: FakeDiscordState = request.app[STATE]
-    ws = web.WebSocketResponse(max_msg_size=16 * 1024 * 1024)
+    # No permessage-deflate either; a short close handshake keeps server shutdown quick
+    # even when a client process is frozen.
+    ws = web.WebSocketResponse(max_msg_size=16 * 1024 * 1024, compress=False, timeout=2.0)
     await ws.prepare(request)
     if request.query.get("v", "10") not in ("9", "10"):
         await ws.close(code=4012, message=CLOSE_REASONS[4012].encode())

@@ -302,22 +302,25 @@ class GatewaySession:
     heartbeats: int = 0
     last_heartbeat_at: float | None = None
     buffer: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=5000))
+    evicted_through: int = 0  # the newest seq that fell out of `buffer`
     # Delivers a payload to the socket currently attached (thread-safe); None when detached.
     sink: Callable[[dict[str, Any]], None] | None = None
     connection_id: int | None = None
 
-    def deliver(self, event: str, data: dict[str, Any]) -> None:
+    def deliver(self, event: str, data: dict[str, Any], *, replayable: bool = True) -> None:
+        """Number the event, keep it for RESUME (unless not `replayable`), send it."""
         self.seq += 1
         payload = {"op": 0, "t": event, "s": self.seq, "d": data}
-        self.buffer.append(payload)
+        if replayable:
+            if self.buffer.maxlen is not None and len(self.buffer) == self.buffer.maxlen:
+                self.evicted_through = self.buffer[0]["s"]
+            self.buffer.append(payload)
         if self.sink is not None:
             self.sink(payload)
 
     def missed_since(self, seq: int) -> list[dict[str, Any]] | None:
         """Events after `seq`, or None when the buffer no longer reaches back that far."""
-        if seq >= self.seq:
-            return []
-        if not self.buffer or self.buffer[0]["s"] > seq + 1:
+        if seq < self.evicted_through:
             return None
         return [p for p in self.buffer if p["s"] > seq]
 

@@ -156,7 +156,7 @@ class Seed:
     global_rate_limit: tuple[int, float] = DEFAULT_GLOBAL_RATE_LIMIT
     # Discord refuses a DM (50007) when the bot and the user share no guild.
     dm_requires_mutual_guild: bool = True
-    request_log_size: int = 200_000
+    request_log_size: int = 100_000
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Seed:

@@ -1379,6 +1379,7 @@ class FakeDiscordState:
                             "retry_after": round(interval - (now - last), 3),
                             "meta": {"guild_id": guild_id, "nonce": nonce},
                         },
+                        replayable=False,
                     )
                     return None
                 self._last_all_members_request = now

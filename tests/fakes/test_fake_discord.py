@@ -700,6 +700,28 @@ def test_gateway_resume_replays_missed_events(srv: FakeDiscordServer) -> None:
     run_gateway(srv, scenario)
 
 
+def test_gateway_resume_too_far_back_is_an_invalid_session(srv: FakeDiscordServer) -> None:
+    srv.state.set_config(resume_buffer_size=2)
+
+    async def scenario(session: aiohttp.ClientSession, url: str) -> None:
+        async with session.ws_connect(url) as ws:
+            gw = RawGateway(ws)
+            await gw.identify()
+            session_id = (await gw.until("READY"))["d"]["session_id"]
+            await gw.until("GUILD_CREATE")
+        for n in range(3):  # more than the session keeps while the bot is away
+            await asyncio.to_thread(
+                srv.state.post_message, CHANNEL_INTRODUCTIONS_ID, LANCELOT_ID, f"m{n}"
+            )
+        async with session.ws_connect(url) as ws:
+            gw = RawGateway(ws)
+            await gw.recv()
+            await gw.send(6, {"token": BOT_TOKEN, "session_id": session_id, "seq": 2})
+            assert await gw.recv() == {"op": 9, "d": False}
+
+    run_gateway(srv, scenario)
+
+
 def test_gateway_member_chunks_for_a_large_guild(srv: FakeDiscordServer) -> None:
     srv.state.seed_members(2500)
 
