@@ -120,7 +120,11 @@ def _ensure_customer(member: Member) -> str:
 
 def _lock(member: Member) -> Member:
     # Serialise checkout starts per member so the customer and pending team are made once.
-    return Member.objects.select_for_update().select_related("user", "team").get(pk=member.pk)
+    return (
+        Member.objects.select_for_update(of=("self",))
+        .select_related("user", "team")
+        .get(pk=member.pk)
+    )
 
 
 @transaction.atomic
