@@ -141,3 +141,114 @@ def worker_heartbeat() -> None:
             "details": {"host": socket.gethostname(), "pid": os.getpid()},
         },
     )
+
+
+# --- reconciliation and housekeeping (ops/reconciliation.py) ---------------------------------
+
+RECONCILE_RETRY_WHEN_BUSY = 10  # minutes a due run waits when another run holds the lease
+
+
+def reconcile_run(run_id: int) -> str:
+    """Execute one stored ``scheduled`` run (admin "run now", verification) if it is ours.
+
+    The conditional claim makes a run picked up by its task, its one-off schedule and the
+    daily safety net execute once. A failed run is recorded on its row and not retried: the
+    next scheduled run covers the same ground.
+    """
+    from datetime import timedelta
+
+    from ops import reconciliation
+
+    if reconciliation.lease_busy():
+        reconciliation.run_postpone(
+            run_id=run_id, delay=timedelta(minutes=RECONCILE_RETRY_WHEN_BUSY)
+        )
+        log.info("reconciliation_postponed_lease_busy", run_id=run_id)
+        return "postponed"
+    run = reconciliation.run_claim(run_id=run_id)
+    if run is None:
+        return "skipped"
+    return reconciliation.run_execute(run=run)
+
+
+def reconcile_verify(run_id: int) -> str:
+    """The verification run an hour after a fixing run (fired by its one-off schedule)."""
+    return reconcile_run(run_id)
+
+
+def reconcile_scheduled() -> str:
+    """Schedule: run overdue stored runs, then the daily run once the local hour has come.
+
+    The daily run is claimed by inserting the day's row (unique ``scheduled_day``), so two
+    workers, a late worker and a repeated schedule never run it twice. When staff paused
+    reconciliation the day's row is stored as ``skipped`` and nothing else happens.
+    """
+    from zoneinfo import ZoneInfo
+
+    from ops import reconciliation
+    from ops.models import GatewayConfig, ReconciliationRun
+
+    now = timezone.now()
+    outcomes = []
+    due = ReconciliationRun.objects.filter(
+        status=ReconciliationRun.Status.SCHEDULED, scheduled_for__lte=now
+    ).order_by("scheduled_for")
+    for run_id in due.values_list("pk", flat=True):
+        outcomes.append(reconcile_run(run_id))
+    config = GatewayConfig.load()
+    local = now.astimezone(ZoneInfo(config.reconcile_timezone))
+    if local.hour >= config.reconcile_hour:
+        run = reconciliation.daily_run_claim(
+            day=local.date(),
+            paused=config.reconcile_paused,
+            fix=config.reconcile_autofix,
+            now=now,
+        )
+        if run is None:
+            outcomes.append("daily:already_claimed")
+        elif run.status == ReconciliationRun.Status.SKIPPED:
+            log.info("reconciliation_skipped_paused", run_id=run.pk)
+            outcomes.append("daily:skipped")
+        else:
+            outcomes.append(f"daily:{reconciliation.run_execute(run=run)}")
+    return ",".join(outcomes) or "nothing_due"
+
+
+def prune_old_records() -> dict[str, int]:
+    """Schedule (daily): forget what is older than ``GatewayConfig.retention_days``.
+
+    Only finished business is deleted — processed webhook deliveries, finished reconciliation
+    runs, sent notifications. Anything unprocessed, failing, undeliverable or still queued is
+    kept however old, because it is exactly what an operator still needs to look at.
+    """
+    from datetime import timedelta
+
+    from djstripe.models import WebhookEventTrigger
+
+    from billing.models import StripeEventInbox
+    from ops.models import GatewayConfig, ReconciliationRun
+
+    cutoff = timezone.now() - timedelta(days=GatewayConfig.load().retention_days)
+    deleted = {
+        "webhook_triggers": WebhookEventTrigger.objects.filter(
+            created__lt=cutoff, processed=True
+        ).delete()[0],
+        "stripe_events": StripeEventInbox.objects.filter(
+            received_at__lt=cutoff,
+            status__in=[StripeEventInbox.Status.PROCESSED, StripeEventInbox.Status.IGNORED],
+        ).delete()[0],
+        "reconciliation_runs": ReconciliationRun.objects.filter(
+            finished_at__lt=cutoff,
+            status__in=[
+                ReconciliationRun.Status.CLEAN,
+                ReconciliationRun.Status.DRIFT,
+                ReconciliationRun.Status.FAILED,
+                ReconciliationRun.Status.SKIPPED,
+            ],
+        ).delete()[0],
+        "notifications": Notification.objects.filter(
+            status=Status.SENT, sent_at__lt=cutoff
+        ).delete()[0],
+    }
+    log.info("old_records_pruned", cutoff=cutoff.isoformat(), **deleted)
+    return deleted
