@@ -163,7 +163,8 @@ def test_sigterm_under_webhook_load_loses_nothing(tmp_path):
         details=(
             f"{len(acknowledged)} events acknowledged and stored under 4 posting threads; "
             f"{len(slow)} requests inside workers and {len(load_in_flight)} more in flight at "
-            f"SIGTERM, {answered} of them answered 200, the rest reset unstored; {after_sigterm} posted after SIGTERM were reset or "
+            f"SIGTERM, {answered} of them answered 200, the rest reset unstored; "
+            f"{after_sigterm} posted after SIGTERM were reset or "
             f"refused, none stored (Stripe retries them); listener refused connections "
             f"{refused_after:.1f} s after SIGTERM; master exited {code} after "
             f"{stopped_after:.1f} s (graceful_timeout {GRACEFUL_TIMEOUT} s)"
