@@ -357,7 +357,7 @@ def _remember_subscription(state: _Run, world: _World, sub: Any) -> None:
     items = sub.get("items") or {}
     for item in items.get("data") or []:
         price = item.get("price") or {}
-        price_id = str(price.get("id") if isinstance(price, dict) else price or "")
+        price_id = str(price.get("id") if _is_object(price) else price or "")
         if price_id in _seat_prices():
             quantities[price_id] = quantities.get(price_id, 0) + int(item.get("quantity") or 0)
     if quantities:
@@ -366,13 +366,18 @@ def _remember_subscription(state: _Run, world: _World, sub: Any) -> None:
     if (
         sub_id in world.episodes
         and status == "active"
-        and isinstance(invoice, dict)
+        and _is_object(invoice)
         and invoice.get("status") == "paid"
     ):
         world.paid_invoice[sub_id] = invoice.to_dict() if hasattr(invoice, "to_dict") else invoice
     db_status = world.db_status.get(sub_id)
     if db_status is not None and db_status != status:
         world.stale_objects[sub_id] = sub
+
+
+def _is_object(value: Any) -> bool:
+    """An expanded object (stripe-python's StripeObject is no longer a dict subclass)."""
+    return isinstance(value, dict | stripe.StripeObject)
 
 
 def _stripe_pages() -> Iterator[Any]:
@@ -684,11 +689,10 @@ def _apply_fixes(state: _Run) -> list[dict[str, Any]]:
 
 def _without_expansions(sub: Any) -> Any:
     """dj-stripe should not sync the expanded invoice as a side effect of a status repair."""
-    data = sub.to_dict() if hasattr(sub, "to_dict") else dict(sub)
-    invoice = data.get("latest_invoice")
-    if isinstance(invoice, dict):
-        data["latest_invoice"] = invoice.get("id")
-    return data
+    invoice = sub.get("latest_invoice")
+    if _is_object(invoice):
+        sub["latest_invoice"] = invoice.get("id")
+    return sub
 
 
 def _remove_unknown_roles(state: _Run, discord_id: str) -> None:

@@ -1,0 +1,172 @@
+"""A small world for reconciliation: the fake Stripe and the fake Discord over real HTTP, and
+members mirrored into the database the way the webhook flow would leave them.
+
+Personas: an individual Lord (introduced), a Squire (not introduced), a lapsed member, a
+company team with an owner and a Knight.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import requests
+import stripe
+from django.conf import settings
+from django.utils import timezone
+from djstripe.models import Subscription
+
+from fakes.discord import seed as fake_seed
+from fakes.discord.server import FakeDiscordServer
+from fakes.stripe.catalogue import INDIVIDUAL_PRICE_ID, OWNER_SEAT_PRICE_ID, TEAM_SEAT_PRICE_ID
+from members.models import Member, SeatTier, Team, User
+
+ROLE_IDS = {
+    "squire": fake_seed.ROLE_SQUIRE_ID,
+    "knight": fake_seed.ROLE_KNIGHT_ID,
+    "lord": fake_seed.ROLE_LORD_ID,
+    "debtor": fake_seed.ROLE_DEBTOR_ID,
+}
+WRITE_METHODS = ("PUT", "PATCH", "DELETE", "POST")
+
+
+@pytest.fixture(scope="session")
+def discord_server() -> Iterator[FakeDiscordServer]:
+    server = FakeDiscordServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def discord(discord_server: FakeDiscordServer, settings: Any) -> Any:
+    discord_server.state.reset()
+    for name, value in discord_server.settings().items():
+        setattr(settings, name, value)
+    settings.DISCORD_ROLE_IDS = dict(ROLE_IDS)
+    settings.DISCORD_ADMIN_CHANNEL_ID = fake_seed.CHANNEL_ADMIN_ALERTS_ID
+    settings.DISCORD_TIMEOUT_SECONDS = 5.0
+    settings.ADMIN_EMAIL = "ops@example.com"
+    # The fake's role-write pacing is real (10/s); the client waits instead of collecting 429s.
+    return discord_server.state
+
+
+@pytest.fixture
+def stripe_server() -> Iterator[Any]:
+    from billing.stripe_client import configure_stripe
+    from fakes.stripe.server import FakeStripeServer
+
+    with FakeStripeServer(webhook_secret=settings.STRIPE_WEBHOOK_SECRET) as srv:
+        configure_stripe(api_base=srv.url)
+        try:
+            yield srv
+        finally:
+            configure_stripe()
+
+
+@dataclass
+class World:
+    stripe: Any
+    discord: Any
+    next_discord: int = 700000000000000001
+
+    # --- Stripe + mirror -------------------------------------------------------------------
+
+    def subscription(self, *, items: list[tuple[str, int]] | None = None) -> str:
+        """An active subscription in the fake, mirrored into dj-stripe's table."""
+        customer = stripe.Customer.create(email="buyer@example.com")
+        sub = stripe.Subscription.create(
+            customer=customer.id,
+            items=[{"price": p, "quantity": q} for p, q in items or [(INDIVIDUAL_PRICE_ID, 1)]],
+        )
+        self.mirror(sub.id)
+        return str(sub.id)
+
+    def mirror(self, sub_id: str) -> None:
+        Subscription.sync_from_stripe_data(
+            stripe.Subscription.retrieve(sub_id), api_key=settings.STRIPE_SECRET_KEY
+        )
+
+    def db_status(self, sub_id: str) -> str:
+        return Subscription.objects.get(id=sub_id).stripe_data["status"]
+
+    # --- people ----------------------------------------------------------------------------
+
+    def discord_user(self, *, roles: tuple[str, ...] = (), in_guild: bool = True) -> str:
+        user_id = str(self.next_discord)
+        self.next_discord += 1
+        self.discord.add_user(
+            id=user_id, username=f"u{user_id[-4:]}", in_guild=in_guild, roles=list(roles)
+        )
+        return user_id
+
+    def member(
+        self,
+        name: str,
+        *,
+        holds: tuple[str, ...] = (),
+        introduced: bool = True,
+        sub_id: str | None = None,
+        team: Team | None = None,
+        tier: str = SeatTier.INDIVIDUAL,
+        linked: bool = True,
+        in_guild: bool = True,
+    ) -> Member:
+        """A paying member whose Discord account holds ``holds`` (role names)."""
+        if team is None and sub_id is None:
+            sub_id = self.subscription()
+        discord_id = None
+        if linked:
+            discord_id = self.discord_user(
+                roles=tuple(ROLE_IDS[r] for r in holds), in_guild=in_guild
+            )
+        now = timezone.now()
+        return Member.objects.create(
+            user=User.objects.create_user(f"{name}@example.com", "correct horse battery"),
+            subscription_id="" if team else sub_id or "",
+            team=team,
+            seat_tier=tier,
+            discord_id=discord_id,
+            discord_username=name,
+            linked_at=now if linked else None,
+            in_guild=in_guild and linked,
+            introduced_at=now if introduced else None,
+            paid_at=now,
+        )
+
+    def team(self, *, owner_seats: int, team_seats: int) -> Team:
+        items = [(OWNER_SEAT_PRICE_ID, owner_seats), (TEAM_SEAT_PRICE_ID, team_seats)]
+        sub_id = self.subscription(items=[i for i in items if i[1]])
+        return Team.objects.create(
+            name="Camelot Ltd",
+            subscription_id=sub_id,
+            owner_seats=owner_seats,
+            team_seats=team_seats,
+        )
+
+    def roles_of(self, member_or_id: Member | str) -> set[str]:
+        discord_id = member_or_id if isinstance(member_or_id, str) else member_or_id.discord_id
+        held = set(self.discord.member_roles(discord_id) or [])
+        return {name for name, role_id in ROLE_IDS.items() if role_id in held}
+
+    # --- request logs ----------------------------------------------------------------------
+
+    def clear_logs(self) -> None:
+        self.discord.clear_requests()
+        requests.post(f"{self.stripe.url}/_control/requests/clear", timeout=5)
+
+    def stripe_requests(self) -> list[dict[str, Any]]:
+        return requests.get(f"{self.stripe.url}/_control/requests", timeout=5).json()["requests"]
+
+    def discord_role_writes(self) -> list[dict[str, Any]]:
+        """Writes to guild members (roles, kicks) — what a report-only run must never make."""
+        return [
+            r for r in self.discord.requests(path_prefix="/guilds/") if r["method"] in WRITE_METHODS
+        ]
+
+
+@pytest.fixture
+def world(stripe_server: Any, discord: Any, db: Any) -> World:
+    return World(stripe=stripe_server, discord=discord)
