@@ -9,9 +9,7 @@ from django.conf import settings
 from billing.selectors import open_failure_episode, subscription_statuses
 from discordsync.policy import RoleFacts, expected_role, is_entitled
 from members.models import Member
-from ops.models import FeatureFlag
-
-REQUIRE_INTRODUCTION_FLAG = "require_introduction"
+from ops.flags import KNOWN_FLAGS, REQUIRE_INTRODUCTION, flag_enabled
 
 
 def _billing_facts(subscription_id: str) -> tuple[str, datetime | None]:
@@ -25,7 +23,7 @@ def _billing_facts(subscription_id: str) -> tuple[str, datetime | None]:
 
 def introduction_required() -> bool:
     """On unless staff switched the ``require_introduction`` flag off."""
-    return not FeatureFlag.objects.filter(key=REQUIRE_INTRODUCTION_FLAG, enabled=False).exists()
+    return flag_enabled(REQUIRE_INTRODUCTION, KNOWN_FLAGS[REQUIRE_INTRODUCTION].default)
 
 
 def role_facts_for(member: Member, now: datetime) -> RoleFacts:

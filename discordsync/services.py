@@ -130,3 +130,13 @@ def guild_join(*, member_id: int, access_token: str) -> bool:
         # Already a member: Discord ignores the roles we sent, so converge them.
         role_sync_request(member_id=member_id)
     return True
+
+
+def discord_unlink_request(*, discord_id: str, reason: str) -> None:
+    """Strip the managed roles from a Discord account just unlinked from its member.
+
+    The member row no longer names the account, so the task takes the Discord id itself.
+    """
+    transaction.on_commit(
+        lambda: async_task("discordsync.tasks.strip_unlinked_roles", discord_id, reason)
+    )

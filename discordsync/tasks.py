@@ -205,3 +205,40 @@ def member_remove_from_guild(member_id: int, reason: str, farewell_id: int | Non
         roles_synced_at=now,
     )
     return RoleSyncStatus.NOT_IN_GUILD
+
+
+def strip_unlinked_roles(discord_id: str, reason: str) -> str:
+    """Remove every managed role from a Discord account no member is linked to (claim reset).
+
+    No kick: the person stays in the guild without access, as after a v1 claim reset. If the
+    account was linked again before this ran, the database wins and a normal sync runs instead.
+    """
+    relinked = Member.objects.filter(discord_id=discord_id).values_list("pk", flat=True).first()
+    if relinked is not None:
+        return sync_member_roles(relinked)
+    client = get_client()
+    role_ids = managed_role_ids()
+    discord_member = client.get_member(discord_id)
+    if discord_member is None:
+        return RoleSyncStatus.NOT_IN_GUILD
+    audit_reason = f"Membership Gateway: {reason}"
+    removed: list[str] = []
+    failed: list[str] = []
+    for name in _held_roles(discord_member, role_ids):
+        # Transient errors raise and the task is retried; permanent ones (a 403 repeats) are
+        # recorded in the audit row below, which staff read on the member's page.
+        try:
+            client.remove_role(discord_id, role_ids[name], reason=audit_reason)
+        except DiscordPermanentError as exc:
+            log.warning("strip_unlinked_roles_failed", role=name, status=exc.status)
+            failed.append(name)
+            continue
+        removed.append(name)
+    audit_record(
+        actor_type="system",
+        actor_label="role sync",
+        action="discord_roles_stripped",
+        details={"discord_id": discord_id, "removed": removed, "failed": failed},
+        reason=reason,
+    )
+    return RoleSyncStatus.FAILED if failed else RoleSyncStatus.OK

@@ -202,6 +202,7 @@ RATELIMIT_SIGNUP = env.str("RATELIMIT_SIGNUP", "5/h")
 RATELIMIT_MAGIC_LINK = env.str("RATELIMIT_MAGIC_LINK", "5/15m")
 RATELIMIT_PASSWORD_RESET = env.str("RATELIMIT_PASSWORD_RESET", "5/15m")
 RATELIMIT_INVITE_CLAIM = env.str("RATELIMIT_INVITE_CLAIM", "20/10m")
+RATELIMIT_ADMIN_LOGIN = env.str("RATELIMIT_ADMIN_LOGIN", "5/15m")
 
 # --- Static files ---------------------------------------------------------------------
 STATIC_URL = "/static/"

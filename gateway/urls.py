@@ -2,8 +2,15 @@ from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
+from gateway.admin_site import admin_login, dashboard
+
 urlpatterns = [
     path("", include("gateway.health_urls")),
+    # In front of the admin's own routes: the rate-limited login and the staff dashboard.
+    path(f"{settings.ADMIN_URL}login/", admin_login, name="admin_login"),
+    path(
+        f"{settings.ADMIN_URL}dashboard/", admin.site.admin_view(dashboard), name="admin_dashboard"
+    ),
     path(settings.ADMIN_URL, admin.site.urls),
     path("stripe/", include("billing.urls")),
     # dj-stripe's own route, /stripe/webhook/<uuid>/, verifying with the same secret.

@@ -11,16 +11,33 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.db.models import QuerySet
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template import TemplateSyntaxError
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from ops import notifications
-from ops.models import AuditLog, MessageTemplate, Notification
-from ops.services import message_template_reset, message_template_save, notification_retry_now
+from ops.flags import KNOWN_FLAGS, flag_set
+from ops.models import (
+    AuditLog,
+    FeatureFlag,
+    GatewayConfig,
+    Heartbeat,
+    MessageTemplate,
+    Notification,
+    ReconciliationRun,
+)
+from ops.services import (
+    audit_record,
+    message_template_reset,
+    message_template_save,
+    notification_retry_now,
+)
 from ops.templates_registry import KINDS, UnknownKindError, get_kind
 
 
@@ -309,3 +326,188 @@ class AuditLogAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+class FeatureFlagForm(forms.ModelForm):
+    key = forms.ChoiceField(choices=[(key, key) for key in KNOWN_FLAGS])
+
+    class Meta:
+        model = FeatureFlag
+        fields = ["key", "enabled"]
+
+
+@admin.register(FeatureFlag)
+class FeatureFlagAdmin(admin.ModelAdmin):
+    """Only flags the code reads can exist; a flag without a row uses its default."""
+
+    form = FeatureFlagForm
+    list_display = ["key", "enabled", "default", "consumer", "updated_at"]
+    readonly_fields = ["default", "consumer", "explanation", "updated_at"]
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return ["key", "enabled", "default", "explanation", "consumer", "updated_at"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return ["key", *self.readonly_fields] if obj else list(self.readonly_fields)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # switch it off instead; the audit keeps the history
+
+    def save_model(self, request: HttpRequest, obj: FeatureFlag, form: Any, change: bool):
+        flag = flag_set(key=obj.key, enabled=obj.enabled, actor=request.user)
+        obj.pk = flag.pk
+
+    @admin.display(description="Default (no row)", boolean=True)
+    def default(self, obj: FeatureFlag) -> bool | None:
+        spec = KNOWN_FLAGS.get(obj.key)
+        return spec.default if spec else None
+
+    @admin.display(description="Read by")
+    def consumer(self, obj: FeatureFlag) -> str:
+        spec = KNOWN_FLAGS.get(obj.key)
+        return spec.consumer if spec else "nothing — unknown flag, has no effect"
+
+    @admin.display(description="What it does")
+    def explanation(self, obj: FeatureFlag) -> str:
+        spec = KNOWN_FLAGS.get(obj.key)
+        return spec.description if spec else "—"
+
+
+@admin.register(GatewayConfig)
+class GatewayConfigAdmin(admin.ModelAdmin):
+    """The one row of database settings: timings, auto-fix and pause. Edits are audited."""
+
+    readonly_fields = ["updated_at"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None):
+        config = GatewayConfig.load()
+        return HttpResponseRedirect(reverse("admin:ops_gatewayconfig_change", args=[config.pk]))
+
+    def save_model(self, request: HttpRequest, obj: GatewayConfig, form: Any, change: bool):
+        changes = {
+            name: {"previous": form.initial.get(name), "new": form.cleaned_data.get(name)}
+            for name in form.changed_data
+        }
+        with transaction.atomic():
+            super().save_model(request, obj, form, change)
+            if changes:
+                audit_record(
+                    actor_type=AuditLog.Actor.STAFF,
+                    actor_id=str(request.user.pk),
+                    actor_label=str(request.user),
+                    action="gateway_config.updated",
+                    target=obj,
+                    details={"changes": changes},
+                )
+
+
+@admin.register(Heartbeat)
+class HeartbeatAdmin(admin.ModelAdmin):
+    """Signs of life of the worker and the bot, as readiness sees them."""
+
+    list_display = ["name", "beat_at", "age"]
+    readonly_fields = ["name", "beat_at", "age", "details"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="Age")
+    def age(self, obj: Heartbeat) -> str:
+        seconds = int((timezone.now() - obj.beat_at).total_seconds())
+        return f"{seconds} s"
+
+
+class ReconciliationRunForm(forms.Form):
+    fix = forms.BooleanField(
+        required=False,
+        label="Fix drift",
+        help_text="Off: report only. On: repair drift and schedule a verification run.",
+    )
+
+
+@admin.register(ReconciliationRun)
+class ReconciliationRunAdmin(admin.ModelAdmin):
+    """Stored runs (read-only) and "run now", which starts one through the worker."""
+
+    change_list_template = "admin/ops/reconciliationrun/change_list.html"
+    list_display = [
+        "pk",
+        "status",
+        "trigger",
+        "fix",
+        "is_verification",
+        "started_at",
+        "finished_at",
+        "finding_count",
+    ]
+    list_filter = ["status", "trigger", "fix", "is_verification"]
+    readonly_fields = [
+        "status",
+        "trigger",
+        "fix",
+        "is_verification",
+        "scheduled_for",
+        "started_at",
+        "finished_at",
+        "counts",
+        "findings",
+        "fixes",
+        "error",
+    ]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_run_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("ops.add_reconciliationrun")
+
+    @admin.display(description="Findings")
+    def finding_count(self, obj: ReconciliationRun) -> int:
+        return len(obj.findings or [])
+
+    def get_urls(self) -> list:
+        view = self.admin_site.admin_view(self.run_now_view)
+        return [path("run-now/", view, name="ops_reconciliationrun_run"), *super().get_urls()]
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None):
+        extra = {**(extra_context or {}), "can_run": self.has_run_permission(request)}
+        return super().changelist_view(request, extra)
+
+    def run_now_view(self, request: HttpRequest) -> HttpResponse:
+        if not self.has_run_permission(request):
+            raise PermissionDenied
+        form = ReconciliationRunForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            from ops.reconciliation import ReconciliationBusy, reconciliation_start
+
+            fix = form.cleaned_data["fix"]
+            try:
+                run = reconciliation_start(trigger="admin", fix=fix, actor=request.user)
+            except ReconciliationBusy as exc:
+                self.message_user(request, str(exc), messages.WARNING)
+            else:
+                mode = "fixing" if fix else "report-only"
+                self.message_user(request, f"Reconciliation run {run.pk} ({mode}) was queued.")
+            return HttpResponseRedirect(reverse("admin:ops_reconciliationrun_changelist"))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Run reconciliation now",
+            "opts": self.model._meta,
+            "form": form,
+        }
+        return TemplateResponse(request, "admin/ops/reconciliationrun/run_now.html", context)

@@ -1,0 +1,175 @@
+"""Staff actions on members, as services the admin (and anything else) calls.
+
+Each action is one transaction that validates, writes database state that ``expected_role``
+honours (so reconciliation never undoes staff intent — v1 bug §12 #11), records an audit row
+with the staff member and the mandatory reason, and asks for a role sync on commit. Discord is
+converged by the one sync task; nothing here calls Discord directly.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from discordsync.services import discord_unlink_request, role_sync_request
+from members.models import ManagedRole, Member, Override
+from ops.models import AuditLog
+from ops.services import audit_record
+
+MIN_REASON_LENGTH = 10
+
+
+class StaffActionError(Exception):
+    """A staff action was refused; the message is safe to show in the admin."""
+
+
+def _clean_reason(reason: str) -> str:
+    reason = (reason or "").strip()
+    if len(reason) < MIN_REASON_LENGTH:
+        raise StaffActionError(
+            f"A reason of at least {MIN_REASON_LENGTH} characters is required: it goes into "
+            "the audit log."
+        )
+    return reason
+
+
+def _locked(member: Member) -> Member:
+    return Member.objects.select_for_update(of=("self",)).select_related("user").get(pk=member.pk)
+
+
+def _audit(*, member: Member, actor: Any, action: str, reason: str, details: dict) -> None:
+    audit_record(
+        actor_type=AuditLog.Actor.STAFF,
+        actor_id=str(actor.pk),
+        actor_label=actor.email or str(actor),
+        action=action,
+        target=member,
+        details=details,
+        reason=reason,
+    )
+
+
+def _set_override(member: Member, *, override: str, forced_role: str, reason: str) -> dict:
+    previous = {"override": member.override, "forced_role": member.forced_role}
+    member.override = override
+    member.forced_role = forced_role
+    member.override_reason = reason if override else ""
+    member.save(update_fields=["override", "forced_role", "override_reason", "updated_at"])
+    return previous
+
+
+@transaction.atomic
+def member_access_revoke(*, member: Member, actor: Any, reason: str) -> Member:
+    """Take every managed role away, whatever billing says, until staff restore access.
+
+    The subscription is untouched and the member is not kicked (v1 semantics): they keep
+    paying and stay in the guild without access.
+    """
+    reason = _clean_reason(reason)
+    member = _locked(member)
+    previous = _set_override(member, override=Override.REVOKED, forced_role="", reason=reason)
+    _audit(
+        member=member,
+        actor=actor,
+        action="member_access_revoked",
+        reason=reason,
+        details={"previous": previous},
+    )
+    role_sync_request(member_id=member.pk)
+    return member
+
+
+@transaction.atomic
+def member_access_restore(*, member: Member, actor: Any, reason: str) -> Member:
+    """Clear any override: the member's role follows billing and the introduction again."""
+    reason = _clean_reason(reason)
+    member = _locked(member)
+    if not member.override:
+        raise StaffActionError(f"{member} has no override to clear.")
+    previous = _set_override(member, override=Override.NONE, forced_role="", reason="")
+    _audit(
+        member=member,
+        actor=actor,
+        action="member_access_restored",
+        reason=reason,
+        details={"previous": previous},
+    )
+    role_sync_request(member_id=member.pk)
+    return member
+
+
+@transaction.atomic
+def member_role_force(*, member: Member, role: str, actor: Any, reason: str) -> Member:
+    """Pin one managed role regardless of billing and introduction, until restored."""
+    reason = _clean_reason(reason)
+    if role not in ManagedRole.values:
+        raise StaffActionError(f"Unknown role {role!r}; choose one of {', '.join(ManagedRole)}.")
+    member = _locked(member)
+    previous = _set_override(member, override=Override.FORCED, forced_role=role, reason=reason)
+    _audit(
+        member=member,
+        actor=actor,
+        action="member_role_forced",
+        reason=reason,
+        details={"role": role, "previous": previous},
+    )
+    role_sync_request(member_id=member.pk)
+    return member
+
+
+@transaction.atomic
+def member_claim_reset(*, member: Member, actor: Any, reason: str) -> Member:
+    """Unlink the member's Discord account so they must claim again.
+
+    The managed roles are removed from the old Discord account after commit (the unlink task
+    strips them); subscription, seat and introduction state are kept, as in v1.
+    """
+    reason = _clean_reason(reason)
+    member = _locked(member)
+    if not member.discord_id:
+        raise StaffActionError(f"{member} has no Discord account linked.")
+    old = {"discord_id": member.discord_id, "discord_username": member.discord_username}
+    member.discord_id = None
+    member.discord_username = ""
+    member.discord_avatar = ""
+    member.linked_at = None
+    member.in_guild = False
+    member.discord_roles = []
+    member.role_sync_status = ""
+    member.role_sync_error = ""
+    member.save(
+        update_fields=[
+            "discord_id",
+            "discord_username",
+            "discord_avatar",
+            "linked_at",
+            "in_guild",
+            "discord_roles",
+            "role_sync_status",
+            "role_sync_error",
+            "updated_at",
+        ]
+    )
+    _audit(member=member, actor=actor, action="member_claim_reset", reason=reason, details=old)
+    discord_unlink_request(discord_id=old["discord_id"], reason=f"claim reset by staff: {reason}")
+    return member
+
+
+@transaction.atomic
+def member_resync(*, member: Member, actor: Any, reason: str) -> Member:
+    """Converge Discord to ``expected_role`` now (e.g. after fixing the bot's permissions)."""
+    reason = _clean_reason(reason)
+    member = _locked(member)
+    if not member.discord_id:
+        raise StaffActionError(f"{member} has no Discord account linked.")
+    _audit(
+        member=member,
+        actor=actor,
+        action="member_resync_requested",
+        reason=reason,
+        details={"requested_at": timezone.now().isoformat()},
+    )
+    role_sync_request(member_id=member.pk)
+    return member
