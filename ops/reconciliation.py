@@ -729,12 +729,13 @@ def _finish(
     run: ReconciliationRun, state: _Run, *, fixes: list[dict[str, Any]], store: bool
 ) -> None:
     drift = [f for f in state.findings if f["kind"] in DRIFT_KINDS]
-    counts = dict(state.counts)
+    counts = {"api_stripe_reads": 0, "api_discord_reads": 0, "api_discord_writes": 0}
+    counts.update(state.counts)
     counts["findings"] = len(drift)
     counts["informational"] = len(state.findings) - len(drift)
     counts["fixes"] = sum(1 for f in fixes if f.get("ok", True))
     counts["fixes_failed"] = sum(1 for f in fixes if f.get("ok") is False)
-    counts["api_calls"] = sum(v for k, v in state.counts.items() if k.startswith("api_"))
+    counts["api_calls"] = sum(v for k, v in counts.items() if k.startswith("api_"))
     run.counts = counts
     run.findings = state.findings[:MAX_STORED_FINDINGS]
     run.fixes = fixes[:MAX_STORED_FINDINGS]
@@ -781,7 +782,7 @@ def _report(run: ReconciliationRun, drift: list[dict[str, Any]], *, fixed: bool)
 
 def _schedule_verification(run: ReconciliationRun) -> ReconciliationRun:
     """A report-only re-run one hour later, stored so a restart cannot lose it."""
-    due = timezone.now() + VERIFY_AFTER
+    due = (run.finished_at or timezone.now()) + VERIFY_AFTER
     verification = ReconciliationRun.objects.create(
         status=ReconciliationRun.Status.SCHEDULED,
         trigger="verification",
