@@ -7,8 +7,10 @@ of migrations. Tests read results back with plain SQL; nothing of ours is mocked
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
+import os
 import signal
 import sqlite3
 import subprocess
@@ -79,12 +81,21 @@ def manage(env: dict[str, str], code: str) -> str:
 class Process:
     """One child process with its output in a log file."""
 
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], log: Path) -> None:
+    def __init__(
+        self, name: str, argv: list[str], env: dict[str, str], log: Path, *, group: bool = False
+    ) -> None:
         self.name = name
         self.log_path = log
         self._log = log.open("ab")
+        # A process group of its own lets a drill SIGKILL a process with all its children,
+        # as the OOM killer or a power cut would.
         self.proc = subprocess.Popen(
-            argv, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT
+            argv,
+            cwd=ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=group,
         )
 
     @classmethod
@@ -93,7 +104,11 @@ class Process:
 
     @classmethod
     def qcluster(cls, env: dict[str, str], log: Path, name: str = "worker") -> Process:
-        return cls(name, [sys.executable, "manage.py", "qcluster"], env, log)
+        return cls(name, [sys.executable, "manage.py", "qcluster"], env, log, group=True)
+
+    def kill_group(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
 
     def lines(self) -> list[dict[str, Any]]:
         out = []
@@ -131,6 +146,8 @@ class Process:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)  # no orphaned child outlives a drill
         self._log.close()
 
 
