@@ -33,6 +33,41 @@ from ops.models import ReconciliationRun
 
 log = structlog.get_logger(__name__)
 
+# --- Third-party admin pages ----------------------------------------------------------------
+
+SECRET_NAME_PARTS = ("api_key", "secret")
+
+
+def _without_secrets(names: Any) -> list[str]:
+    return [n for n in names if not any(part in str(n) for part in SECRET_NAME_PARTS)]
+
+
+def redact_third_party_admins(site: admin.AdminSite = admin.site) -> None:
+    """Keep dj-stripe's admin pages from rendering keys and secrets.
+
+    dj-stripe shows every model property as a read-only field, ``default_api_key`` (the
+    Stripe secret key) included, and the webhook endpoint's signing ``secret``. Done when the
+    root URLconf imports this module, i.e. before any admin page can be served.
+    """
+    for model, model_admin in site._registry.items():
+        if model._meta.app_label != "djstripe" or getattr(model_admin, "_redacted", False):
+            continue
+        cls = type(model_admin)
+
+        def get_readonly_fields(self, request, obj=None, _orig=cls.get_readonly_fields):
+            return _without_secrets(_orig(self, request, obj))
+
+        def get_fields(self, request, obj=None, _orig=cls.get_fields):
+            return _without_secrets(_orig(self, request, obj))
+
+        model_admin.get_readonly_fields = get_readonly_fields.__get__(model_admin)
+        model_admin.get_fields = get_fields.__get__(model_admin)
+        model_admin._redacted = True
+
+
+redact_third_party_admins()
+
+
 # --- Login ----------------------------------------------------------------------------------
 
 
