@@ -44,6 +44,22 @@ def staff_login() -> tuple[str, str]:
     return email, password
 
 
+def stop_all(processes: list[subprocess.Popen[bytes]]) -> int:
+    """SIGTERM each process, wait up to STOP_TIMEOUT, kill stragglers; 1 if any was killed."""
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TIMEOUT
+    exit_code = 0
+    for process in processes:
+        try:
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            exit_code = 1
+    return exit_code
+
+
 def main() -> int:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gateway.settings")
     import django
@@ -106,16 +122,11 @@ def main() -> int:
                 stopping, exit_code = True, 1
         time.sleep(0.5)
 
-    for child in reversed(list(children.values())):
-        if child.poll() is None:
-            child.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + STOP_TIMEOUT
-    for child in children.values():
-        try:
-            child.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            child.kill()
-            exit_code = 1
+    # The fakes go last, so the bot and the worker never see Discord or Stripe vanish.
+    fakes = children.pop("sandbox", None)
+    exit_code = max(exit_code, stop_all(list(children.values())))
+    if fakes is not None:
+        exit_code = max(exit_code, stop_all([fakes]))
     return exit_code
 
 
