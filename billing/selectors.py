@@ -110,6 +110,18 @@ def _plan_name(stripe_data: dict[str, Any]) -> str:
     return ", ".join(names)
 
 
+STATUS_LABELS = {
+    "active": "Active",
+    "trialing": "Trial",
+    "past_due": "Payment issue",
+    "unpaid": "Unpaid",
+    "incomplete": "Awaiting payment",
+    "incomplete_expired": "Expired",
+    "canceled": "Cancelled",
+    "paused": "Paused",
+}
+
+
 @dataclass(frozen=True)
 class BillingSummary:
     subscription_id: str
@@ -122,6 +134,14 @@ class BillingSummary:
     grace_ends_at: datetime | None
     in_debtor: bool
     removal_due_at: datetime | None
+
+    @property
+    def has_subscription(self) -> bool:
+        return bool(self.subscription_id and self.status)
+
+    @property
+    def status_label(self) -> str:
+        return STATUS_LABELS.get(self.status, self.status.replace("_", " ").capitalize())
 
 
 def member_billing_summary(member: Member, now: datetime | None = None) -> BillingSummary:

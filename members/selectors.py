@@ -1,4 +1,4 @@
-"""Reads for member pages: plans, the dashboard's billing picture, invoices.
+"""Reads for member pages: plans and invoices (the billing summary is `billing.selectors`).
 
 Billing state is read from dj-stripe's mirror by **subscription id** (never by customer: one
 customer may hold an individual subscription and a company one).
@@ -7,25 +7,12 @@ customer may hold an individual subscription and a company one).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
 from django.db.models import Q
 
-from billing.models import FailureEpisode
 from members.models import Member, SeatTier
-
-STATUS_LABELS = {
-    "active": "Active",
-    "trialing": "Trial",
-    "past_due": "Payment issue",
-    "unpaid": "Unpaid",
-    "incomplete": "Awaiting payment",
-    "incomplete_expired": "Expired",
-    "canceled": "Cancelled",
-    "paused": "Paused",
-}
 
 
 @dataclass(frozen=True)
@@ -35,25 +22,6 @@ class Plan:
     price_id: str
     amount: str  # "" when the price is not mirrored yet
     per: str
-
-
-@dataclass(frozen=True)
-class BillingView:
-    subscription_id: str
-    status: str
-    status_label: str
-    plan: str
-    period_end: datetime | None
-    cancel_at_period_end: bool
-    episode: FailureEpisode | None
-
-    @property
-    def has_subscription(self) -> bool:
-        return bool(self.subscription_id and self.status)
-
-    @property
-    def in_debtor(self) -> bool:
-        return self.episode is not None and self.episode.debtor_at is not None
 
 
 def _format_amount(unit_amount: int | None, currency: str) -> str:
@@ -87,62 +55,6 @@ def plan_list() -> list[Plan]:
             )
         )
     return plans
-
-
-def _timestamp(value: Any) -> datetime | None:
-    if isinstance(value, int | float):
-        return datetime.fromtimestamp(value, UTC)
-    return None
-
-
-def _period_end(data: dict[str, Any]) -> datetime | None:
-    # Since API 2025-03-31 the billing period lives on each item, not on the subscription.
-    ends = [
-        item.get("current_period_end")
-        for item in (data.get("items") or {}).get("data") or []
-        if item.get("current_period_end")
-    ]
-    return _timestamp(max(ends) if ends else data.get("current_period_end"))
-
-
-def _plan_name(data: dict[str, Any]) -> str:
-    price_ids = {
-        ((item.get("price") or {}).get("id") or "")
-        for item in (data.get("items") or {}).get("data") or []
-    }
-    if settings.STRIPE_INDIVIDUAL_PRICE_ID in price_ids:
-        return "Individual membership"
-    if price_ids & {settings.STRIPE_OWNER_SEAT_PRICE_ID, settings.STRIPE_TEAM_SEAT_PRICE_ID}:
-        return "Company plan"
-    return ""
-
-
-def member_billing(*, member: Member) -> BillingView:
-    """Subscription status, plan, period end and any open failure episode for the dashboard."""
-    from djstripe.models import Subscription
-
-    subscription_id = member.billing_subscription_id
-    subscription = (
-        Subscription.objects.filter(id=subscription_id).first() if subscription_id else None
-    )
-    data = subscription.stripe_data if subscription is not None else {}
-    status = data.get("status") or ""
-    episode = (
-        FailureEpisode.objects.filter(subscription_id=subscription_id, closed_at__isnull=True)
-        .order_by("-opened_at")
-        .first()
-        if subscription_id
-        else None
-    )
-    return BillingView(
-        subscription_id=subscription_id,
-        status=status,
-        status_label=STATUS_LABELS.get(status, status.replace("_", " ").capitalize()),
-        plan=_plan_name(data),
-        period_end=_period_end(data),
-        cancel_at_period_end=bool(data.get("cancel_at_period_end")),
-        episode=episode,
-    )
 
 
 def member_invoices(*, member: Member, limit: int = 10) -> list[dict[str, Any]]:

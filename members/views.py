@@ -36,6 +36,7 @@ from billing.checkout import (
     checkout_individual_start,
     member_has_live_subscription,
 )
+from billing.selectors import member_billing_summary
 from gateway.views import rate_limited
 from members.forms import (
     CompanyForm,
@@ -47,7 +48,6 @@ from members.forms import (
 )
 from members.models import SeatTier, User, normalize_email
 from members.selectors import (
-    member_billing,
     member_can_manage_billing,
     member_invoices,
     plan_list,
@@ -223,7 +223,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         messages.success(request, "Thank you! Your payment is being confirmed.")
     elif checkout == "cancel":
         messages.info(request, "Checkout was cancelled; nothing was charged.")
-    billing = member_billing(member=member)
+    billing = member_billing_summary(member)
     return render(
         request,
         "members/dashboard.html",
@@ -247,7 +247,7 @@ def billing(request: HttpRequest) -> HttpResponse:
         "members/billing.html",
         {
             "member": member,
-            "billing": member_billing(member=member),
+            "billing": member_billing_summary(member),
             "invoices": member_invoices(member=member),
             "can_manage_billing": member_can_manage_billing(member=member),
         },
