@@ -18,7 +18,7 @@ install: $(VENV)/.installed
 run: install
 	PORT=$(PORT) $(PY) -m gateway.devserver
 
-test: install
+test: install browser-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: install
@@ -31,6 +31,15 @@ lint: install
 clean:
 	rm -rf $(VENV) db.sqlite3* var staticfiles
 
-# Debian's Chromium for the browser suite (Playwright drives it through executable_path).
-browser-deps:
-	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+# Debian's Chromium for the browser suite (Playwright drives it through executable_path, so no
+# `playwright install`), and axe-core from package-lock.json for its accessibility checks.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+browser-deps: node_modules/axe-core/axe.min.js
+	@command -v chromium >/dev/null || \
+		($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium)
+
+node_modules/axe-core/axe.min.js: package-lock.json
+	@command -v npm >/dev/null || ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq npm)
+	npm ci --no-audit --no-fund --silent
+	touch $@
