@@ -158,20 +158,21 @@ class Seed:
     dm_requires_mutual_guild: bool = True
     request_log_size: int = 100_000
 
+    def __post_init__(self) -> None:
+        # A partial `rate_limits` overrides only the routes it names; JSON has no tuples.
+        self.rate_limits = {
+            **DEFAULT_RATE_LIMITS,
+            **{k: (int(v[0]), float(v[1])) for k, v in self.rate_limits.items()},
+        }
+        self.global_rate_limit = (int(self.global_rate_limit[0]), float(self.global_rate_limit[1]))
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Seed:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown seed field(s): {', '.join(unknown)}")
-        seed = cls(**data)
-        # JSON has no tuples; normalise so comparisons and unpacking stay simple.
-        seed.rate_limits = {
-            **DEFAULT_RATE_LIMITS,
-            **{k: (int(v[0]), float(v[1])) for k, v in seed.rate_limits.items()},
-        }
-        seed.global_rate_limit = (int(seed.global_rate_limit[0]), float(seed.global_rate_limit[1]))
-        return seed
+        return cls(**data)
 
     @classmethod
     def from_file(cls, path: str | Path) -> Seed:
