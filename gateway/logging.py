@@ -9,7 +9,10 @@ our task and bot wrappers (``gateway.tasks``) appear on every line, whoever logg
 from __future__ import annotations
 
 import re
+from datetime import date, time
+from decimal import Decimal
 from typing import Any
+from uuid import UUID
 
 import structlog
 
@@ -75,7 +78,7 @@ def scrub_text(text: str) -> str:
 
 def is_secret_key(key: str) -> bool:
     lowered = key.lower().replace("-", "_")
-    return any(word in lowered for word in SECRET_KEYS) and lowered != "csrf_token_used"
+    return any(word in lowered for word in SECRET_KEYS)
 
 
 def _scrub_value(value: Any) -> Any:
@@ -88,8 +91,14 @@ def _scrub_value(value: Any) -> Any:
         }
     if isinstance(value, list | tuple):
         return [_scrub_value(item) for item in value]
+    if isinstance(value, str):
+        return scrub_text(value)
+    if isinstance(value, date | time):
+        return value.isoformat()
+    if isinstance(value, UUID | Decimal):
+        return str(value)
     # Anything else (a request, an exception) is rendered by its repr: scrub that text.
-    return scrub_text(value if isinstance(value, str) else repr(value))
+    return scrub_text(repr(value))
 
 
 def redact_secrets(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import structlog
-from django.db import DEFAULT_DB_ALIAS, transaction
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.utils import timezone
 from django_q.models import Schedule
 
@@ -105,7 +105,10 @@ def sync_schedules(*, using: str = DEFAULT_DB_ALIAS) -> dict[str, str]:
 
 
 def sync_after_migrate(sender: Any = None, using: str = DEFAULT_DB_ALIAS, **kwargs: Any) -> None:
-    sync_schedules(using=using)
+    # A partial migrate (``migrate ops``) can leave django-q2's tables for later.
+    tables = set(connections[using].introspection.table_names())
+    if {Schedule._meta.db_table, GatewayConfig._meta.db_table} <= tables:
+        sync_schedules(using=using)
 
 
 def sync_after_config_change(sender: Any = None, instance: Any = None, **kwargs: Any) -> None:
