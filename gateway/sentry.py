@@ -49,13 +49,22 @@ def scrub(value: Any) -> Any:
     return value
 
 
-def scrub_event(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any]:
+def scrub_event(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any] | None:
     """``before_send`` / ``before_send_transaction``: scrub, then tag the request id."""
+    if _is_task_failure_echo(event):
+        return None
     event = scrub(event)
     request_id = structlog.contextvars.get_contextvars().get("request_id")
     if request_id:
         event.setdefault("tags", {})["request_id"] = str(request_id)
     return event
+
+
+def _is_task_failure_echo(event: dict[str, Any]) -> bool:
+    """django-q2's monitor logs every failed task at ERROR with the traceback as text; the
+    worker already reported the exception itself (``TaskErrorReporter``), so drop the echo."""
+    message = (event.get("logentry") or {}).get("message") or ""
+    return event.get("logger") == "django-q" and str(message).startswith("Failed '")
 
 
 def scrub_breadcrumb(crumb: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any]:

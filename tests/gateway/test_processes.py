@@ -172,6 +172,7 @@ def test_request_id_sentry_and_scrubbing_across_web_and_worker(stack):
     assert web_event["request"]["url"].endswith("/_test/boom/")
     assert web_event["request"]["headers"]["Authorization"] == "[Filtered]"
     assert worker_event["tags"]["process"] == "worker"
+    assert worker_event["tags"]["request_id"]
 
     # Sentry gets neither secrets nor personal data; logs get no secrets (an email address in
     # a log line is how an operator finds a member's trail).

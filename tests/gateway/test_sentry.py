@@ -8,7 +8,7 @@ import sentry_sdk
 from django.test import Client
 from django_q.tasks import async_task
 
-from gateway.sentry import init_sentry, process_name, scrub
+from gateway.sentry import init_sentry, process_name, scrub, scrub_event
 from tests.gateway import planted
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.gateway.urls")]
@@ -100,6 +100,16 @@ def test_scrub_handles_nested_payloads():
         "extra": {"note": "reply to [Filtered]", "count": 3},
         "vars": {"result": ["charge failed, secret [redacted]", False]},
     }
+
+
+def test_the_monitors_echo_of_a_failed_task_is_not_sent_twice():
+    echo = {
+        "logger": "django-q",
+        "logentry": {"message": "Failed 'billing.tasks.billing_tick' (x) - boom : Traceback"},
+    }
+    other = {"logger": "django-q", "logentry": {"message": "reincarnated worker Process-1"}}
+    assert scrub_event(echo, {}) is None
+    assert scrub_event(other, {})["logentry"] == other["logentry"]
 
 
 @pytest.mark.parametrize(
