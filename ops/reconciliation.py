@@ -259,10 +259,11 @@ def reconcile(
 
 
 def run_claim(*, run_id: int, now: datetime | None = None) -> ReconciliationRun | None:
-    """Take a scheduled run for execution (conditional UPDATE); None if someone else did."""
+    """Take a due scheduled run for execution (conditional UPDATE); None if it is not due or
+    someone else took it."""
     now = now or timezone.now()
     claimed = ReconciliationRun.objects.filter(
-        pk=run_id, status=ReconciliationRun.Status.SCHEDULED
+        pk=run_id, status=ReconciliationRun.Status.SCHEDULED, scheduled_for__lte=now
     ).update(status=ReconciliationRun.Status.RUNNING, started_at=now)
     return ReconciliationRun.objects.get(pk=run_id) if claimed else None
 

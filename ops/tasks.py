@@ -177,11 +177,14 @@ def reconcile_verify(run_id: int) -> str:
 
 
 def reconcile_scheduled() -> str:
-    """Schedule: run overdue stored runs, then the daily run once the local hour has come.
+    """Schedule (daily at ``reconcile_hour`` local): overdue stored runs, then the daily run.
 
-    The daily run is claimed by inserting the day's row (unique ``scheduled_day``), so two
-    workers, a late worker and a repeated schedule never run it twice. When staff paused
-    reconciliation the day's row is stored as ``skipped`` and nothing else happens.
+    The cron line decides the hour (``ops.schedules.reconcile_cron``); the daily run is
+    claimed by inserting the row of the local day (unique ``scheduled_day``), so two workers,
+    a worker catching up after downtime or a repeated schedule never run it twice. When staff
+    paused reconciliation the day's row is stored as ``skipped`` and nothing else happens.
+    Overdue stored runs are verification runs whose one-off schedule was lost, and staff runs
+    whose task was.
     """
     from zoneinfo import ZoneInfo
 
@@ -196,22 +199,20 @@ def reconcile_scheduled() -> str:
     for run_id in due.values_list("pk", flat=True):
         outcomes.append(reconcile_run(run_id))
     config = GatewayConfig.load()
-    local = now.astimezone(ZoneInfo(config.reconcile_timezone))
-    if local.hour >= config.reconcile_hour:
-        run = reconciliation.daily_run_claim(
-            day=local.date(),
-            paused=config.reconcile_paused,
-            fix=config.reconcile_autofix,
-            now=now,
-        )
-        if run is None:
-            outcomes.append("daily:already_claimed")
-        elif run.status == ReconciliationRun.Status.SKIPPED:
-            log.info("reconciliation_skipped_paused", run_id=run.pk)
-            outcomes.append("daily:skipped")
-        else:
-            outcomes.append(f"daily:{reconciliation.run_execute(run=run)}")
-    return ",".join(outcomes) or "nothing_due"
+    run = reconciliation.daily_run_claim(
+        day=now.astimezone(ZoneInfo(config.reconcile_timezone)).date(),
+        paused=config.reconcile_paused,
+        fix=config.reconcile_autofix,
+        now=now,
+    )
+    if run is None:
+        outcomes.append("daily:already_claimed")
+    elif run.status == ReconciliationRun.Status.SKIPPED:
+        log.info("reconciliation_skipped_paused", run_id=run.pk)
+        outcomes.append("daily:skipped")
+    else:
+        outcomes.append(f"daily:{reconciliation.run_execute(run=run)}")
+    return ",".join(outcomes)
 
 
 def prune_old_records() -> dict[str, int]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -22,7 +22,7 @@ from ops.reconciliation import (
     reconcile,
     reconciliation_start,
 )
-from ops.tasks import reconcile_scheduled
+from ops.tasks import reconcile_scheduled, reconcile_verify
 
 from .conftest import World
 
@@ -95,8 +95,8 @@ def test_a_fixing_run_schedules_a_verification_an_hour_later_that_the_schedule_r
     assert (one_off.func, one_off.schedule_type) == ("ops.tasks.reconcile_verify", Schedule.ONCE)
     assert one_off.next_run == verification.scheduled_for
 
-    # Not due yet: the safety-net schedule leaves it alone.
-    GatewayConfig.objects.update_or_create(pk=1, defaults={"reconcile_hour": 23})
+    # Not due yet: neither its one-off schedule firing early nor the daily run touches it.
+    assert reconcile_verify(verification.pk) == "skipped"
     reconcile_scheduled()
     verification.refresh_from_db()
     assert verification.status == ReconciliationRun.Status.SCHEDULED
@@ -106,7 +106,7 @@ def test_a_fixing_run_schedules_a_verification_an_hour_later_that_the_schedule_r
         scheduled_for=timezone.now() - timedelta(seconds=1)
     )
     world.discord.set_member_roles(member.discord_id, [])  # someone undid the fix meanwhile
-    reconcile_scheduled()
+    assert reconcile_verify(verification.pk) == "drift"
     verification.refresh_from_db()
     assert verification.status == ReconciliationRun.Status.DRIFT
     assert [f["kind"] for f in verification.findings] == ["missing_access"]
@@ -117,9 +117,7 @@ def test_a_fixing_run_schedules_a_verification_an_hour_later_that_the_schedule_r
 @pytest.mark.django_db(transaction=True)
 def test_the_daily_run_happens_once_per_local_day_with_the_configured_autofix(world):
     member = world.member("ywain", holds=())
-    GatewayConfig.objects.update_or_create(
-        pk=1, defaults={"reconcile_hour": 0, "reconcile_autofix": True}
-    )
+    GatewayConfig.objects.update_or_create(pk=1, defaults={"reconcile_autofix": True})
 
     first = reconcile_scheduled()
     second = reconcile_scheduled()
@@ -131,23 +129,22 @@ def test_the_daily_run_happens_once_per_local_day_with_the_configured_autofix(wo
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_daily_run_waits_for_the_configured_local_hour(world):
-    world.member("ector", holds=())
-    # A zone where it is not yet 23:00, so "one hour from now" is still today there.
-    zone = "UTC" if datetime.now(UTC).hour != 23 else "Etc/GMT+1"
-    local_hour = datetime.now(ZoneInfo(zone)).hour
-    GatewayConfig.objects.update_or_create(
-        pk=1, defaults={"reconcile_hour": local_hour + 1, "reconcile_timezone": zone}
-    )
-    assert reconcile_scheduled() == "nothing_due"
-    assert not ReconciliationRun.objects.exists()
+@pytest.mark.parametrize("zone", ["Pacific/Kiritimati", "Pacific/Pago_Pago"])
+def test_the_daily_run_belongs_to_the_local_day_of_the_configured_timezone(world, zone):
+    world.member("ector", holds=("lord",))
+    GatewayConfig.objects.update_or_create(pk=1, defaults={"reconcile_timezone": zone})
+
+    assert reconcile_scheduled() == "daily:clean"
+
+    run = ReconciliationRun.objects.get(trigger="schedule")
+    assert run.scheduled_day == datetime.now(ZoneInfo(zone)).date()
 
 
 @pytest.mark.django_db(transaction=True)
 def test_pause_skips_the_scheduled_run_but_not_a_manual_one(world):
     member = world.member("lionel", holds=())
     GatewayConfig.objects.update_or_create(
-        pk=1, defaults={"reconcile_hour": 0, "reconcile_paused": True, "reconcile_autofix": True}
+        pk=1, defaults={"reconcile_paused": True, "reconcile_autofix": True}
     )
     world.clear_logs()
 
