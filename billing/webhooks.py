@@ -46,7 +46,10 @@ def inbox_insert(*, event: dict[str, Any], body: str, status: str) -> int | None
     """
     now = timezone.now()
     table = StripeEventInbox._meta.db_table
-    data_object = (event.get("data") or {}).get("object") or {}
+    # A signed event may still have any shape (an API version we do not know, a bug at
+    # Stripe): the acknowledgement must store it, never crash on it.
+    data = event.get("data")
+    data_object = data.get("object") if isinstance(data, dict) else None
     object_id = data_object.get("id") if isinstance(data_object, dict) else None
     sql = (
         f"INSERT INTO {table} "  # noqa: S608 - table name from model metadata, values bound

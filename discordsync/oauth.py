@@ -87,7 +87,9 @@ def oauth_consume(request: HttpRequest, *, state: str) -> Pending:
     pending: dict[str, Any] | None = request.session.pop(SESSION_KEY, None)
     if not pending or not state:
         raise OAuthError("This sign-in link is no longer valid. Please start again.")
-    if not secrets.compare_digest(str(pending.get("state", "")), state):
+    # compare_digest refuses non-ASCII str (TypeError → 500); compare the UTF-8 bytes.
+    expected = str(pending.get("state", "")).encode()
+    if not secrets.compare_digest(expected, state.encode("utf-8", "surrogatepass")):
         raise OAuthError("This sign-in link is no longer valid. Please start again.")
     if time.time() > float(pending.get("expires_at", 0)):
         raise OAuthError("This sign-in attempt took too long and expired. Please start again.")

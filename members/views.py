@@ -101,7 +101,9 @@ def rate_limit(setting: str) -> Callable[[View], View]:
 def safe_next(request: HttpRequest, default: str) -> str:
     """The ``next`` target when it stays on this site, otherwise ``default``."""
     target = request.POST.get("next") or request.GET.get("next") or ""
-    if target and url_has_allowed_host_and_scheme(
+    # Only site paths: redirect() would try a bare word such as "dashboard" as a URL name
+    # (and fail with a 500 on anything that is not one).
+    if target.startswith("/") and url_has_allowed_host_and_scheme(
         target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
     ):
         return target

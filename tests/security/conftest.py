@@ -1,0 +1,47 @@
+"""Personas, the fake Discord, and the hook that writes the fuzz tally into the docs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from bench.docs import DOCS, replace_section
+from tests.discordsync.conftest import discord, discord_server, make_member, make_team
+from tests.security import fuzzing
+
+__all__ = ["discord", "discord_server"]
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+def percival(db):
+    """An individual member with an active subscription, not linked to Discord yet."""
+    return make_member("percival")
+
+
+@pytest.fixture
+def camelot(db):
+    """Camelot Ltd: a company plan (2 owner, 2 team seats) whose primary owner is logged in
+    elsewhere; its members and invites must stay invisible to everyone else."""
+    return make_team("Camelot Ltd")
+
+
+@pytest.fixture
+def avalon(db):
+    """A second company, owned by someone else."""
+    return make_team("Avalon Inc")
+
+
+@pytest.fixture
+def queued_processing(monkeypatch):
+    """Store and enqueue only: processing needs Stripe, and is proven in tests/billing."""
+    from django_q.conf import Conf
+
+    monkeypatch.setattr(Conf, "SYNC", False)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: Any) -> None:
+    if fuzzing.CASES:
+        replace_section(DOCS / "RELIABILITY.md", "Bad input", fuzzing.report(), title="Reliability")
