@@ -251,3 +251,21 @@ def test_api_calls_equal_the_minimum_for_a_seeded_world(world):
     assert len(writes) == role_changes == fixing.counts["api_discord_writes"]
     assert len(world.discord.requests(method="GET", path_prefix="/guilds/")) == 3 + len(members)
     assert fixing.counts["api_calls"] == minimum_reads + len(members) + role_changes
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_overdue_verification_whose_schedule_was_lost_runs_with_the_daily_schedule(world):
+    member = world.member("lamorak", holds=())
+    reconcile(fix=True, dry_run=False, trigger="test")
+    verification = ReconciliationRun.objects.get(is_verification=True)
+    Schedule.objects.filter(name__startswith="reconciliation run").delete()  # e.g. a restore
+    ReconciliationRun.objects.filter(pk=verification.pk).update(
+        scheduled_for=timezone.now() - timedelta(hours=3)
+    )
+
+    outcome = reconcile_scheduled()
+
+    verification.refresh_from_db()
+    assert verification.status == ReconciliationRun.Status.CLEAN
+    assert outcome.split(",")[0] == "clean"
+    assert world.roles_of(member) == {"lord"}
