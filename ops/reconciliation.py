@@ -62,6 +62,9 @@ LEASE_NAME = "reconciliation"
 # Renewed after every page and every fix, so only a dead process lets it lapse.
 LEASE_TTL = timedelta(minutes=10)
 VERIFY_AFTER = timedelta(hours=1)
+# Worker time limit of a run task: the cluster's default (Q_TIMEOUT, a minute) would kill a
+# large run; a re-presented task finds the run claimed or the lease held and does nothing.
+RUN_TIMEOUT_SECONDS = 3600
 STRIPE_PAGE = 100
 DISCORD_PAGE = 1000
 DB_CHUNK = 2000
@@ -281,14 +284,14 @@ def run_execute(*, run: ReconciliationRun) -> str:
 def daily_run_claim(
     *, day: Any, paused: bool, fix: bool, now: datetime | None = None
 ) -> ReconciliationRun | None:
-    """Create the run of ``day`` (unique), or None when another worker already did.
+    """Store the ``scheduled`` run of ``day`` (unique), or None when another worker did.
 
     When paused, the row is stored as ``skipped`` so the admin shows the day was not forgotten.
     """
     from django.db import IntegrityError
 
     now = now or timezone.now()
-    status = ReconciliationRun.Status.SKIPPED if paused else ReconciliationRun.Status.RUNNING
+    status = ReconciliationRun.Status.SKIPPED if paused else ReconciliationRun.Status.SCHEDULED
     try:
         with transaction.atomic():
             return ReconciliationRun.objects.create(
@@ -297,7 +300,7 @@ def daily_run_claim(
                 fix=fix,
                 scheduled_day=day,
                 scheduled_for=now,
-                started_at=now,
+                started_at=now if paused else None,
                 finished_at=now if paused else None,
                 error="reconciliation is paused in the gateway settings" if paused else "",
             )
@@ -831,6 +834,7 @@ def _schedule_once(run: ReconciliationRun, due: datetime) -> None:
         defaults={
             "func": "ops.tasks.reconcile_verify",
             "args": repr((run.pk,)),
+            "kwargs": repr({"q_options": {"timeout": RUN_TIMEOUT_SECONDS}}),
             "schedule_type": Schedule.ONCE,
             "repeats": 1,
             "next_run": due,
@@ -871,4 +875,9 @@ def _lease_busy(now: datetime) -> bool:
 def _enqueue_run(run_id: int) -> None:
     from django_q.tasks import async_task
 
-    async_task("ops.tasks.reconcile_run", run_id)
+    async_task("ops.tasks.reconcile_run", run_id, timeout=RUN_TIMEOUT_SECONDS)
+
+
+def run_enqueue(*, run_id: int) -> None:
+    """Hand a stored run to a worker with the run's own time limit."""
+    _enqueue_run(run_id)

@@ -94,6 +94,7 @@ def test_a_fixing_run_schedules_a_verification_an_hour_later_that_the_schedule_r
     one_off = Schedule.objects.get(name=f"reconciliation run {verification.pk}")
     assert (one_off.func, one_off.schedule_type) == ("ops.tasks.reconcile_verify", Schedule.ONCE)
     assert one_off.next_run == verification.scheduled_for
+    assert "'timeout': 3600" in one_off.kwargs  # longer than the cluster's default minute
 
     # Not due yet: neither its one-off schedule firing early nor the daily run touches it.
     assert reconcile_verify(verification.pk) == "skipped"
@@ -123,7 +124,8 @@ def test_the_daily_run_happens_once_per_local_day_with_the_configured_autofix(wo
     second = reconcile_scheduled()
 
     daily = ReconciliationRun.objects.get(trigger="schedule")
-    assert first == "daily:drift" and second == "daily:already_claimed"
+    assert first == "daily:queued" and second == "daily:already_claimed"
+    assert daily.status == ReconciliationRun.Status.DRIFT  # the queued task ran (sync in tests)
     assert daily.fix and daily.scheduled_day is not None
     assert world.roles_of(member) == {"lord"}
 
@@ -134,9 +136,10 @@ def test_the_daily_run_belongs_to_the_local_day_of_the_configured_timezone(world
     world.member("ector", holds=("lord",))
     GatewayConfig.objects.update_or_create(pk=1, defaults={"reconcile_timezone": zone})
 
-    assert reconcile_scheduled() == "daily:clean"
+    assert reconcile_scheduled() == "daily:queued"
 
     run = ReconciliationRun.objects.get(trigger="schedule")
+    assert run.status == ReconciliationRun.Status.CLEAN
     assert run.scheduled_day == datetime.now(ZoneInfo(zone)).date()
 
 
@@ -267,5 +270,5 @@ def test_an_overdue_verification_whose_schedule_was_lost_runs_with_the_daily_sch
 
     verification.refresh_from_db()
     assert verification.status == ReconciliationRun.Status.CLEAN
-    assert outcome.split(",")[0] == "clean"
+    assert outcome.split(",")[0] == f"queued:{verification.pk}"
     assert world.roles_of(member) == {"lord"}
