@@ -39,6 +39,9 @@ SECRET_PATTERNS = [
     re.compile(r"(?i)\b(bearer|bot|basic)\s+[A-Za-z0-9._~+/=-]{8,}"),
     re.compile(r"(?i)(\b\w*(?:token|key|code|state|signature|secret|password)=)[^&#\s\"',]+"),
     re.compile(r"\bt=\d+,v1=[0-9a-f]+(?:,v0=[0-9a-f]+)?"),
+    # Bearer tokens in paths: a seat invite and a password-reset link (request lines log them).
+    re.compile(r"(/invite/)[^/\s\"'?#]+"),
+    re.compile(r"(/password/reset/[^/\s\"'?#]+/)[^/\s\"'?#]+"),
 ]
 REDACTED = "[redacted]"
 
