@@ -21,6 +21,7 @@ from django_ratelimit.decorators import ratelimit
 from discordsync.oauth import Flow, OAuthError, oauth_consume, oauth_identify, oauth_start
 from discordsync.selectors import member_entitled
 from discordsync.services import LinkError, discord_link, guild_join
+from gateway.views import rate_limited
 from members.models import Invite, Member, SeatTier
 from members.team_services import (
     INVITE_TIERS,
@@ -247,8 +248,12 @@ def team_seat_revoke(request: HttpRequest, member_id: int) -> HttpResponse:
 
 @never_cache
 @require_http_methods(["GET", "POST"])
-@ratelimit(key="ip", rate=INVITE_CLAIM_RATE, method="POST", block=True)
+@ratelimit(key="ip", rate=INVITE_CLAIM_RATE, method="POST", block=False)
 def invite(request: HttpRequest, token: str) -> HttpResponse:
+    if getattr(request, "limited", False):
+        # The same 429 page as every other limit (block=True would answer a bare 403).
+        log.warning("rate_limited", view="invite")
+        return rate_limited(request)
     found: Invite | None = invite_for_token(token)
     if found is None:
         return render(request, "team/invite_invalid.html", status=404)
