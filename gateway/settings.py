@@ -254,6 +254,9 @@ if STRIPE_SECRET_KEY.startswith(("sk_live_", "rk_live_")) != STRIPE_LIVE_MODE:
         "STRIPE_LIVE_MODE does not match STRIPE_SECRET_KEY (a live key needs "
         "STRIPE_LIVE_MODE=true, a test key STRIPE_LIVE_MODE=false)"
     )
+if DJANGO_ENV == "staging" and STRIPE_LIVE_MODE:
+    # Staging behaves like production but must never charge anyone.
+    raise ImproperlyConfigured("DJANGO_ENV=staging uses Stripe test mode: set a test key")
 STRIPE_WEBHOOK_SECRET = env.secret(
     "STRIPE_WEBHOOK_SECRET", required=not SANDBOX and DEPLOYED, default="whsec_sandbox"
 )
