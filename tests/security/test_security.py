@@ -536,3 +536,45 @@ def test_production_sends_hsts_and_secure_httponly_cookies_behind_the_proxy():
     assert result.returncode == 0, result.stderr
     assert result.stdout.split()[:6] == ["31536000", "True", "True", "True", "True", "True"]
     assert "('HTTP_X_FORWARDED_PROTO', 'https')" in result.stdout
+
+
+STAGING = {
+    "DJANGO_ENV": "staging",
+    "SECRET_KEY": "a-long-random-staging-secret-key-for-the-gateway-0123456789",
+    "ALLOWED_HOSTS": "staging.members.example.org",
+    "APP_URL": "https://staging.members.example.org",
+    "STRIPE_SECRET_KEY": "sk_test_staging0000000000000000000000",
+    "STRIPE_WEBHOOK_SECRET": "whsec_staging",
+    "TRUSTED_PROXY_COUNT": "1",
+    # A separate test guild and bot.
+    "DISCORD_BOT_TOKEN": "staging-bot-token",
+    "DISCORD_CLIENT_ID": "11",
+    "DISCORD_CLIENT_SECRET": "staging-client-secret",
+    "DISCORD_GUILD_ID": "12",
+}
+
+
+def test_staging_behaves_like_production_with_stripe_test_mode_and_console_email():
+    from tests.gateway.test_settings import run_manage
+
+    result = run_manage(STAGING, "shell", "--no-imports", "-c", SHOW)
+    assert result.returncode == 0, result.stderr
+    values = result.stdout.split()
+    assert values[:6] == ["31536000", "True", "True", "True", "True", "True"]
+    assert values[-4:] == [
+        "False",
+        "json",
+        "django.core.mail.backends.console.EmailBackend",
+        "False",
+    ]
+    deploy = run_manage(STAGING, "check", "--deploy", "--fail-level", "WARNING")
+    assert deploy.returncode == 0, deploy.stderr
+
+
+def test_staging_refuses_a_live_stripe_key():
+    from tests.gateway.test_settings import run_manage
+
+    live = {**STAGING, "STRIPE_SECRET_KEY": "sk_live_abc", "STRIPE_LIVE_MODE": "true"}
+    result = run_manage(live, "check")
+    assert result.returncode != 0
+    assert "DJANGO_ENV=staging uses Stripe test mode" in result.stderr
