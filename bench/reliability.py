@@ -12,14 +12,14 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from bench.docs import DOCS, atomic_write, read_json
+from bench.docs import DOCS, atomic_write, read_json, replace_section
 
 RESULTS = DOCS / "reliability.json"
 REPORT = DOCS / "RELIABILITY.md"
 
+TITLE = "Reliability"
+HEADING = "Shutdown and fault drills"
 INTRO = """\
-# Reliability drills
-
 Written by the drills in `tests/drills/` (`pytest -m slow tests/drills`), never by hand: each
 drill starts the real processes (gunicorn, `qcluster`, `runbot`) against the fake Stripe and
 fake Discord over HTTP, injects the stop or fault, and records what it counted. "In flight" is
@@ -54,7 +54,8 @@ def record(
             "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         }
         atomic_write(RESULTS, json.dumps(results, indent=2, sort_keys=True) + "\n")
-        atomic_write(REPORT, render(results))
+        # Only this section: other suites write their own sections of the same file.
+        replace_section(REPORT, HEADING, render(results), title=TITLE)
 
 
 def _cell(value: Any) -> str:
@@ -88,7 +89,7 @@ def render(results: dict[str, dict[str, Any]]) -> str:
 
 
 def main() -> None:
-    atomic_write(REPORT, render(read_json(RESULTS)))
+    replace_section(REPORT, HEADING, render(read_json(RESULTS)), title=TITLE)
 
 
 if __name__ == "__main__":

@@ -90,8 +90,7 @@ def chain() -> list[Link]:
             _seconds(worker["TimeoutStopSec"]),
             float(settings.Q_CLUSTER["timeout"]),
             "`Q_TIMEOUT`: a task still running is killed after it",
-            _drain_budget(),
-            "`DRAIN_BUDGET_SECONDS` of the webhook drain task, the longest task",
+            *_longest_task(),
         ),
         Link(
             "bot (runbot)",
@@ -105,10 +104,17 @@ def chain() -> list[Link]:
     ]
 
 
-def _drain_budget() -> float:
+def _longest_task() -> tuple[float, str]:
+    """The longest a task may run: the webhook drain's own budget, or a task enqueued with a
+    longer per-task ``timeout`` (the reconciliation run)."""
     from billing.tasks import DRAIN_BUDGET_SECONDS
+    from ops.reconciliation import RUN_TIMEOUT_SECONDS
 
-    return float(DRAIN_BUDGET_SECONDS)
+    candidates = [
+        (float(DRAIN_BUDGET_SECONDS), "`DRAIN_BUDGET_SECONDS` of the webhook drain task"),
+        (float(RUN_TIMEOUT_SECONDS), "`RUN_TIMEOUT_SECONDS` of the reconciliation run task"),
+    ]
+    return max(candidates)
 
 
 def table(links: list[Link]) -> str:
@@ -143,6 +149,13 @@ def table(links: list[Link]) -> str:
         f"{settings.DISCORD_TIMEOUT_SECONDS:g} s per attempt, email "
         f"{settings.EMAIL_TIMEOUT} s.",
     ]
+    longest, source = _longest_task()
+    if longest >= q["retry"]:
+        rows.append(
+            f"\n**Broken:** the longest task ({longest:g} s, {source}) outlives `Q_RETRY` "
+            f"({q['retry']} s), so the ORM broker presents it again while it still runs, and "
+            "no stop timeout lets it finish on SIGTERM."
+        )
     return "\n".join(rows)
 
 
