@@ -8,8 +8,12 @@ IP bans the whole host at Cloudflare).
 
 Behaviour, per call:
 - timeout ``DISCORD_TIMEOUT_SECONDS`` on connect and read;
-- per-bucket rate-limit state from ``X-RateLimit-*`` headers: when a bucket has no requests
-  left we sleep until its reset instead of collecting a 429;
+- a process-wide token bucket caps every client for the same bot at ``DISCORD_GLOBAL_RATE``
+  requests/s (default 45, under Discord's 50/s global limit per bot);
+- per-bucket rate-limit state from ``X-RateLimit-*`` headers, keyed by ``X-RateLimit-Bucket``
+  and the major parameter, so routes that share a bucket (PUT and DELETE of a member role)
+  share one budget; every request reserves a slot before it is sent, and when a bucket has no
+  slot left we sleep until its reset instead of collecting a 429;
 - a 429 is honoured (``retry_after`` from the body, ``global`` blocks every route) and retried
   a bounded number of times;
 - 5xx, timeouts and connection errors are retried with bounded exponential backoff, then raise
@@ -88,8 +92,52 @@ class DiscordPermanentError(DiscordError):
 
 @dataclass
 class _BucketState:
-    remaining: int
+    limit: int
+    remaining: int  # what the server said, minus requests we sent since (reservations)
     reset_at: float  # time.monotonic()
+    window: float  # longest Reset-After seen: our estimate of the bucket's window length
+
+
+class GlobalRateLimiter:
+    """Token bucket shared by every client of one bot in this process (thread-safe).
+
+    The burst is a tenth of the rate, so any one-second window holds at most 1.1 × ``rate``
+    requests: 49.5 at the default 45/s, under Discord's 50/s even against a fixed window.
+    """
+
+    def __init__(self, rate: float) -> None:
+        if rate <= 0:
+            raise ValueError("DISCORD_GLOBAL_RATE must be positive")
+        self.rate = float(rate)
+        self.capacity = max(1.0, self.rate / 10)
+        self._tokens = self.capacity
+        self._stamp = time.monotonic()
+        self._lock = threading.Lock()
+
+    def try_acquire(self) -> float:
+        """Take one token and return 0, or return the seconds until one is available."""
+        with self._lock:
+            now = time.monotonic()
+            self._tokens = min(self.capacity, self._tokens + (now - self._stamp) * self.rate)
+            self._stamp = now
+            if self._tokens >= 1.0:
+                self._tokens -= 1.0
+                return 0.0
+            return (1.0 - self._tokens) / self.rate
+
+
+_global_limiters: dict[tuple[str, str, float], GlobalRateLimiter] = {}
+_global_limiters_lock = threading.Lock()
+
+
+def global_limiter(api_base: str, bot_token: str, rate: float) -> GlobalRateLimiter:
+    """The process-wide limiter for one bot: Discord counts its global limit per bot token."""
+    key = (api_base, bot_token, float(rate))
+    with _global_limiters_lock:
+        limiter = _global_limiters.get(key)
+        if limiter is None:
+            limiter = _global_limiters[key] = GlobalRateLimiter(rate)
+        return limiter
 
 
 class CircuitBreaker:
@@ -170,6 +218,18 @@ class CircuitBreaker:
         )
 
 
+# Seconds added to every bucket reset we learn (Reset-After is rounded to milliseconds).
+RESET_MARGIN = 0.01
+
+
+def _refresh(state: _BucketState, now: float) -> None:
+    """A bucket whose window has passed is full again; its next reset is a guess until the
+    next answer's headers say."""
+    if now >= state.reset_at:
+        state.remaining = state.limit
+        state.reset_at = now + state.window + RESET_MARGIN
+
+
 _SNOWFLAKE = re.compile(r"/\d{5,}")
 _MAJOR = re.compile(r"^/(guilds|channels|webhooks)/(\d+)")
 
@@ -198,6 +258,7 @@ class DiscordClient:
         backoff_max: float = 8.0,
         max_wait: float = 30.0,
         breaker: CircuitBreaker | None = None,
+        global_rate: float | None = None,
     ) -> None:
         # Unset arguments come from settings, so DiscordClient() works anywhere.
         self.api_base = (api_base or settings.DISCORD_API_BASE).rstrip("/")
@@ -210,10 +271,17 @@ class DiscordClient:
         self.backoff_max = backoff_max
         self.max_wait = max_wait
         self.breaker = breaker or CircuitBreaker(threshold=1000)
+        rate = float(global_rate or settings.DISCORD_GLOBAL_RATE)
+        self.global_limiter = global_limiter(self.api_base, self._token, rate)
         self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._local = threading.local()
+        # route key -> bucket hash; "" once a route answered without bucket headers.
         self._route_buckets: dict[str, str] = {}
         self._buckets: dict[tuple[str, str], _BucketState] = {}
+        # Routes whose first request is in flight: until its headers name the bucket, one
+        # request at a time, so a burst cannot overrun a bucket we have not met yet.
+        self._discovering: set[str] = set()
         self._global_until = 0.0
 
     def __repr__(self) -> str:  # never show the token
@@ -229,36 +297,90 @@ class DiscordClient:
             self._local.session = session
         return session
 
-    def _wait_for_capacity(self, route_key: str, major: str) -> None:
-        with self._lock:
-            now = time.monotonic()
-            wait = max(0.0, self._global_until - now)
-            bucket_hash = self._route_buckets.get(route_key)
-            state = self._buckets.get((bucket_hash, major)) if bucket_hash else None
-            if state is not None and state.remaining <= 0 and state.reset_at > now:
-                wait = max(wait, state.reset_at - now)
-        if wait > self.max_wait:
-            raise DiscordRateLimited(wait, is_global=False)
-        if wait > 0:
-            log.info("discord_bucket_wait", route=route_key, wait_s=round(wait, 3))
+    def _acquire(self, route_key: str, major: str, *, bot: bool) -> bool:
+        """Wait for room in the route's bucket and the global cap, then reserve one request.
+
+        Returns True when this request is the one discovering an unknown route's bucket; the
+        caller must then :meth:`_release` it once the answer (or an error) is in.
+        """
+        while True:
+            with self._cond:
+                now = time.monotonic()
+                wait = self._global_until - now
+                bucket_hash = self._route_buckets.get(route_key)
+                state: _BucketState | None = None
+                discovering = False
+                if bucket_hash is None and route_key in self._discovering:
+                    # Another thread is learning this route's bucket; its answer wakes us.
+                    self._cond.wait(timeout=min(1.0, self.max_wait))
+                    continue
+                if bucket_hash is None:
+                    # It may share a bucket we already know (Discord shares them across
+                    # routes): respect every exhausted bucket of the same major parameter.
+                    for (_, bucket_major), other in self._buckets.items():
+                        if bucket_major == major:
+                            _refresh(other, now)
+                            if other.remaining <= 0:
+                                wait = max(wait, other.reset_at - now)
+                    discovering = True
+                elif bucket_hash:
+                    state = self._buckets.get((bucket_hash, major))
+                    if state is not None:
+                        _refresh(state, now)
+                        if state.remaining <= 0:
+                            wait = max(wait, state.reset_at - now)
+                if wait <= 0 and bot:
+                    wait = self.global_limiter.try_acquire()
+                if wait <= 0:
+                    if state is not None:
+                        state.remaining -= 1
+                    if discovering:
+                        self._discovering.add(route_key)
+                    return discovering
+            if wait > self.max_wait:
+                raise DiscordRateLimited(wait, is_global=False)
+            log.debug("discord_rate_wait", route=route_key, wait_s=round(wait, 3))
             time.sleep(wait)
+
+    def _release(self, route_key: str) -> None:
+        with self._cond:
+            self._discovering.discard(route_key)
+            self._cond.notify_all()
 
     def _remember_headers(self, route_key: str, major: str, response: requests.Response) -> None:
         headers = response.headers
         bucket_hash = headers.get("X-RateLimit-Bucket")
         remaining = headers.get("X-RateLimit-Remaining")
         reset_after = headers.get("X-RateLimit-Reset-After")
-        if not bucket_hash or remaining is None or reset_after is None:
-            return
+        limit = headers.get("X-RateLimit-Limit")
         try:
-            state = _BucketState(
-                remaining=int(remaining), reset_at=time.monotonic() + float(reset_after)
-            )
+            parsed = (int(remaining or ""), float(reset_after or ""), int(limit or remaining or ""))
         except ValueError:
-            return
-        with self._lock:
+            parsed = None
+        with self._cond:
+            if not bucket_hash or parsed is None:
+                if response.status_code != 429:  # a global 429 carries no bucket headers
+                    self._route_buckets.setdefault(route_key, "")
+                return
+            left, after, cap = parsed
             self._route_buckets[route_key] = bucket_hash
-            self._buckets[(bucket_hash, major)] = state
+            # The margin covers rounding of Reset-After, so we never think a window is over
+            # before Discord does.
+            reset_at = time.monotonic() + after + RESET_MARGIN
+            state = self._buckets.get((bucket_hash, major))
+            if state is None:
+                self._buckets[(bucket_hash, major)] = _BucketState(
+                    limit=cap, remaining=left, reset_at=reset_at, window=after
+                )
+                return
+            state.limit = cap
+            state.window = max(state.window, after)
+            if reset_at < state.reset_at - state.window / 2:
+                return  # a late answer from a window that is already over
+            # Same (or a newer) window: our count includes requests still in flight, the
+            # server's does not, so the smaller is the truth.
+            state.remaining = min(state.remaining, left)
+            state.reset_at = max(state.reset_at, reset_at)
 
     def _backoff(self, attempt: int) -> float:
         delay = min(self.backoff_max, self.backoff_base * (2**attempt))
@@ -283,13 +405,15 @@ class DiscordClient:
         headers = {"Authorization": auth if auth is not None else f"Bot {self._token}"}
         if auth == "":
             del headers["Authorization"]
+        # Discord's global limit counts bot requests; OAuth calls are limited per user.
+        is_bot = auth is None
         if reason is not None:
             headers["X-Audit-Log-Reason"] = quote(reason[:512], safe=" ")
         server_failures = 0
         rate_limits = 0
         while True:
             probe = self.breaker.before_call()
-            self._wait_for_capacity(route_key, major)
+            discovering = self._acquire(route_key, major, bot=is_bot)
             try:
                 response = self._session().request(
                     method,
@@ -300,6 +424,7 @@ class DiscordClient:
                     headers=headers,
                     timeout=self.timeout,
                 )
+                self._remember_headers(route_key, major, response)
             except requests.RequestException as exc:
                 if probe:
                     self.breaker.release_probe()
@@ -311,9 +436,11 @@ class DiscordClient:
                     ) from None
                 time.sleep(self._backoff(server_failures - 1))
                 continue
+            finally:
+                if discovering:
+                    self._release(route_key)
 
             status = response.status_code
-            self._remember_headers(route_key, major, response)
             body = _decode(response)
             shared_429 = status == 429 and response.headers.get("X-RateLimit-Scope") == "shared"
             self.breaker.record(invalid=status in INVALID_STATUSES and not shared_429, probe=probe)
@@ -488,7 +615,7 @@ def _retry_after(response: requests.Response, body: Any) -> float:
         return 1.0
 
 
-_instances: dict[tuple[str, str, str, float, int, int], DiscordClient] = {}
+_instances: dict[tuple[str, str, str, float, int, int, float], DiscordClient] = {}
 _instances_lock = threading.Lock()
 
 
@@ -504,6 +631,7 @@ def get_client() -> DiscordClient:
         float(settings.DISCORD_TIMEOUT_SECONDS),
         threshold,
         cooldown,
+        float(settings.DISCORD_GLOBAL_RATE),
     )
     with _instances_lock:
         client = _instances.get(key)
@@ -514,6 +642,7 @@ def get_client() -> DiscordClient:
                 guild_id=settings.DISCORD_GUILD_ID,
                 timeout=float(settings.DISCORD_TIMEOUT_SECONDS),
                 breaker=CircuitBreaker(threshold=threshold, cooldown=cooldown),
+                global_rate=float(settings.DISCORD_GLOBAL_RATE),
             )
             _instances[key] = client
         return client

@@ -319,6 +319,8 @@ DISCORD_ADMIN_CHANNEL_ID = env.str(
 )
 DISCORD_INVITE_URL = env.str("DISCORD_INVITE_URL", f"{_fake_discord}/" if DISCORD_SANDBOX else "")
 DISCORD_TIMEOUT_SECONDS = env.float("DISCORD_TIMEOUT_SECONDS", 10.0)
+# Requests/s every client of the bot in one process shares (Discord's global limit is 50/s).
+DISCORD_GLOBAL_RATE = env.float("DISCORD_GLOBAL_RATE", 45.0)
 # Open the circuit long before Discord's 10,000 invalid requests per 10 minutes ban.
 DISCORD_BREAKER_THRESHOLD = env.int("DISCORD_BREAKER_THRESHOLD", 1000)
 DISCORD_BREAKER_COOLDOWN_SECONDS = env.int("DISCORD_BREAKER_COOLDOWN_SECONDS", 60)
