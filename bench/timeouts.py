@@ -81,8 +81,7 @@ def chain() -> list[Link]:
             _seconds(web["TimeoutStopSec"]),
             float(gunicorn["graceful_timeout"]),
             "`graceful_timeout` in gunicorn.conf.py",
-            float(settings.STRIPE_TIMEOUT_SECONDS),
-            "one Stripe call on a page (`STRIPE_TIMEOUT_SECONDS`); the webhook ack makes none",
+            *_longest_page_call(),
         ),
         Link(
             "worker (qcluster)",
@@ -102,6 +101,36 @@ def chain() -> list[Link]:
             "one Discord call in a handler (`DISCORD_TIMEOUT_SECONDS`)",
         ),
     ]
+
+
+def _longest_page_call() -> tuple[float, str]:
+    """The longest outbound call a page may make, every attempt and backoff included: a Stripe
+    call (checkout, portal, seat add) or a Discord call (adding the member at claim time)."""
+    from django.conf import settings
+
+    from discordsync.client import DiscordClient
+
+    stripe_attempts = 1 + settings.STRIPE_MAX_NETWORK_RETRIES
+    # stripe-python sleeps 0.5 s doubling up to 2 s between attempts.
+    stripe_total = settings.STRIPE_TIMEOUT_SECONDS * stripe_attempts + sum(
+        min(2.0, 0.5 * 2**n) for n in range(settings.STRIPE_MAX_NETWORK_RETRIES)
+    )
+    client = DiscordClient()
+    discord_total = client.timeout * (1 + client.max_retries) + sum(
+        client._backoff(n) for n in range(client.max_retries)
+    )
+    return max(
+        (
+            stripe_total,
+            f"a Stripe call on a page, {stripe_attempts} attempts of "
+            f"`STRIPE_TIMEOUT_SECONDS` plus backoff; the webhook ack makes none",
+        ),
+        (
+            discord_total,
+            f"a Discord call on a page, {1 + client.max_retries} attempts of "
+            "`DISCORD_TIMEOUT_SECONDS` plus backoff",
+        ),
+    )
 
 
 def _longest_task() -> tuple[float, str]:

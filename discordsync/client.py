@@ -252,7 +252,7 @@ class DiscordClient:
         bot_token: str | None = None,
         guild_id: str | None = None,
         timeout: float | None = None,
-        max_retries: int = 3,
+        max_retries: int = 2,
         max_rate_limit_retries: int = 5,
         backoff_base: float = 0.5,
         backoff_max: float = 8.0,

@@ -263,7 +263,7 @@ STRIPE_WEBHOOK_SECRET = env.secret(
 STRIPE_INDIVIDUAL_PRICE_ID = env.str("STRIPE_INDIVIDUAL_PRICE_ID", "price_individual")
 STRIPE_OWNER_SEAT_PRICE_ID = env.str("STRIPE_OWNER_SEAT_PRICE_ID", "price_owner_seat")
 STRIPE_TEAM_SEAT_PRICE_ID = env.str("STRIPE_TEAM_SEAT_PRICE_ID", "price_team_seat")
-STRIPE_TIMEOUT_SECONDS = env.float("STRIPE_TIMEOUT_SECONDS", 10.0)
+STRIPE_TIMEOUT_SECONDS = env.float("STRIPE_TIMEOUT_SECONDS", 5.0)
 STRIPE_MAX_NETWORK_RETRIES = env.int("STRIPE_MAX_NETWORK_RETRIES", 2)
 if STRIPE_LIVE_MODE:
     STRIPE_LIVE_SECRET_KEY = STRIPE_SECRET_KEY
@@ -318,7 +318,7 @@ DISCORD_ADMIN_CHANNEL_ID = env.str(
     "DISCORD_ADMIN_CHANNEL_ID", "400000000000000003" if DISCORD_SANDBOX else ""
 )
 DISCORD_INVITE_URL = env.str("DISCORD_INVITE_URL", f"{_fake_discord}/" if DISCORD_SANDBOX else "")
-DISCORD_TIMEOUT_SECONDS = env.float("DISCORD_TIMEOUT_SECONDS", 10.0)
+DISCORD_TIMEOUT_SECONDS = env.float("DISCORD_TIMEOUT_SECONDS", 5.0)
 # Requests/s every client of the bot in one process shares (Discord's global limit is 50/s).
 DISCORD_GLOBAL_RATE = env.float("DISCORD_GLOBAL_RATE", 45.0)
 # Open the circuit long before Discord's 10,000 invalid requests per 10 minutes ban.
@@ -366,8 +366,8 @@ EMAIL_TIMEOUT = 10
 Q_CLUSTER = {
     "name": "gateway",
     "workers": env.int("Q_WORKERS", 2),
-    "timeout": env.int("Q_TIMEOUT", 60),
-    "retry": env.int("Q_RETRY", 90),
+    "timeout": env.int("Q_TIMEOUT", 300),
+    "retry": env.int("Q_RETRY", 330),
     "max_attempts": env.int("Q_MAX_ATTEMPTS", 5),
     "ack_failures": True,
     "save_limit": 1000,

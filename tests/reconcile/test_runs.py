@@ -18,6 +18,7 @@ from members.models import Member
 from ops.models import AuditLog, GatewayConfig, Notification, ReconciliationRun
 from ops.reconciliation import (
     LEASE_NAME,
+    RUN_TIMEOUT_SECONDS,
     ReconciliationBusy,
     reconcile,
     reconciliation_start,
