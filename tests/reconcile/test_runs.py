@@ -95,7 +95,7 @@ def test_a_fixing_run_schedules_a_verification_an_hour_later_that_the_schedule_r
     one_off = Schedule.objects.get(name=f"reconciliation run {verification.pk}")
     assert (one_off.func, one_off.schedule_type) == ("ops.tasks.reconcile_verify", Schedule.ONCE)
     assert one_off.next_run == verification.scheduled_for
-    assert "'timeout': 3600" in one_off.kwargs  # longer than the cluster's default minute
+    assert f"'timeout': {RUN_TIMEOUT_SECONDS}" in one_off.kwargs  # the run's own limit
 
     # Not due yet: neither its one-off schedule firing early nor the daily run touches it.
     assert reconcile_verify(verification.pk) == "skipped"
