@@ -99,9 +99,7 @@ def test_form_errors_are_announced_and_tied_to_their_fields(
     expect(error).to_contain_text(re.compile("valid email", re.I))
     password = page.get_by_label("Password", exact=True)
     expect(password).to_have_attribute("aria-invalid", "true")
-    password_error = page.locator(
-        f"#{(password.get_attribute('aria-describedby') or '').split()[-1]}"
-    )
+    password_error = page.locator(f"#{error_id(password.get_attribute('aria-describedby'))}")
     expect(password_error).to_have_attribute("role", "alert")
     expect(password_error).to_contain_text("at least 8 characters")
 
