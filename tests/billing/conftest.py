@@ -61,20 +61,6 @@ def inline_processing_off(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 @pytest.fixture
-def stripe_server() -> Iterator[Any]:
-    """The fake Stripe on a free port, with stripe-python and dj-stripe pointed at it."""
-    from billing.stripe_client import configure_stripe
-    from fakes.stripe.server import FakeStripeServer
-
-    with FakeStripeServer(webhook_secret=settings.STRIPE_WEBHOOK_SECRET) as srv:
-        configure_stripe(api_base=srv.url)
-        try:
-            yield srv
-        finally:
-            configure_stripe()
-
-
-@pytest.fixture
 def stripe_to_live_server(stripe_server: Any, live_server: Any) -> Any:
     """Deliveries from the fake go over HTTP to the gateway running in ``live_server``."""
     stripe_server.set_webhook(f"{live_server.url}/stripe/webhook/")

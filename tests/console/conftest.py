@@ -11,7 +11,6 @@ from django.test import Client
 from django.urls import reverse
 
 from members.models import User
-from tests.discordsync.conftest import discord, discord_server  # noqa: F401 - fixtures
 
 STAFF_PASSWORD = "a long staff passphrase 42"
 SUPPORT_MIGRATION = "ops.migrations.0003_staff_groups_and_feature_flags"

@@ -11,7 +11,8 @@ from discordsync.selectors import member_expected_role
 from discordsync.tasks import sync_member_roles
 from members.models import Member, Override
 from ops.models import AuditLog
-from tests.discordsync.conftest import LANCELOT, ROLE_IDS, make_member
+from tests.conftest import FAKE_ROLE_IDS as ROLE_IDS
+from tests.discordsync.conftest import LANCELOT, make_member
 
 pytestmark = pytest.mark.django_db
 

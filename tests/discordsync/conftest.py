@@ -6,48 +6,19 @@ The fake runs once per session on a real port; each test starts from a fresh wor
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime
 from urllib.parse import parse_qs, urlparse
 
-import pytest
 import requests
 from django.utils import timezone
 from djstripe.models import Customer, Subscription
 
 from fakes.discord import seed as fake_seed
-from fakes.discord.server import FakeDiscordServer
 from members.models import Member, SeatTier, Team, User
 
-ROLE_IDS = {
-    "squire": fake_seed.ROLE_SQUIRE_ID,
-    "knight": fake_seed.ROLE_KNIGHT_ID,
-    "lord": fake_seed.ROLE_LORD_ID,
-    "debtor": fake_seed.ROLE_DEBTOR_ID,
-}
 ARTHUR = fake_seed.ARTHUR_ID  # not in the guild; the fake's default OAuth user
 GUINEVERE = fake_seed.GUINEVERE_ID  # not in the guild
 LANCELOT = fake_seed.LANCELOT_ID  # in the guild, no managed role
-
-
-@pytest.fixture(scope="session")
-def discord_server() -> Iterator[FakeDiscordServer]:
-    server = FakeDiscordServer()
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def discord(discord_server, settings):
-    """The fake's state, fresh, with every Discord setting pointing at the fake."""
-    discord_server.state.reset()
-    for name, value in discord_server.settings().items():
-        setattr(settings, name, value)
-    settings.DISCORD_ROLE_IDS = dict(ROLE_IDS)
-    settings.DISCORD_ADMIN_CHANNEL_ID = fake_seed.CHANNEL_ADMIN_ALERTS_ID
-    settings.DISCORD_TIMEOUT_SECONDS = 5.0
-    return discord_server.state
 
 
 def subscription(sub_id: str, status: str = "active") -> Subscription:

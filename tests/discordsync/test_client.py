@@ -12,7 +12,8 @@ from discordsync.client import (
     DiscordTransientError,
     get_client,
 )
-from tests.discordsync.conftest import LANCELOT, ROLE_IDS
+from tests.conftest import FAKE_ROLE_IDS as ROLE_IDS
+from tests.discordsync.conftest import LANCELOT
 
 
 def _role_requests(discord, method="PUT"):

@@ -14,10 +14,10 @@ import pytest
 from discordsync.oauth import SESSION_KEY
 from members.models import Member, RoleSyncStatus
 from ops.models import AuditLog
+from tests.conftest import FAKE_ROLE_IDS as ROLE_IDS
 from tests.discordsync.conftest import (
     ARTHUR,
     GUINEVERE,
-    ROLE_IDS,
     authorize,
     make_member,
     set_status,

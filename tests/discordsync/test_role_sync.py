@@ -12,7 +12,8 @@ from discordsync.client import DiscordTransientError
 from discordsync.tasks import member_remove_from_guild, sync_member_roles
 from members.models import Member, Override, RoleSyncStatus
 from ops.models import AuditLog, Notification
-from tests.discordsync.conftest import LANCELOT, ROLE_IDS, make_member, set_status
+from tests.conftest import FAKE_ROLE_IDS as ROLE_IDS
+from tests.discordsync.conftest import LANCELOT, make_member, set_status
 
 pytestmark = pytest.mark.django_db
 

@@ -13,10 +13,10 @@ from discordsync.oauth import DiscordUser
 from members.models import Invite, Member, SeatTier
 from members.team_services import SeatError, seat_claim
 from ops.models import AuditLog, Notification
+from tests.conftest import FAKE_ROLE_IDS as ROLE_IDS
 from tests.discordsync.conftest import (
     GUINEVERE,
     LANCELOT,
-    ROLE_IDS,
     authorize,
     make_member,
     make_team,

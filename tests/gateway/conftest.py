@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import io
 import json
-import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -14,8 +13,6 @@ from typing import Any
 
 import pytest
 import sentry_sdk
-
-from gateway.logging import build_logging
 
 
 class SentryIngest:
@@ -101,20 +98,6 @@ def sentry_on(sentry_ingest: SentryIngest, settings: Any) -> Iterator[SentryInge
     sentry_sdk.get_global_scope().set_client(None)
     sentry._process = None
     django_q.worker.error_reporter = reporter
-
-
-@pytest.fixture
-def json_logs() -> Iterator[io.StringIO]:
-    """Every log record of the test, rendered by the production JSON formatter."""
-    config = build_logging("json", "INFO")["formatters"]["structured"]
-    factory = config.pop("()")
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(factory(**config))
-    root = logging.getLogger()
-    root.addHandler(handler)
-    yield stream
-    root.removeHandler(handler)
 
 
 def log_lines(stream: io.StringIO) -> list[dict[str, Any]]:

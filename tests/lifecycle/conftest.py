@@ -26,16 +26,15 @@ from billing.models import FailureEpisode
 from discordsync.tasks import sync_member_roles
 from members.models import Member, Team, User
 from ops.models import Notification
-from tests.billing.conftest import (  # noqa: F401 — fixtures
+from tests.billing.conftest import (
     deliver,
     make_member,
     pay_checkout,
     recorded_events,
     start_company_checkout,
     start_individual_checkout,
-    stripe_server,
 )
-from tests.discordsync.conftest import ROLE_IDS, discord, discord_server  # noqa: F401
+from tests.conftest import FAKE_ROLE_IDS as ROLE_IDS
 
 REWIND = timedelta(days=40)
 
@@ -127,7 +126,7 @@ class World:
 
 
 @pytest.fixture
-def world(client: Client, stripe_server: Any, discord: Any) -> World:  # noqa: F811
+def world(client: Client, stripe_server: Any, discord: Any) -> World:
     return World(client, stripe_server, discord)
 
 

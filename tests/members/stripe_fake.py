@@ -2,28 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 import stripe
 
-from billing.stripe_client import configure_stripe
 from members.models import Member
-
-
-@pytest.fixture(name="fake_stripe")
-def fake_stripe_server() -> Iterator[Any]:
-    from fakes.stripe.server import FakeStripeServer
-
-    server = FakeStripeServer()
-    server.start()
-    configure_stripe(api_base=server.url)
-    try:
-        yield server
-    finally:
-        configure_stripe()
-        server.stop()
 
 
 def requests_to(server: Any, method: str, path_prefix: str) -> list[dict[str, Any]]:

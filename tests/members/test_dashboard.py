@@ -11,8 +11,7 @@ from django.utils import timezone
 from billing.models import FailureEpisode
 from members.models import Member, User
 from tests.members.conftest import PASSWORD
-from tests.members.stripe_fake import (  # noqa: F401  (fixture)
-    fake_stripe_server,
+from tests.members.stripe_fake import (
     individual_subscriber,
     sync_subscription,
 )
@@ -42,8 +41,8 @@ def test_without_subscription_the_dashboard_offers_the_plans(client, member):
     assert "Link Discord" not in body
 
 
-def test_active_subscriber_sees_status_plan_renewal_and_link_discord(client, member, fake_stripe):
-    individual_subscriber(member, fake_stripe)
+def test_active_subscriber_sees_status_plan_renewal_and_link_discord(client, member, stripe_server):
+    individual_subscriber(member, stripe_server)
 
     body = page(client)
 
@@ -55,9 +54,9 @@ def test_active_subscriber_sees_status_plan_renewal_and_link_discord(client, mem
     assert "Payment problem" not in body
 
 
-def test_cancel_at_period_end_is_announced(client, member, fake_stripe):
-    subscription_id = individual_subscriber(member, fake_stripe)
-    fake_stripe.state.set_cancel_at_period_end(subscription_id)
+def test_cancel_at_period_end_is_announced(client, member, stripe_server):
+    subscription_id = individual_subscriber(member, stripe_server)
+    stripe_server.state.set_cancel_at_period_end(subscription_id)
     sync_subscription(subscription_id)
 
     body = page(client)
@@ -67,8 +66,10 @@ def test_cancel_at_period_end_is_announced(client, member, fake_stripe):
     assert "badge-active" in body
 
 
-def test_open_failure_episode_shows_the_billing_banner_with_grace_end(client, member, fake_stripe):
-    subscription_id = individual_subscriber(member, fake_stripe)
+def test_open_failure_episode_shows_the_billing_banner_with_grace_end(
+    client, member, stripe_server
+):
+    subscription_id = individual_subscriber(member, stripe_server)
     grace_end = timezone.now() + timedelta(hours=30)
     FailureEpisode.objects.create(
         subscription_id=subscription_id,
@@ -85,8 +86,8 @@ def test_open_failure_episode_shows_the_billing_banner_with_grace_end(client, me
     assert "Update payment method" in body
 
 
-def test_linked_member_sees_discord_name_and_invite(client, member, fake_stripe, settings):
-    individual_subscriber(member, fake_stripe)
+def test_linked_member_sees_discord_name_and_invite(client, member, stripe_server, settings):
+    individual_subscriber(member, stripe_server)
     Member.objects.filter(pk=member.pk).update(discord_id="123", discord_username="dana#1")
 
     body = page(client)
@@ -102,11 +103,11 @@ def test_checkout_success_message(client, member):
     assert "Your payment is being confirmed." in response.content.decode()
 
 
-def test_billing_page_lists_subscription_and_invoices(client, member, fake_stripe):
+def test_billing_page_lists_subscription_and_invoices(client, member, stripe_server):
     import stripe
     from djstripe.models import Invoice
 
-    subscription_id = individual_subscriber(member, fake_stripe)
+    subscription_id = individual_subscriber(member, stripe_server)
     for invoice in stripe.Invoice.list(subscription=subscription_id).data:
         Invoice.sync_from_stripe_data(invoice)
 

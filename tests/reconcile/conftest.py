@@ -7,7 +7,6 @@ company team with an owner and a Knight.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,52 +17,11 @@ from django.conf import settings
 from django.utils import timezone
 from djstripe.models import Subscription
 
-from fakes.discord import seed as fake_seed
-from fakes.discord.server import FakeDiscordServer
 from fakes.stripe.catalogue import INDIVIDUAL_PRICE_ID, OWNER_SEAT_PRICE_ID, TEAM_SEAT_PRICE_ID
 from members.models import Member, SeatTier, Team, User
+from tests.conftest import FAKE_ROLE_IDS as ROLE_IDS
 
-ROLE_IDS = {
-    "squire": fake_seed.ROLE_SQUIRE_ID,
-    "knight": fake_seed.ROLE_KNIGHT_ID,
-    "lord": fake_seed.ROLE_LORD_ID,
-    "debtor": fake_seed.ROLE_DEBTOR_ID,
-}
 WRITE_METHODS = ("PUT", "PATCH", "DELETE", "POST")
-
-
-@pytest.fixture(scope="session")
-def discord_server() -> Iterator[FakeDiscordServer]:
-    server = FakeDiscordServer()
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def discord(discord_server: FakeDiscordServer, settings: Any) -> Any:
-    discord_server.state.reset()
-    for name, value in discord_server.settings().items():
-        setattr(settings, name, value)
-    settings.DISCORD_ROLE_IDS = dict(ROLE_IDS)
-    settings.DISCORD_ADMIN_CHANNEL_ID = fake_seed.CHANNEL_ADMIN_ALERTS_ID
-    settings.DISCORD_TIMEOUT_SECONDS = 5.0
-    settings.ADMIN_EMAIL = "ops@example.com"
-    # The fake's role-write pacing is real (10/s); the client waits instead of collecting 429s.
-    return discord_server.state
-
-
-@pytest.fixture
-def stripe_server() -> Iterator[Any]:
-    from billing.stripe_client import configure_stripe
-    from fakes.stripe.server import FakeStripeServer
-
-    with FakeStripeServer(webhook_secret=settings.STRIPE_WEBHOOK_SECRET) as srv:
-        configure_stripe(api_base=srv.url)
-        try:
-            yield srv
-        finally:
-            configure_stripe()
 
 
 @dataclass
@@ -168,5 +126,6 @@ class World:
 
 
 @pytest.fixture
-def world(stripe_server: Any, discord: Any, db: Any) -> World:
+def world(stripe_server: Any, discord: Any, db: Any, settings: Any) -> World:
+    settings.ADMIN_EMAIL = "ops@example.com"
     return World(stripe=stripe_server, discord=discord)

@@ -7,10 +7,8 @@ from typing import Any
 import pytest
 
 from bench.docs import DOCS, replace_section
-from tests.discordsync.conftest import discord, discord_server, make_member, make_team
+from tests.discordsync.conftest import make_member, make_team
 from tests.security import fuzzing
-
-__all__ = ["discord", "discord_server"]
 
 PASSWORD = "correct horse battery"
 

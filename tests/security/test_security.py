@@ -15,10 +15,8 @@ from django.test import Client
 from sesame.utils import get_query_string
 
 from members.models import Invite, Member, SeatTier, User
-from tests.billing.conftest import stripe_server  # noqa: F401  (fixture)
 from tests.discordsync.conftest import GUINEVERE, LANCELOT, authorize, make_member
 from tests.gateway import planted
-from tests.gateway.conftest import json_logs  # noqa: F401  (fixture)
 from tests.security.conftest import PASSWORD
 
 pytestmark = pytest.mark.django_db
@@ -316,7 +314,7 @@ def test_dashboard_and_billing_show_only_the_members_own_data(percival):
         assert other.user.email not in body and "galahad" not in body
 
 
-def test_billing_portal_opens_only_the_members_own_customer(stripe_server):  # noqa: F811
+def test_billing_portal_opens_only_the_members_own_customer(stripe_server):
     mine = stripe.Customer.create(email="percival@example.com")
     theirs = stripe.Customer.create(email="galahad@example.com")
     percival = make_member("percival", status=None)
@@ -480,7 +478,7 @@ def test_every_member_page_has_a_strict_csp_and_no_inline_code(camelot, percival
 
 
 def test_a_request_carrying_secrets_leaves_none_in_the_logs(
-    json_logs,  # noqa: F811
+    json_logs,
     settings,
     percival,
 ):
