@@ -100,7 +100,7 @@ class Auditor:
             audit_context.close()
         result = PageResult(
             name=name,
-            path="/" + path.split("?", 1)[0],
+            path=stable_path("/" + path.split("?", 1)[0]),
             violations=report["violations"],
             overflow=overflow,
             screenshots=shots,
@@ -163,6 +163,12 @@ class Auditor:
         lines += details or ["None."]
         lines.append("")
         target.write_text("\n".join(lines))
+
+
+def stable_path(path: str) -> str:
+    """The path with ids and tokens generalised, so the report is the same run after run."""
+    path = re.sub(r"/\d+/", "/<id>/", path)
+    return re.sub(r"/[A-Za-z0-9_-]{20,}/", "/<token>/", path)
 
 
 def axe_version() -> str:
