@@ -5,17 +5,24 @@ from __future__ import annotations
 import re
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, expect
+from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect
 
 from fakes.discord.seed import GUINEVERE_ID, ROLE_KNIGHT_ID, ROLE_SQUIRE_ID
 from tests.browser.audit import Auditor
 from tests.browser.stack import Stack, wait_until
-from tests.browser.steps import INTRODUCTION, pay_on_fake_checkout, post_introduction, sign_up
+from tests.browser.steps import (
+    INTRODUCTION,
+    pay_on_fake_checkout,
+    post_introduction,
+    reload_until,
+    sign_up,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
-def seat_row(page, tier: str):  # type: ignore[no-untyped-def]
+def seat_row(page: Page, tier: str) -> Locator:
+    """The row of the seats table for one tier: used, paid, free."""
     return page.get_by_role("table").filter(has_text="Seats").get_by_role("row", name=tier)
 
 
@@ -36,9 +43,8 @@ def test_owner_buys_seats_invites_by_email_and_revokes_the_knight(
     pay_on_fake_checkout(owner)
 
     # The webhook makes Olive the primary owner; the dashboard then links the seat page.
-    manage = owner.get_by_role("link", name="Manage your team")
-    wait_until(lambda: manage.count() > 0 or owner.reload() is not None and manage.count() > 0)
-    manage.click()
+    reload_until(owner, "Manage your team")
+    owner.get_by_role("link", name="Manage your team").click()
     expect(owner.get_by_role("heading", name="Camelot Consulting", level=1)).to_be_visible()
     expect(seat_row(owner, "Owner seat")).to_contain_text(re.compile(r"1\s*2\s*1"))
     expect(seat_row(owner, "Team seat")).to_contain_text(re.compile(r"0\s*3\s*3"))
