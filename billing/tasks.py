@@ -26,21 +26,12 @@ from djstripe.models import Event
 from billing.handlers import handle_event
 from billing.models import StripeEventInbox
 from billing.webhooks import WAKEUP_INTERVAL_SECONDS
+from gateway.retry import next_retry_at
 
 log = structlog.get_logger(__name__)
 
 Status = StripeEventInbox.Status
 
-# Delay before attempt n+1 after n failures; after the last one the row waits for an operator
-# (admin "Reprocess" or ``replay_stripe_events --failed``).
-RETRY_DELAYS = (
-    timedelta(minutes=1),
-    timedelta(minutes=5),
-    timedelta(minutes=15),
-    timedelta(hours=1),
-    timedelta(hours=4),
-)
-MAX_ATTEMPTS = len(RETRY_DELAYS) + 1
 # Longer than one event can take (a few Stripe calls, each with a timeout and bounded retries).
 LEASE = timedelta(minutes=5)
 DRAIN_BATCH = 50
@@ -99,12 +90,14 @@ def process_stripe_event(inbox_id: int, force: bool = False) -> str:
                 traceback="",
             )
     except Exception as exc:
-        failed_for_good = row.attempts >= MAX_ATTEMPTS
-        status = Status.FAILED if failed_for_good else Status.RETRYING
+        # After the last attempt the row waits for an operator (admin "Reprocess" or
+        # ``replay_stripe_events --failed``).
+        retry_at = next_retry_at(row.attempts, now)
+        status = Status.FAILED if retry_at is None else Status.RETRYING
         StripeEventInbox.objects.filter(pk=row.pk).update(
             status=status,
             locked_until=None,
-            next_attempt_at=None if failed_for_good else now + RETRY_DELAYS[row.attempts - 1],
+            next_attempt_at=retry_at,
             last_error=_scrub(f"{type(exc).__name__}: {exc}")[:2000],
             traceback=_scrub(traceback.format_exc()),
         )

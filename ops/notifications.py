@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import smtplib
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from functools import cache
 from typing import Any
 
@@ -33,15 +33,6 @@ from ops.templates_registry import (
     sample_context,
 )
 
-# Delay before attempt n+1 after the n-th failure; after the last one the row stays failed.
-RETRY_DELAYS = (
-    timedelta(minutes=1),
-    timedelta(minutes=5),
-    timedelta(minutes=15),
-    timedelta(minutes=60),
-    timedelta(minutes=240),
-)
-MAX_ATTEMPTS = len(RETRY_DELAYS) + 1
 # A row in "sending" longer than this belongs to a worker that died mid-send.
 SENDING_TIMEOUT = timedelta(minutes=10)
 # A pending row older than this lost its immediate task (broker down, process killed).
@@ -83,13 +74,6 @@ def engine() -> Engine:
 def compile_template(source: str) -> Template:
     """Compile an edited template; raises TemplateSyntaxError with Django's message."""
     return engine().from_string(source)
-
-
-def next_retry_at(attempts: int, now: datetime) -> datetime | None:
-    """When to try again after ``attempts`` failed attempts, or None to give up."""
-    if attempts >= MAX_ATTEMPTS:
-        return None
-    return now + RETRY_DELAYS[attempts - 1]
 
 
 # --- variables ------------------------------------------------------------------------

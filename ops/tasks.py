@@ -14,6 +14,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 from django_q.tasks import async_task
 
+from gateway.retry import next_retry_at
 from ops import notifications
 from ops.models import Notification
 
@@ -79,7 +80,7 @@ def _record_failure(
         status, retry_at = Status.UNDELIVERABLE, None
     else:
         status = Status.FAILED
-        retry_at = None if exc.permanent else notifications.next_retry_at(attempts, now)
+        retry_at = None if exc.permanent else next_retry_at(attempts, now)
     Notification.objects.filter(pk=notification.pk, status=Status.SENDING).update(
         status=status, attempts=attempts, last_error=error, next_attempt_at=retry_at
     )

@@ -12,6 +12,7 @@ from django.test import override_settings
 from django.urls import reverse
 from django.utils import timezone
 
+from gateway.retry import MAX_ATTEMPTS
 from members.models import Member, Team, User
 from ops import notifications
 from ops.models import AuditLog, Notification
@@ -168,13 +169,13 @@ def test_gives_up_after_max_attempts_and_staff_can_retry(flaky_provider, admin_c
     notification = notification_enqueue(
         kind="claim_reminder", channel="email", recipient="ada@example.com", episode="7d"
     )
-    for _ in range(notifications.MAX_ATTEMPTS - 1):
+    for _ in range(MAX_ATTEMPTS - 1):
         _time_passes(notification)
         deliver_due_notifications()
 
     notification.refresh_from_db()
     assert notification.status == Notification.Status.FAILED
-    assert notification.attempts == notifications.MAX_ATTEMPTS
+    assert notification.attempts == MAX_ATTEMPTS
     assert notification.next_attempt_at is None
     assert deliver_due_notifications() == 0
 
