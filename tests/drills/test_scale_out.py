@@ -92,9 +92,13 @@ def test_two_webs_two_clusters_two_bots_apply_everything_once(tmp_path):
                 return done[0][0] >= EVENTS
 
             wait_until(all_processed, 90, "both clusters to process every event")
+            wait_until(
+                lambda: any(bot.events("bot_connected") for bot in bots), 60, "a bot to connect"
+            )
+            time.sleep(max(0.0, OBSERVE_SECONDS - (time.monotonic() - started)))
+            # Counted after the observation window: a second connection would show by now.
             connected = sum(1 for bot in bots if bot.events("bot_connected"))
             waiting = sum(1 for bot in bots if bot.events("bot_waiting_for_lease"))
-            time.sleep(max(0.0, OBSERVE_SECONDS - (time.monotonic() - started)))
             inbox = rows(server.url, f"SELECT event_id, status, attempts FROM {INBOX}")  # noqa: S608
             mirrored = rows(server.url, "SELECT count(*) FROM djstripe_event")[0][0]
             runs = rows(
