@@ -23,8 +23,8 @@ timeout = 30
 graceful_timeout = 25
 keepalive = 5
 # Limit the damage of a slow leak: recycle workers, staggered so they do not restart together.
-max_requests = env.int("GUNICORN_MAX_REQUESTS", 1000)
-max_requests_jitter = 100
+max_requests = env.int("GUNICORN_MAX_REQUESTS", 10000)
+max_requests_jitter = 1000
 # The heartbeat file lives in memory: a slow disk must not make the arbiter kill workers.
 # gunicorn creates its own unlinked, private files there.
 SHM = "/dev/shm"  # noqa: S108
