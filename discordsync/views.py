@@ -18,6 +18,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_ratelimit.decorators import ratelimit
 
+from billing.checkout import SEAT_ADD_MAX, CheckoutError, seats_add
 from discordsync.oauth import Flow, OAuthError, oauth_consume, oauth_identify, oauth_start
 from discordsync.selectors import member_entitled
 from discordsync.services import LinkError, discord_link, guild_join
@@ -195,6 +196,7 @@ def team(request: HttpRequest) -> HttpResponse:
             "members": members,
             "invites": invites,
             "tiers": [(tier, SeatTier(tier).label) for tier in INVITE_TIERS],
+            "seat_add_max": SEAT_ADD_MAX,
         },
     )
 
@@ -213,6 +215,32 @@ def team_invite_create(request: HttpRequest) -> HttpResponse:
         messages.error(request, str(exc))
     else:
         messages.success(request, f"Invite created: {invite_link(invite)}")
+    return redirect("discordsync:team")
+
+
+@login_required
+@require_POST
+def team_seats_add(request: HttpRequest) -> HttpResponse:
+    """Buy more seats now: Stripe invoices the prorated amount at once; the paid counts on
+    this page follow when Stripe confirms the change."""
+    owner = _owner(request)
+    try:
+        quantity = int(request.POST.get("quantity", ""))
+    except ValueError:
+        quantity = 0
+    try:
+        change = seats_add(
+            team=owner.team, tier=request.POST.get("tier", ""), quantity=quantity, actor=owner
+        )
+    except CheckoutError as exc:
+        messages.error(request, str(exc))
+    else:
+        added = change.new_quantity - change.previous_quantity
+        messages.success(
+            request,
+            f"{added} seat{'s' if added != 1 else ''} added and invoiced (prorated). The seat "
+            "counts update as soon as Stripe confirms the change.",
+        )
     return redirect("discordsync:team")
 
 

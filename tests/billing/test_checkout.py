@@ -251,3 +251,34 @@ def test_seat_add_needs_a_paid_team(buyer, stripe_server):
 
     with pytest.raises(CheckoutError, match="no active subscription"):
         seats_add(team=pending, tier=SeatTier.TEAM, quantity=1)
+
+
+def test_owner_buys_seats_from_the_team_page(client, company, stripe_server):
+    response = client.post(reverse("discordsync:team_seats_add"), {"tier": "team", "quantity": 3})
+
+    assert response.status_code == 302
+    assert _quantities(company.subscription_id)[settings.STRIPE_TEAM_SEAT_PRICE_ID] == 3
+    page = client.get(reverse("discordsync:team")).content.decode()
+    assert "3 seats added and invoiced" in page
+
+
+@pytest.mark.parametrize("quantity", ["", "0", "51", "many"])
+def test_team_page_refuses_a_bad_seat_quantity_without_calling_stripe(
+    client, company, stripe_server, quantity
+):
+    client.post(reverse("discordsync:team_seats_add"), {"tier": "team", "quantity": quantity})
+
+    assert stripe_server.state.request_log() == []
+    page = client.get(reverse("discordsync:team")).content.decode()
+    assert "Add between 1 and 50 seats at a time." in page
+
+
+def test_only_an_owner_of_the_team_can_buy_seats(client, company, stripe_server):
+    outsider = User.objects.create_user("outsider@example.org", PASSWORD)
+    Member.objects.create(user=outsider)
+    client.force_login(outsider)
+
+    response = client.post(reverse("discordsync:team_seats_add"), {"tier": "team", "quantity": 1})
+
+    assert response.status_code == 404
+    assert stripe_server.state.request_log() == []
