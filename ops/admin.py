@@ -71,6 +71,19 @@ class MessageTemplateForm(forms.ModelForm):
         return self._compiled("body")
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """A record of what happened: staff read it, nobody edits or deletes it here."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 @admin.register(MessageTemplate)
 class MessageTemplateAdmin(admin.ModelAdmin):
     """Edits of message wording. No row for a kind means the default file is used."""
@@ -212,7 +225,7 @@ class MessageTemplateAdmin(admin.ModelAdmin):
 
 
 @admin.register(Notification)
-class NotificationAdmin(admin.ModelAdmin):
+class NotificationAdmin(ReadOnlyAdmin):
     """The outbox, read-only; "retry now" asks for another attempt of failed messages."""
 
     list_display = [
@@ -245,15 +258,6 @@ class NotificationAdmin(admin.ModelAdmin):
         "visible_context",
     ]
     readonly_fields = fields
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def has_retry_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("ops.change_notification")
@@ -290,7 +294,7 @@ class NotificationAdmin(admin.ModelAdmin):
 
 
 @admin.register(AuditLog)
-class AuditLogAdmin(admin.ModelAdmin):
+class AuditLogAdmin(ReadOnlyAdmin):
     """Who did what, to which object, and why. Never edited, never deleted from here."""
 
     list_display = [
@@ -317,15 +321,6 @@ class AuditLogAdmin(admin.ModelAdmin):
         "reason",
         "request_id",
     ]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class FeatureFlagForm(forms.ModelForm):
@@ -435,7 +430,7 @@ class ReconciliationRunForm(forms.Form):
 
 
 @admin.register(ReconciliationRun)
-class ReconciliationRunAdmin(admin.ModelAdmin):
+class ReconciliationRunAdmin(ReadOnlyAdmin):
     """Stored runs (read-only) and "run now", which starts one through the worker."""
 
     change_list_template = "admin/ops/reconciliationrun/change_list.html"
@@ -463,15 +458,6 @@ class ReconciliationRunAdmin(admin.ModelAdmin):
         "fixes",
         "error",
     ]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def has_run_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("ops.add_reconciliationrun")
