@@ -49,7 +49,7 @@ def test_owner_buys_seats_invites_by_email_and_revokes_the_knight(
     expect(seat_row(owner, "Owner seat")).to_contain_text(re.compile(r"1\s*2\s*1"))
     expect(seat_row(owner, "Team seat")).to_contain_text(re.compile(r"0\s*3\s*3"))
 
-    owner.get_by_label("Team seat").check()
+    owner.get_by_role("group", name="Create an invite").get_by_label("Team seat").check()
     owner.get_by_label("Email the invite to (optional)").fill(invitee_email)
     owner.get_by_role("button", name="Create invite").click()
     expect(owner.get_by_role("status")).to_contain_text("Invite created")
