@@ -34,6 +34,12 @@ WAKEUP_INTERVAL_SECONDS = 1.0
 _last_wakeup = 0.0
 
 
+def _column(value: object) -> str:
+    """A value for a short text column. A signed event is stored whatever its shape (refusing
+    it would make Stripe retry for days), but PostgreSQL text cannot hold a NUL byte."""
+    return str(value).replace("\x00", "")[:255]
+
+
 def _bad_request(error: str) -> JsonResponse:
     return JsonResponse({"error": error}, status=400)
 
@@ -63,10 +69,10 @@ def inbox_insert(*, event: dict[str, Any], body: str, status: str) -> int | None
         cursor.execute(
             sql,
             [
-                str(event["id"])[:255],
-                str(event.get("type", ""))[:255],
+                _column(event["id"]),
+                _column(event.get("type", "")),
                 bool(event.get("livemode")),
-                str(object_id or "")[:255],
+                _column(object_id or ""),
                 body,
                 stamp,
                 status,

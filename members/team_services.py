@@ -8,6 +8,7 @@ claims on cancelled teams.
 
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -43,6 +44,9 @@ class TierSeats:
     @property
     def available(self) -> int:
         return max(0, self.paid - self.used)
+
+
+INVITE_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def seats_used(team: Team, tier: str) -> int:
@@ -128,8 +132,12 @@ def invite_revoke(*, actor: Member, invite_id: int, now: datetime) -> Invite:
 
 
 def invite_for_token(token: str) -> Invite | None:
-    """A usable invite (not revoked) by its token; None for unknown or revoked tokens."""
-    if not token or len(token) > 64:
+    """A usable invite (not revoked) by its token; None for unknown or revoked tokens.
+
+    Tokens are ``secrets.token_urlsafe`` output; anything else is refused before the query
+    (PostgreSQL rejects NUL bytes in text with an error, not a miss).
+    """
+    if not INVITE_TOKEN.fullmatch(token or ""):
         return None
     return (
         Invite.objects.select_related("team")

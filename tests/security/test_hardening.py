@@ -47,3 +47,23 @@ def test_login_next_that_is_not_a_site_path_falls_back_to_the_dashboard(target):
     )
     assert response.status_code == 302
     assert response["Location"] == "/dashboard/"
+
+
+def test_signed_event_with_nul_bytes_in_its_ids_is_stored_not_crashed(queued_processing):
+    # PostgreSQL text cannot hold NUL: found by the fuzz suite on PostgreSQL.
+    body = json.dumps({"id": "evt_\x00nul", "type": "invoice.\x00paid", "data": {"object": {}}})
+    response = fuzzing.client().post(
+        "/stripe/webhook/",
+        data=body,
+        content_type="application/json",
+        headers={"Stripe-Signature": sign_payload(body, settings.STRIPE_WEBHOOK_SECRET)},
+    )
+    assert response.status_code == 200
+    row = StripeEventInbox.objects.get(event_id="evt_nul")
+    assert row.type == "invoice.paid"
+
+
+@pytest.mark.parametrize("token", ["abc\x00def", "../../etc", "a" * 65, "tok en"])
+def test_malformed_invite_token_is_not_found_not_crashed(token):
+    response = fuzzing.client().get(f"/invite/{token}/")
+    assert response.status_code == 404
