@@ -15,7 +15,8 @@ from gateway.logging import build_logging
 
 env = Settings()
 
-bind = f"{env.str('HOST', '0.0.0.0')}:{env.int('PORT', 8000)}"  # noqa: S104 - behind a proxy
+# Loopback unless told otherwise: the proxy in front is the only client gunicorn should see.
+bind = f"{env.str('HOST', '127.0.0.1')}:{env.int('PORT', 8000)}"
 # Gunicorn's own guidance: (2 x cores) + 1 sync workers; WEB_CONCURRENCY overrides.
 workers = env.int("WEB_CONCURRENCY", 2 * multiprocessing.cpu_count() + 1)
 worker_class = "sync"
@@ -31,9 +32,10 @@ SHM = "/dev/shm"  # noqa: S108
 if os.path.isdir(SHM):
     worker_tmp_dir = SHM
 
-# Only our own proxies may tell gunicorn the scheme and client address.
+# Only our own proxies may tell gunicorn the scheme and client address; Django reads the same
+# variable (gateway/middleware.py), so both trust the same peers.
 if env.int("TRUSTED_PROXY_COUNT", 0) > 0:
-    forwarded_allow_ips = env.str("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+    forwarded_allow_ips = ",".join(env.list("FORWARDED_ALLOW_IPS", ["127.0.0.1", "::1"]))
 else:
     forwarded_allow_ips = ""
 

@@ -10,6 +10,7 @@ Every setting is read through :class:`Settings`, which wraps django-environ so t
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Any
@@ -110,3 +111,18 @@ class Settings:
             return environ.Env.db_url_config(value)
         except Exception as exc:  # django-environ raises several types for bad URLs
             raise ImproperlyConfigured(f"{name} is not a valid database URL: {exc}") from None
+
+
+def parse_networks(
+    name: str, values: list[str]
+) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """Addresses or CIDR networks (``10.0.0.0/8``) from a list setting; a typo stops start-up."""
+    networks = []
+    for value in values:
+        try:
+            networks.append(ipaddress.ip_network(value, strict=False))
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"{name} must list IP addresses or networks, got {value!r}"
+            ) from None
+    return tuple(networks)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
-from gateway.env import Settings
+from gateway.env import Settings, parse_networks
 from gateway.logging import build_logging
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -165,6 +165,12 @@ SESAME_TOKEN_NAME = "token"
 
 # --- Security (HTTPS everywhere it is deployed) ---------------------------------------
 TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", 0)
+# Forwarded headers (X-Forwarded-For, X-Forwarded-Proto, X-Request-ID) are honoured only on
+# connections from these addresses or networks: our own proxies. gunicorn reads the same
+# variable (gunicorn.conf.py), so the scheme and the client address agree.
+FORWARDED_ALLOW_IPS = parse_networks(
+    "FORWARDED_ALLOW_IPS", env.list("FORWARDED_ALLOW_IPS", ["127.0.0.1", "::1"])
+)
 if TRUSTED_PROXY_COUNT:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     USE_X_FORWARDED_HOST = False
@@ -389,6 +395,9 @@ LOG_LEVEL = env.choice("LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO
 LOGGING = build_logging(LOG_FORMAT, LOG_LEVEL)
 # The inbound header is removed by RealClientIPMiddleware unless a trusted proxy set it.
 DJANGO_STRUCTLOG_TRUST_UPSTREAM_REQUEST_ID = True
+# The `ip` of every log line is the address RealClientIPMiddleware resolved (the one the rate
+# limits count), never a forwarded header django-structlog (ipware) would read on its own.
+IPWARE_META_PRECEDENCE_ORDER = ("REMOTE_ADDR",)
 
 SENTRY_DSN = env.secret("SENTRY_DSN", required=False)
 SENTRY_TRACES_SAMPLE_RATE = env.float("SENTRY_TRACES_SAMPLE_RATE", 0.0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ipaddress import ip_network
+
 import pytest
 from django.conf import settings
 from django.contrib import admin
@@ -54,6 +56,7 @@ def test_login_is_limited_per_username_across_addresses(client, superuser, tight
 
 def test_limit_uses_the_real_client_ip_behind_the_trusted_proxy(client, settings, tight_limit):
     settings.TRUSTED_PROXY_COUNT = 1
+    settings.FORWARDED_ALLOW_IPS = (ip_network("10.0.0.1"),)
     for i in range(3):
         client.post(
             LOGIN,

@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def load(monkeypatch, **env: str) -> dict:
-    for name in ("WEB_CONCURRENCY", "PORT", "TRUSTED_PROXY_COUNT", "FORWARDED_ALLOW_IPS"):
+    for name in ("WEB_CONCURRENCY", "PORT", "HOST", "TRUSTED_PROXY_COUNT", "FORWARDED_ALLOW_IPS"):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -20,7 +20,7 @@ def load(monkeypatch, **env: str) -> dict:
 def test_defaults(monkeypatch):
     config = load(monkeypatch)
     assert config["workers"] == 2 * multiprocessing.cpu_count() + 1
-    assert config["bind"] == "0.0.0.0:8000"
+    assert config["bind"] == "127.0.0.1:8000"  # loopback: only the proxy reaches it
     # Below systemd's TimeoutStopSec=35, so in-flight requests finish before any SIGKILL.
     assert config["graceful_timeout"] == 25 < 35
     assert config["timeout"] == 30
@@ -31,14 +31,18 @@ def test_defaults(monkeypatch):
 
 def test_port_and_concurrency_come_from_the_environment(monkeypatch):
     config = load(monkeypatch, PORT="9123", WEB_CONCURRENCY="3")
-    assert config["bind"] == "0.0.0.0:9123"
+    assert config["bind"] == "127.0.0.1:9123"
     assert config["workers"] == 3
 
 
 def test_forwarded_headers_are_trusted_only_behind_a_configured_proxy(monkeypatch):
     assert load(monkeypatch)["forwarded_allow_ips"] == ""
-    behind = load(monkeypatch, TRUSTED_PROXY_COUNT="1", FORWARDED_ALLOW_IPS="10.0.0.5")
-    assert behind["forwarded_allow_ips"] == "10.0.0.5"
+    behind = load(monkeypatch, TRUSTED_PROXY_COUNT="1", FORWARDED_ALLOW_IPS="10.0.0.5, 10.1.0.0/16")
+    assert behind["forwarded_allow_ips"] == "10.0.0.5,10.1.0.0/16"
+
+
+def test_binds_every_interface_only_when_told(monkeypatch):
+    assert load(monkeypatch, HOST="0.0.0.0")["bind"] == "0.0.0.0:8000"
 
 
 def test_gunicorn_accepts_the_configuration(monkeypatch):

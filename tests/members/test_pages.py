@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from ipaddress import ip_network
 
 import pytest
 from django.test import Client
@@ -105,6 +106,7 @@ def test_login_is_rate_limited_per_email_across_addresses(client, alice, setting
 def test_rate_limit_uses_real_client_ip_behind_trusted_proxy(client, alice, settings):
     settings.RATELIMIT_LOGIN = "2/m"
     settings.TRUSTED_PROXY_COUNT = 1
+    settings.FORWARDED_ALLOW_IPS = (ip_network("10.1.1.1"),)
     url = reverse("members:login")
 
     def attempt(client_ip: str, n: int) -> int:

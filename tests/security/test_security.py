@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from html.parser import HTMLParser
+from ipaddress import ip_network
 from urllib.parse import urlparse
 
 import pytest
@@ -350,6 +351,7 @@ def test_rate_limit_keys_on_the_real_client_ip_behind_the_proxy(
     """With one trusted proxy, a client that sends its own X-Forwarded-For prefix still
     shares one counter; another real address (the proxy's entry) has its own."""
     settings.TRUSTED_PROXY_COUNT = 1
+    settings.FORWARDED_ALLOW_IPS = (ip_network("10.0.0.2"),)
     setattr(settings, setting, "3/h")
     if "{token}" in path:
         Invite.objects.create(team=camelot, tier=SeatTier.TEAM, token="y" * 43)
