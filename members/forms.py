@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 
-from members.models import User, normalize_email
+from members.models import User, normalize_email, validate_member_email
 from members.services import absolute_url, password_reset_email
 
 LOGIN_FAILED = "The email or password is not correct."
@@ -38,6 +38,8 @@ class AccessibleForm(forms.Form):
 
 
 class EmailField(forms.EmailField):
+    default_validators = [validate_member_email]
+
     def to_python(self, value: Any) -> str:
         return normalize_email(super().to_python(value)) or ""
 

@@ -8,17 +8,41 @@ subscription the member (individual) or their team (seat) points at, by subscrip
 from __future__ import annotations
 
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
 
 
 def normalize_email(email: str | None) -> str | None:
-    """Emails are unique case-insensitively; store them trimmed and lower-cased."""
+    """Emails are unique case-insensitively; store them trimmed and lower-cased, with an
+    internationalised domain in its ASCII (IDNA) form.
+
+    ``bücher.example``, ``BÜCHER.example`` and ``xn--bcher-kva.example`` are one mailbox, and
+    IDNA's mapping folds full-width and other compatibility letters (``ｅｘａｍｐｌｅ.org``)
+    into the plain address they imitate, so none of them can hold a second account. A domain
+    IDNA cannot encode is left as typed; the email validators refuse it.
+    """
     if email is None:
         return None
     email = email.strip().lower()
+    local, at, domain = email.rpartition("@")
+    if at and domain and not domain.isascii():
+        try:
+            domain = domain.encode("idna").decode("ascii").lower()
+        except UnicodeError:
+            pass
+        email = f"{local}@{domain}"
     return email or None
+
+
+def validate_member_email(value: str) -> None:
+    """Refuse what Django's ``EmailValidator`` accepts but no member needs: a quoted local part
+    (``"alice"@example.org``), which lets one mailbox be spelt as several distinct accounts."""
+    validate_email(value)
+    if value.rpartition("@")[0].startswith('"'):
+        raise ValidationError("Enter an email address without quotation marks.", code="invalid")
 
 
 class UserManager(BaseUserManager["User"]):

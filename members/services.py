@@ -40,14 +40,13 @@ def absolute_url(path: str) -> str:
 def member_signup(*, email: str, password: str) -> User:
     """Create a login and its Member. The Stripe customer is created later, at checkout.
 
-    A duplicate email (any letter case) raises ``MemberError`` with the same neutral message
-    as other refusals, so sign-up cannot be used to find out who is a member.
+    Everything about the request is checked before the duplicate check, so a weak password
+    gets the same answer whether or not the email has an account. A duplicate email (any
+    letter case) then raises ``MemberError`` with the same neutral message as other refusals,
+    after hashing the password like a real sign-up, so the time taken does not tell either.
     """
     normalized = normalize_email(email)
     if not normalized:
-        raise MemberError(SIGNUP_REFUSED)
-    if User.objects.filter(email__iexact=normalized).exists():
-        log.info("signup_refused_duplicate")
         raise MemberError(SIGNUP_REFUSED)
     user = User(email=normalized)
     try:
@@ -55,6 +54,9 @@ def member_signup(*, email: str, password: str) -> User:
     except ValidationError as exc:
         raise MemberError(" ".join(exc.messages)) from exc
     user.set_password(password)
+    if User.objects.filter(email__iexact=normalized).exists():
+        log.info("signup_refused_duplicate")
+        raise MemberError(SIGNUP_REFUSED)
     try:
         # A concurrent sign-up with the same email loses on the case-insensitive constraint.
         with transaction.atomic():

@@ -14,13 +14,22 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.urls import reverse
 
 from discordsync.oauth import DiscordUser
 from discordsync.selectors import member_entitled, team_entitled
 from discordsync.services import member_remove_request, role_sync_request
-from members.models import Invite, Member, SeatTier, Team, User
+from members.models import (
+    Invite,
+    Member,
+    SeatTier,
+    Team,
+    User,
+    normalize_email,
+    validate_member_email,
+)
 from ops.services import audit_record, notification_enqueue
 
 INVITE_TIERS = (SeatTier.OWNER, SeatTier.TEAM)
@@ -85,6 +94,14 @@ def invite_create(*, actor: Member, tier: str, email: str = "") -> Invite:
     team = owned_team(actor)
     if tier not in INVITE_TIERS:
         raise SeatError("Choose an owner seat or a team seat.")
+    email = normalize_email(email) or ""
+    if email:
+        try:
+            validate_member_email(email)
+        except ValidationError as exc:
+            raise SeatError(
+                "Enter a valid email address for the invite, or leave it empty."
+            ) from exc
     team = Team.objects.select_for_update().get(pk=team.pk)
     used, paid = seats_used(team, tier), team.paid_seats(tier)
     if used >= paid:
@@ -92,7 +109,6 @@ def invite_create(*, actor: Member, tier: str, email: str = "") -> Invite:
             f"All {SeatTier(tier).label.lower()}s are taken ({used} of {paid}). "
             "Add seats before inviting."
         )
-    email = (email or "").strip().lower()
     invite = Invite.objects.create(
         team=team, tier=tier, email=email, token=secrets.token_urlsafe(32), created_by=actor
     )
