@@ -7,6 +7,8 @@ subscription the member (individual) or their team (seat) points at, by subscrip
 
 from __future__ import annotations
 
+import contextlib
+
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
@@ -29,10 +31,8 @@ def normalize_email(email: str | None) -> str | None:
     email = email.strip().lower()
     local, at, domain = email.rpartition("@")
     if at and domain and not domain.isascii():
-        try:
+        with contextlib.suppress(UnicodeError):
             domain = domain.encode("idna").decode("ascii").lower()
-        except UnicodeError:
-            pass
         email = f"{local}@{domain}"
     return email or None
 
