@@ -203,7 +203,11 @@ RATELIMIT_VIEW = "gateway.views.rate_limited"
 RATELIMIT_ENABLE = env.bool("RATELIMIT_ENABLE", True)
 RATELIMIT_IP_META_KEY = "gateway.middleware.client_ip"
 # Member auth limits, applied per client IP and per submitted email (django-ratelimit rates).
+# The password login counts an email together with the client address (RATELIMIT_LOGIN), so
+# nobody can lock a member out from elsewhere, and each address across all emails
+# (RATELIMIT_LOGIN_ADDRESS) against spraying.
 RATELIMIT_LOGIN = env.str("RATELIMIT_LOGIN", "10/5m")
+RATELIMIT_LOGIN_ADDRESS = env.str("RATELIMIT_LOGIN_ADDRESS", "30/5m")
 RATELIMIT_SIGNUP = env.str("RATELIMIT_SIGNUP", "5/h")
 RATELIMIT_MAGIC_LINK = env.str("RATELIMIT_MAGIC_LINK", "5/15m")
 RATELIMIT_PASSWORD_RESET = env.str("RATELIMIT_PASSWORD_RESET", "5/15m")

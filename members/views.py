@@ -37,6 +37,7 @@ from billing.checkout import (
     member_has_live_subscription,
 )
 from billing.selectors import member_billing_summary
+from gateway.middleware import client_ip
 from gateway.views import rate_limited
 from members.forms import (
     CompanyForm,
@@ -71,21 +72,35 @@ def _email_key(group: str, request: HttpRequest) -> str:
     return normalize_email(request.POST.get("email", "")) or "-"
 
 
-def rate_limit(setting: str) -> Callable[[View], View]:
+def _email_at_address_key(group: str, request: HttpRequest) -> str:
+    return f"{_email_key(group, request)} {client_ip(request)}"
+
+
+def rate_limit(setting: str, *, address_setting: str | None = None) -> Callable[[View], View]:
     """Limit POSTs per client IP and per submitted email to the rate in ``settings.<setting>``.
 
-    Both counters live in the shared cache; the IP is the real client address resolved by
-    ``RealClientIPMiddleware`` behind the trusted proxies. Over the limit → the 429 page.
+    With ``address_setting`` (the password login), the email is counted together with the
+    client address at ``<setting>``, and the address alone at ``<address_setting>``: wrong
+    passwords typed for someone's email from elsewhere never lock that member out, while one
+    address spraying many emails is still stopped.
+
+    The counters live in the shared cache; the IP is the real client address resolved by
+    ``RealClientIPMiddleware`` behind the trusted proxies. Over a limit → the 429 page.
     """
 
     def rate(group: str, request: HttpRequest) -> str:
         return getattr(settings, setting)
 
+    def address_rate(group: str, request: HttpRequest) -> str:
+        return getattr(settings, address_setting or setting)
+
+    email_key = _email_at_address_key if address_setting else _email_key
+
     def decorator(view: View) -> View:
         group = f"members.{view.__name__}"
 
-        @ratelimit(group=f"{group}.ip", key="ip", rate=rate, method="POST", block=False)
-        @ratelimit(group=f"{group}.email", key=_email_key, rate=rate, method="POST", block=False)
+        @ratelimit(group=f"{group}.ip", key="ip", rate=address_rate, method="POST", block=False)
+        @ratelimit(group=f"{group}.email", key=email_key, rate=rate, method="POST", block=False)
         @wraps(view)
         def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
             if getattr(request, "limited", False):
@@ -153,7 +168,7 @@ def signup(request: HttpRequest) -> HttpResponse:
 
 @never_cache
 @require_http_methods(["GET", "POST"])
-@rate_limit("RATELIMIT_LOGIN")
+@rate_limit("RATELIMIT_LOGIN", address_setting="RATELIMIT_LOGIN_ADDRESS")
 def login_view(request: HttpRequest) -> HttpResponse:
     form = LoginForm(request.POST or None, request=request)
     if request.method == "POST" and form.is_valid():

@@ -149,6 +149,7 @@ def start_stack(directory: Path) -> tuple[subprocess.Popen[bytes], Stack]:
         # Every journey signs up from 127.0.0.1; the limits themselves are tested elsewhere.
         RATELIMIT_SIGNUP="100/h",
         RATELIMIT_LOGIN="100/5m",
+        RATELIMIT_LOGIN_ADDRESS="100/5m",
         RATELIMIT_MAGIC_LINK="100/15m",
     )
     log_path = directory / "devserver.log"

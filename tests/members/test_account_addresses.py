@@ -133,3 +133,51 @@ def test_invites_store_the_ascii_form_of_an_internationalised_domain(camelot_own
     invite = invite_create(actor=camelot_owner, tier="team", email="Ann@Bücher.example")
 
     assert invite.email == "ann@xn--bcher-kva.example"
+
+
+# --- Wrong passwords for someone else's email do not lock them out ------------------------
+
+
+def test_wrong_passwords_from_one_address_do_not_lock_the_owner_out(client, alice, settings):
+    settings.RATELIMIT_LOGIN = "3/m"
+    url = reverse("members:login")
+    attacker = [
+        client.post(
+            url, {"email": "alice@example.org", "password": "guess"}, REMOTE_ADDR="203.0.113.66"
+        ).status_code
+        for _ in range(4)
+    ]
+    # The attacker's address is stopped for this email...
+    assert attacker == [400, 400, 400, 429]
+
+    # ...and Alice, from her own address, logs in as usual.
+    owner = client.post(
+        url, {"email": "alice@example.org", "password": PASSWORD}, REMOTE_ADDR="198.51.100.5"
+    )
+    assert owner.status_code == 302
+
+
+def test_an_attacker_rotating_addresses_still_cannot_lock_the_owner_out(client, alice, settings):
+    settings.RATELIMIT_LOGIN = "3/m"
+    url = reverse("members:login")
+    for n in range(12):
+        client.post(
+            url, {"email": "ALICE@example.org", "password": "guess"}, REMOTE_ADDR=f"10.0.0.{n}"
+        )
+
+    owner = client.post(
+        url, {"email": "alice@example.org", "password": PASSWORD}, REMOTE_ADDR="198.51.100.5"
+    )
+    assert owner.status_code == 302
+
+
+def test_one_address_spraying_many_emails_is_still_limited(client, alice, settings):
+    settings.RATELIMIT_LOGIN_ADDRESS = "5/m"
+    url = reverse("members:login")
+
+    codes = [
+        client.post(url, {"email": f"user{n}@example.org", "password": "x"}).status_code
+        for n in range(6)
+    ]
+
+    assert codes == [400] * 5 + [429]

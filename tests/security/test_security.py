@@ -337,7 +337,11 @@ def test_billing_portal_opens_only_the_members_own_customer(stripe_server):
 
 
 LIMITED = [
-    ("/login/", "RATELIMIT_LOGIN", lambda i: {"email": f"g{i}@example.org", "password": "nope"}),
+    (
+        "/login/",
+        "RATELIMIT_LOGIN_ADDRESS",
+        lambda i: {"email": f"g{i}@example.org", "password": "nope"},
+    ),
     ("/signup/", "RATELIMIT_SIGNUP", lambda i: {"email": f"s{i}@example.org", "password": "x"}),
     ("/login/link/", "RATELIMIT_MAGIC_LINK", lambda i: {"email": f"m{i}@example.org"}),
     ("/invite/{token}/", "RATELIMIT_INVITE_CLAIM", lambda i: {}),
