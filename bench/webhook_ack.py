@@ -201,6 +201,18 @@ def measure(
 # -- set-up ----------------------------------------------------------------------------------
 
 
+BENCH_DISCORD_IDS = (
+    "DISCORD_CLIENT_ID",
+    "DISCORD_GUILD_ID",
+    "DISCORD_ROLE_SQUIRE_ID",
+    "DISCORD_ROLE_KNIGHT_ID",
+    "DISCORD_ROLE_LORD_ID",
+    "DISCORD_ROLE_DEBTOR_ID",
+    "DISCORD_INTRODUCTIONS_CHANNEL_ID",
+    "DISCORD_BILLING_SUPPORT_CHANNEL_ID",
+)
+
+
 def _env(database_url: str, port: int, stripe_url: str) -> dict[str, str]:
     env = {
         k: v
@@ -218,7 +230,13 @@ def _env(database_url: str, port: int, stripe_url: str) -> dict[str, str]:
             "SECURE_SSL_REDIRECT": "false",
             "DATABASE_URL": database_url,
             "STRIPE_API_BASE": stripe_url,
+            "STRIPE_SECRET_KEY": "sk_test_bench00000000000000000000000",
             "STRIPE_WEBHOOK_SECRET": SECRET,
+            # Staging never runs the sandbox; nothing here calls Discord.
+            "DISCORD_BOT_TOKEN": "bench-bot-token",
+            "DISCORD_CLIENT_SECRET": "bench-client-secret",
+            **{name: "1" for name in BENCH_DISCORD_IDS},
+            "DISCORD_INVITE_URL": "https://discord.invalid/bench",
             "PORT": str(port),
             "LOG_FORMAT": "json",
             "LOG_LEVEL": "INFO",

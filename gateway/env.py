@@ -14,6 +14,7 @@ import ipaddress
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -126,3 +127,14 @@ def parse_networks(
                 f"{name} must list IP addresses or networks, got {value!r}"
             ) from None
     return tuple(networks)
+
+
+def is_loopback_url(url: str) -> bool:
+    """True when ``url`` points at this machine (the sandbox's fakes), not a real service."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

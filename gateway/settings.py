@@ -13,7 +13,7 @@ from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
-from gateway.env import Settings, parse_networks
+from gateway.env import Settings, is_loopback_url, parse_networks
 from gateway.logging import build_logging
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -250,7 +250,8 @@ INTRODUCTION_MIN_LENGTH = env.int("INTRODUCTION_MIN_LENGTH", 100)
 # --- Stripe (dj-stripe) ---------------------------------------------------------------
 SANDBOX_STRIPE_PORT = env.int("SANDBOX_STRIPE_PORT", 12111)
 SANDBOX_DISCORD_PORT = env.int("SANDBOX_DISCORD_PORT", 12112)
-STRIPE_SECRET_KEY = env.secret("STRIPE_SECRET_KEY", required=DJANGO_ENV == "production")
+# Staging and production never run the sandbox: they need real Stripe and Discord credentials.
+STRIPE_SECRET_KEY = env.secret("STRIPE_SECRET_KEY", required=DEPLOYED)
 SANDBOX = not STRIPE_SECRET_KEY
 STRIPE_LIVE_MODE = env.bool("STRIPE_LIVE_MODE", False)
 if SANDBOX:
@@ -267,9 +268,16 @@ if STRIPE_SECRET_KEY.startswith(("sk_live_", "rk_live_")) != STRIPE_LIVE_MODE:
 if DJANGO_ENV == "staging" and STRIPE_LIVE_MODE:
     # Staging behaves like production but must never charge anyone.
     raise ImproperlyConfigured("DJANGO_ENV=staging uses Stripe test mode: set a test key")
+# The sandbox secret is public (it is in this repository): a gateway that talks to any Stripe
+# but the sandbox's must verify with a secret of its own, or anyone could forge webhooks.
+SANDBOX_WEBHOOK_SECRET = "whsec_sandbox"
 STRIPE_WEBHOOK_SECRET = env.secret(
-    "STRIPE_WEBHOOK_SECRET", required=not SANDBOX and DEPLOYED, default="whsec_sandbox"
+    "STRIPE_WEBHOOK_SECRET", required=not SANDBOX, default=SANDBOX_WEBHOOK_SECRET
 )
+if not SANDBOX and STRIPE_WEBHOOK_SECRET == SANDBOX_WEBHOOK_SECRET:
+    raise ImproperlyConfigured(
+        "STRIPE_WEBHOOK_SECRET is the public sandbox secret: use the endpoint's own signing secret"
+    )
 STRIPE_INDIVIDUAL_PRICE_ID = env.str("STRIPE_INDIVIDUAL_PRICE_ID", "price_individual")
 STRIPE_OWNER_SEAT_PRICE_ID = env.str("STRIPE_OWNER_SEAT_PRICE_ID", "price_owner_seat")
 STRIPE_TEAM_SEAT_PRICE_ID = env.str("STRIPE_TEAM_SEAT_PRICE_ID", "price_team_seat")
@@ -284,7 +292,7 @@ DJSTRIPE_USE_NATIVE_JSONFIELD = True
 DJSTRIPE_WEBHOOK_VALIDATION = "verify_signature"
 
 # --- Discord --------------------------------------------------------------------------
-DISCORD_BOT_TOKEN = env.secret("DISCORD_BOT_TOKEN", required=DJANGO_ENV == "production")
+DISCORD_BOT_TOKEN = env.secret("DISCORD_BOT_TOKEN", required=DEPLOYED)
 DISCORD_SANDBOX = not DISCORD_BOT_TOKEN
 _fake_discord = f"http://127.0.0.1:{SANDBOX_DISCORD_PORT}"
 if DISCORD_SANDBOX:
@@ -308,7 +316,7 @@ DISCORD_GATEWAY_URL = env.str(
 DISCORD_CLIENT_ID = env.str("DISCORD_CLIENT_ID", "100000000000000001" if DISCORD_SANDBOX else "")
 DISCORD_CLIENT_SECRET = env.secret(
     "DISCORD_CLIENT_SECRET",
-    required=DJANGO_ENV == "production",
+    required=not DISCORD_SANDBOX,
     default="sandbox-client-secret",
 )
 DISCORD_GUILD_ID = env.str("DISCORD_GUILD_ID", "200000000000000001" if DISCORD_SANDBOX else "")
@@ -334,7 +342,7 @@ DISCORD_GLOBAL_RATE = env.float("DISCORD_GLOBAL_RATE", 45.0)
 # Open the circuit long before Discord's 10,000 invalid requests per 10 minutes ban.
 DISCORD_BREAKER_THRESHOLD = env.int("DISCORD_BREAKER_THRESHOLD", 1000)
 DISCORD_BREAKER_COOLDOWN_SECONDS = env.int("DISCORD_BREAKER_COOLDOWN_SECONDS", 60)
-if DJANGO_ENV == "production":
+if DEPLOYED:
     _missing = [
         name
         for name, value in {
@@ -351,7 +359,7 @@ if DJANGO_ENV == "production":
         if not value
     ]
     if _missing:
-        raise ImproperlyConfigured(f"{', '.join(_missing)} required in production")
+        raise ImproperlyConfigured(f"{', '.join(_missing)} required in {DJANGO_ENV}")
 
 # --- Email (django-anymail in production) ---------------------------------------------
 EMAIL_BACKEND = env.str(
@@ -365,6 +373,30 @@ RESEND_API_KEY = env.secret("RESEND_API_KEY", required=False)
 ANYMAIL = {"RESEND_API_KEY": RESEND_API_KEY} if RESEND_API_KEY else {}
 if EMAIL_BACKEND.startswith("anymail.backends.resend") and not RESEND_API_KEY:
     raise ImproperlyConfigured("RESEND_API_KEY is required by the Resend EMAIL_BACKEND")
+# Real credentials only with real secrets and production-safe settings: development and test
+# run DEBUG on, with the repository's SECRET_KEY and insecure cookies, so they may only talk to
+# the fakes (on this machine). A live key anywhere but production is refused as well.
+if not DEPLOYED:
+    _real = [
+        name
+        for name, real in (
+            ("STRIPE_SECRET_KEY", not SANDBOX and not is_loopback_url(STRIPE_API_BASE)),
+            ("DISCORD_BOT_TOKEN", not DISCORD_SANDBOX and not is_loopback_url(DISCORD_API_BASE)),
+            ("RESEND_API_KEY", bool(RESEND_API_KEY)),
+        )
+        if real
+    ]
+    if _real:
+        raise ImproperlyConfigured(
+            f"{', '.join(_real)} is a real credential: DJANGO_ENV={DJANGO_ENV} runs only against "
+            "the sandbox; set DJANGO_ENV=staging (Stripe test mode) or production, with their "
+            "secrets"
+        )
+if STRIPE_LIVE_MODE and DJANGO_ENV != "production":
+    raise ImproperlyConfigured(
+        "STRIPE_SECRET_KEY is a live key: it runs only with DJANGO_ENV=production, "
+        f"not {DJANGO_ENV}"
+    )
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", "gatekeeper@localhost")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 EMAIL_REPLY_TO = env.str("EMAIL_REPLY_TO", DEFAULT_FROM_EMAIL)

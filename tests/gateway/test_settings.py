@@ -110,3 +110,62 @@ def test_production_settings_pass_the_deploy_check() -> None:
 def test_development_needs_no_configuration() -> None:
     result = run_manage({"DJANGO_ENV": "development"}, "check")
     assert result.returncode == 0, result.stderr
+
+
+# --- Real credentials only with real secrets and production-safe settings --------------------
+
+LIVE = {"STRIPE_SECRET_KEY": "sk_live_abc", "STRIPE_LIVE_MODE": "true"}
+
+
+@pytest.mark.parametrize("profile", [{}, {"DJANGO_ENV": "development"}])
+def test_a_live_stripe_key_does_not_start_the_development_profile(profile) -> None:
+    """DJANGO_ENV unset means development: DEBUG on, the repository's SECRET_KEY, insecure
+    cookies and the public sandbox webhook secret. A live key must not run like that."""
+    result = run_manage({**profile, **LIVE, "STRIPE_WEBHOOK_SECRET": "whsec_real"}, "check")
+    assert result.returncode != 0
+    assert "STRIPE_SECRET_KEY is a real credential" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("variable", "env"),
+    [
+        ("STRIPE_SECRET_KEY", {"STRIPE_SECRET_KEY": "sk_test_abc", "STRIPE_WEBHOOK_SECRET": "w"}),
+        ("DISCORD_BOT_TOKEN", {"DISCORD_BOT_TOKEN": "real-bot", "DISCORD_CLIENT_SECRET": "c"}),
+        ("RESEND_API_KEY", {"RESEND_API_KEY": "re_abc"}),
+    ],
+)
+def test_development_refuses_any_real_credential(variable, env) -> None:
+    result = run_manage({"DJANGO_ENV": "development", **env}, "check")
+    assert result.returncode != 0
+    assert f"{variable} is a real credential" in result.stderr
+
+
+def test_development_may_use_credentials_of_the_local_fakes() -> None:
+    """The drills start development processes with keys for the fakes on this machine."""
+    fakes = {
+        "DJANGO_ENV": "development",
+        "STRIPE_SECRET_KEY": "sk_test_fake000000000000000000000000",
+        "STRIPE_API_BASE": "http://127.0.0.1:12111",
+        "STRIPE_WEBHOOK_SECRET": "whsec_drill",
+        "DISCORD_BOT_TOKEN": "fake-bot",
+        "DISCORD_CLIENT_SECRET": "fake-client",
+        "DISCORD_API_BASE": "http://localhost:12112/api/v10",
+    }
+    assert run_manage(fakes, "check").returncode == 0
+    without_secret = run_manage({**fakes, "STRIPE_WEBHOOK_SECRET": ""}, "check")
+    assert without_secret.returncode != 0
+    assert "STRIPE_WEBHOOK_SECRET is required" in without_secret.stderr
+
+
+def test_a_real_stripe_refuses_the_public_sandbox_webhook_secret() -> None:
+    result = run_manage({**PRODUCTION, "STRIPE_WEBHOOK_SECRET": "whsec_sandbox"}, "check")
+    assert result.returncode != 0
+    assert "STRIPE_WEBHOOK_SECRET is the public sandbox secret" in result.stderr
+
+
+@pytest.mark.parametrize("variable", ["STRIPE_SECRET_KEY", "DISCORD_BOT_TOKEN", "DISCORD_GUILD_ID"])
+def test_staging_never_runs_the_sandbox(variable) -> None:
+    staging = {**PRODUCTION, "DJANGO_ENV": "staging", "RESEND_API_KEY": "", variable: ""}
+    result = run_manage(staging, "check")
+    assert result.returncode != 0
+    assert variable in result.stderr
