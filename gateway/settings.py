@@ -129,7 +129,8 @@ else:
     # Shared by every process on the host without another server (rate limits need that).
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            # Django's, with an atomic, expiry-preserving incr (gateway/cache.py).
+            "BACKEND": "gateway.cache.DatabaseCache",
             "LOCATION": "gateway_cache",
         }
     }

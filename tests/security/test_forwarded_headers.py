@@ -26,7 +26,8 @@ def behind_one_proxy(settings):
     settings.TRUSTED_PROXY_COUNT = 1
     settings.FORWARDED_ALLOW_IPS = (ip_network(PROXY),)
     settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-    settings.RATELIMIT_LOGIN = "3/h"
+    # The address limit: a sprayer from one address is stopped whatever emails it types.
+    settings.RATELIMIT_LOGIN_ADDRESS = "3/h"
     return settings
 
 
@@ -82,7 +83,7 @@ def test_a_direct_client_cannot_set_the_request_id(behind_one_proxy, client):
 def test_the_logged_ip_is_the_address_the_rate_limits_count(
     behind_one_proxy, json_logs, peer, forwarded, counted
 ):
-    behind_one_proxy.RATELIMIT_LOGIN = "1/h"
+    behind_one_proxy.RATELIMIT_LOGIN_ADDRESS = "1/h"
     client = Client()
     headers = {"REMOTE_ADDR": peer, "HTTP_X_FORWARDED_FOR": forwarded, "HTTP_X_REAL_IP": "9.9.9.9"}
     assert _login(client, 1, **headers) != 429
