@@ -94,7 +94,11 @@ def member_has_live_subscription(member: Member) -> bool:
 
 
 def _ensure_customer(member: Member) -> str:
-    """The member's Stripe customer, created on first checkout (never at sign-up)."""
+    """The member's own Stripe customer, created on first individual checkout (never at sign-up).
+
+    Personal: it holds only this person's cards, invoices and subscriptions. A company plan
+    never uses it (see :func:`_ensure_team_customer`).
+    """
     if member.stripe_customer_id:
         return member.stripe_customer_id
     try:
@@ -113,6 +117,31 @@ def _ensure_customer(member: Member) -> str:
         **_actor(member),
         action="billing.customer_created",
         target=member,
+        details={"customer_id": customer.id},
+    )
+    return customer.id
+
+
+def _ensure_team_customer(team: Team, purchaser: Member) -> str:
+    """The team's own Stripe customer: every owner opens its billing portal, so it must hold
+    nothing of any one person's (their cards, invoices or other subscriptions)."""
+    if team.stripe_customer_id:
+        return team.stripe_customer_id
+    try:
+        customer = stripe.Customer.create(
+            name=team.name,
+            email=purchaser.user.email,
+            metadata={"team_id": str(team.pk)},
+            idempotency_key=f"team-{team.pk}-{int(team.created_at.timestamp())}-customer",
+        )
+    except stripe.StripeError as exc:
+        raise _stripe_failed(exc, "customer.create") from exc
+    team.stripe_customer_id = customer.id
+    team.save(update_fields=["stripe_customer_id"])
+    audit_record(
+        **_actor(purchaser),
+        action="billing.customer_created",
+        target=team,
         details={"customer_id": customer.id},
     )
     return customer.id
@@ -160,9 +189,9 @@ def checkout_individual_start(*, member: Member) -> str:
 def _pending_team(member: Member, company_name: str) -> Team:
     """Reuse the member's unpaid team from an abandoned checkout, or create one.
 
-    The pending team carries no customer and no subscription id: billing events are matched by
-    subscription id, so it can never capture the owner's individual invoices, and a retry after
-    an abandoned checkout reuses it instead of colliding with it.
+    The pending team has its own Stripe customer but no subscription id: billing events are
+    matched by subscription id, and a retry after an abandoned checkout reuses the team (and its
+    customer) instead of colliding with it.
     """
     team = (
         Team.objects.select_for_update()
@@ -193,8 +222,8 @@ def checkout_company_start(
         raise CheckoutError("You already have an active membership.")
     if member.team_id is not None and member.team.subscription_id:
         raise CheckoutError("You already belong to a team.")
-    customer_id = _ensure_customer(member)
     team = _pending_team(member, company_name)
+    customer_id = _ensure_team_customer(team, member)
     # Checkout rejects zero quantities; a tier added later gets its item on the first seat add.
     line_items = [
         {"price": price, "quantity": quantity}
@@ -241,8 +270,20 @@ def billing_portal_start(*, member: Member, return_url: str) -> str:
     if member.team_id is not None and member.seat_tier != SeatTier.OWNER:
         raise CheckoutError("Billing for your seat is managed by your team's owners.")
     customer_id = member.stripe_customer_id
-    if member.team_id is not None and member.team.stripe_customer_id:
+    if member.team_id is not None:
         customer_id = member.team.stripe_customer_id
+        shared_with = (
+            Member.objects.filter(stripe_customer_id=customer_id).exclude(pk=member.pk).first()
+            if customer_id
+            else None
+        )
+        if shared_with is not None:
+            # A team from before teams had customers of their own bills through its purchaser's
+            # personal customer: only they may see it until `team_customers_separate` has run.
+            raise CheckoutError(
+                "Your team's billing account is still the personal account of the owner who "
+                "bought the plan; ask them, or an administrator, to separate it."
+            )
     if not customer_id:
         raise CheckoutError("There is no billing account yet. Choose a plan first.")
     try:
@@ -319,3 +360,79 @@ def seats_add(*, team: Team, tier: str, quantity: int, actor: Member | None = No
         },
     )
     return change
+
+
+# --- teams from before teams had customers of their own -------------------------------------
+
+
+@dataclass(frozen=True)
+class CustomerSeparation:
+    team: Team
+    customer_id: str
+    purchaser: Member
+    outcome: str  # "separated", "would separate" or "kept: …" (what needs a person)
+
+
+def teams_sharing_a_personal_customer() -> list[tuple[Team, Member]]:
+    """Paid teams whose Stripe customer is also some member's personal customer."""
+    pairs = []
+    teams = Team.objects.filter(subscription_id__isnull=False).exclude(stripe_customer_id="")
+    for team in teams.order_by("pk"):
+        member = Member.objects.filter(stripe_customer_id=team.stripe_customer_id).first()
+        if member is not None:
+            pairs.append((team, member))
+    return pairs
+
+
+@transaction.atomic
+def team_customer_separate(*, team: Team, purchaser: Member, dry_run: bool) -> CustomerSeparation:
+    """Give the team the customer its subscription lives on, and the purchaser a fresh start.
+
+    Stripe cannot move a subscription to another customer, so the shared customer becomes the
+    team's (renamed, its metadata naming the team) and the purchaser's personal pointer is
+    cleared: their next individual checkout creates a personal customer of their own. A
+    customer that also holds other subscriptions (any status) is kept as it is and reported,
+    because opening it to every owner would show them that person's billing: those need a
+    person (a new team subscription on a team customer, then cancelling the old one).
+    """
+    customer_id = team.stripe_customer_id
+    try:
+        others = [
+            sub.id
+            for sub in stripe.Subscription.list(
+                customer=customer_id, status="all", limit=100
+            ).auto_paging_iter()
+            if sub.id != team.subscription_id
+        ]
+    except stripe.StripeError as exc:
+        raise _stripe_failed(exc, "subscription.list") from exc
+    if others:
+        outcome = f"kept: the customer also holds {', '.join(sorted(others))}"
+    elif dry_run:
+        outcome = "would separate"
+    else:
+        try:
+            stripe.Customer.modify(
+                customer_id,
+                name=team.name,
+                metadata={"team_id": str(team.pk), "member_id": ""},
+            )
+        except stripe.StripeError as exc:
+            raise _stripe_failed(exc, "customer.update") from exc
+        Member.objects.filter(pk=purchaser.pk).update(stripe_customer_id="")
+        audit_record(
+            actor_type=AuditLog.Actor.SYSTEM,
+            action="billing.team_customer_separated",
+            target=team,
+            details={"customer_id": customer_id, "purchaser_id": purchaser.pk},
+            reason="one Stripe customer per team",
+        )
+        outcome = "separated"
+    log.info(
+        "team_customer_separation",
+        team_id=team.pk,
+        customer_id=customer_id,
+        outcome=outcome,
+        dry_run=dry_run,
+    )
+    return CustomerSeparation(team, customer_id, purchaser, outcome)

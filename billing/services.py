@@ -198,7 +198,6 @@ def checkout_completed(*, session: dict[str, Any], now: datetime | None = None) 
         ):
             purchaser.team = team
             purchaser.seat_tier = SeatTier.OWNER
-            purchaser.stripe_customer_id = purchaser.stripe_customer_id or customer_id
             purchaser.save()
         audit_record(
             actor_type="stripe",

@@ -137,9 +137,15 @@ def start_company_checkout(member: Any, team: Any, *, owner_seats: int, team_sea
         {"price": settings.STRIPE_TEAM_SEAT_PRICE_ID, "quantity": team_seats},
     ]
     metadata = {"plan_type": "company", "team_id": str(team.pk), "member_id": str(member.pk)}
+    if not team.stripe_customer_id:
+        # A team bills through a customer of its own, never the purchaser's personal one.
+        team.stripe_customer_id = stripe.Customer.create(
+            name=team.name, metadata={"team_id": str(team.pk)}
+        ).id
+        team.save(update_fields=["stripe_customer_id"])
     return stripe.checkout.Session.create(
         mode="subscription",
-        customer=member.stripe_customer_id,
+        customer=team.stripe_customer_id,
         client_reference_id=str(team.pk),
         line_items=[item for item in items if item["quantity"]],
         metadata=metadata,
