@@ -1,0 +1,439 @@
+"""The stateful model test: random member journeys through the real gateway.
+
+Each step is something a person, Stripe, Discord, staff or the clock does, performed through
+the real code at its boundary: our views through the Django test client (sign-up, Checkout,
+linking through the fake Discord's OAuth pages), the fake Stripe over HTTP (its hosted Checkout
+page, renewals, failures, recoveries, cancellations) whose events reach our signed webhook
+endpoint, the fake Discord over HTTP, and the task functions the worker runs (the webhook
+drain and role/outbox tasks run inline in tests, ``billing_tick``, reconciliation).
+
+Stripe's events are collected from the fake's event list into ``pending`` and handed to our
+webhook signed, as Stripe would. Once every pending event is delivered ("settled") the
+invariants compare the gateway with the reference model (``tests/model/reference.py``).
+
+Time travel: the whole process (and the fake servers' threads) shares one clock moved with
+``time-machine``, so the billing tick, the role policy, the outbox and Stripe's signatures all
+see the same "now".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import time_machine
+from django.conf import settings
+from django.core.management.color import no_style
+from django.db import connection
+from django.test import Client
+from django.utils import timezone
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from discordsync.bot.services import member_guild_join, member_guild_leave
+from discordsync.introductions import MessageFacts, introduction_handle
+from members.models import Member, User
+from members.staff_services import member_access_restore, member_access_revoke
+from ops.models import Notification
+from tests.billing.conftest import deliver, pay_checkout, recorded_events
+from tests.conftest import FAKE_ROLE_IDS as ROLE_IDS
+from tests.discordsync.conftest import authorize
+from tests.lifecycle.conftest import World
+from tests.model.reference import DUNNING_KINDS, Person, Reference, Sub
+
+NAMES = ["ann", "bob", "cat"]
+PASSWORD = "correct horse battery staple"
+INTRO = "Hello all, I run revenue operations at a mid-size company and I am here to learn. " * 2
+JUMPS = [timedelta(hours=1), timedelta(hours=23), timedelta(days=2), timedelta(days=9)]
+JUMPS += [timedelta(days=31)]
+
+
+class Stats:
+    """What the runs did, for ``docs/RELIABILITY.md`` (``bench/model_run.py``)."""
+
+    def __init__(self) -> None:
+        self.sequences = 0
+        self.steps = 0
+        self.checks = 0
+        self.rules: Counter[str] = Counter()
+
+    def dump(self, path: str) -> None:
+        Path(path).write_text(
+            json.dumps(
+                {
+                    "sequences": self.sequences,
+                    "steps": self.steps,
+                    "invariants_checked": self.checks,
+                    "rules": dict(self.rules),
+                }
+            )
+        )
+
+
+def empty_database() -> None:
+    """Every table emptied between sequences (faster than a flush: no post-migrate work)."""
+    tables = connection.introspection.django_table_names(only_existing=True)
+    statements = connection.ops.sql_flush(no_style(), tables, allow_cascade=True)
+    connection.ops.execute_sql_flush(statements)
+
+
+def build(world: World, staff: dict[str, Any], stats: Stats) -> type[RuleBasedStateMachine]:
+    """The machine class, bound to this test's fake servers."""
+
+    class Gateway(RuleBasedStateMachine):
+        def __init__(self) -> None:
+            super().__init__()
+            stats.sequences += 1
+            empty_database()
+            from django.core.cache import cache
+
+            cache.clear()
+            world.stripe.state.reset()
+            world.discord.reset()
+            world.seen = set()
+            self.clock = time_machine.travel(timezone.now(), tick=True)
+            self.clock_control = self.clock.start()
+            self.staff = User.objects.create_superuser("staff@example.org", PASSWORD)
+            staff["user"] = self.staff
+            self.model = Reference(NAMES)
+            self.clients: dict[str, Client] = {}
+            for name in NAMES:
+                user = world.discord.add_user(username=name, in_guild=False)
+                self.model.people[name] = Person(
+                    name=name, email=f"{name}@example.org", discord_id=user["id"]
+                )
+                self.clients[name] = Client()
+            self.pending: list[dict[str, Any]] = []
+            self.delivered: list[dict[str, Any]] = []
+            self.seen_notifications = 0
+
+        def teardown(self) -> None:
+            self.clock.stop()
+
+        # --- plumbing ---------------------------------------------------------------------
+
+        def _step(self, name: str) -> None:
+            stats.steps += 1
+            stats.rules[name] += 1
+
+        def _collect(self) -> None:
+            for event in recorded_events(world.stripe):
+                if event["id"] not in world.seen:
+                    world.seen.add(event["id"])
+                    self.pending.append(event)
+
+        def _hand_over(self, event: dict[str, Any]) -> None:
+            """Deliver one event to our webhook, then update the model from the truth."""
+            now = timezone.now()
+            response = deliver(world.client, event)
+            assert response.status_code == 200, response.content
+            self.delivered.append(event)
+            obj = event["data"]["object"]
+            sub_id = ""
+            if event["type"].startswith("invoice."):
+                sub_id = world.stripe.state.invoice_subscription_id(obj) or ""
+            elif event["type"].startswith("customer.subscription."):
+                sub_id = obj["id"]
+            sub = self.model.subs.get(sub_id)
+            if sub is None:
+                return
+            if event["type"] == "invoice.payment_failed":
+                if obj.get("billing_reason") == "subscription_cycle":
+                    self.model.on_payment_failed(sub, now)
+            elif event["type"] == "invoice.paid":
+                self.model.on_invoice_paid(sub)
+            elif event["type"].startswith("customer.subscription."):
+                self.model.on_ended(sub)
+
+        def _tick(self) -> None:
+            now = timezone.now()
+            world.tick(now)
+            self.model.tick(now)
+            self._collect()
+
+        def settle(self) -> None:
+            """Deliver everything pending, in Stripe's order, then run the tick."""
+            self._collect()
+            while self.pending:
+                self._hand_over(self.pending.pop(0))
+                if not self.pending:
+                    self._tick()
+
+        def _person(self, name: str) -> Person:
+            return self.model.people[name]
+
+        def _anyone(self, test: Callable[[Person], bool]) -> bool:
+            return any(test(p) for p in self.model.people.values())
+
+        def _pick(self, data: st.DataObject, test: Callable[[Person], bool]) -> Person | None:
+            """One person passing ``test`` (after settling, there may be none left)."""
+            eligible = [p for p in self.model.people.values() if test(p)]
+            return data.draw(st.sampled_from(eligible)) if eligible else None
+
+        def _member(self, person: Person) -> Member:
+            return Member.objects.select_related("user").get(user__email=person.email)
+
+        def _client(self, person: Person) -> Client:
+            client = self.clients[person.name]
+            if person.signed_up:
+                client.force_login(self._member(person).user)
+            return client
+
+        # --- people -----------------------------------------------------------------------
+
+        @precondition(lambda self: self._anyone(self.model.may_buy))
+        @rule(data=st.data())
+        def buy_individual(self, data: st.DataObject) -> None:
+            """Sign up (once), then Checkout on the fake's hosted page; also a resubscription."""
+            self._step("buy_individual")
+            self.settle()
+            person = self._pick(data, self.model.may_buy)
+            if person is None:
+                return
+            name = person.name
+            client = self._client(person)
+            if not person.signed_up:
+                response = client.post(
+                    "/signup/",
+                    {"email": person.email, "password": PASSWORD, "password_confirm": PASSWORD},
+                )
+                assert response.status_code == 302, response.content
+                person.signed_up = True
+            response = client.post("/checkout/individual/")
+            assert response.status_code == 302, response.content
+            session_id = urlparse(response["Location"]).path.rsplit("/", 1)[-1]
+            pay_checkout(world.stripe, session_id, email=person.email)
+            sub_id = world.stripe.state.get_checkout_session(session_id)["subscription"]
+            self.model.subs[sub_id] = Sub(id=sub_id, holder=name)
+            person.sub = sub_id
+            person.expected["welcome:email"] += 1
+            self.settle()
+
+        def _may_link(self, person: Person) -> bool:
+            return not person.linked and self.model.entitled(person) and not person.revoked
+
+        @precondition(lambda self: self._anyone(self._may_link))
+        @rule(data=st.data())
+        def link(self, data: st.DataObject) -> None:
+            """ "Link Discord": our redirect, the fake's OAuth page, our callback, guilds.join."""
+            self._step("link")
+            self.settle()
+            person = self._pick(data, self._may_link)
+            if person is None:
+                return
+            client = self._client(person)
+            world.discord.set_oauth_user(person.discord_id)
+            response = client.post("/claim/")
+            assert response.status_code == 302, response.content
+            back = authorize(response["Location"])
+            response = client.get("/oauth/discord/callback/", back)
+            assert response.status_code == 302, response.content
+            person.linked = True
+            person.in_guild = True
+
+        @precondition(lambda self: self._anyone(lambda p: p.in_guild and not p.introduced))
+        @rule(data=st.data())
+        def introduce(self, data: st.DataObject) -> None:
+            """A top-level message of ≥100 characters in #introductions, seen by the bot."""
+            self._step("introduce")
+            self.settle()
+            person = self._pick(data, lambda p: p.in_guild and not p.introduced)
+            if person is None:
+                return
+            message = world.discord.post_message(
+                settings.DISCORD_INTRODUCTIONS_CHANNEL_ID, person.discord_id, INTRO
+            )
+            facts = MessageFacts(
+                channel_id=settings.DISCORD_INTRODUCTIONS_CHANNEL_ID,
+                author_id=person.discord_id,
+                author_is_bot=False,
+                content=INTRO,
+            )
+            introduction_handle(facts=facts, message_id=message["id"], now=timezone.now())
+            if self.model.expected_role(person) == "squire":
+                person.introduced = True
+
+        @precondition(lambda self: self._anyone(lambda p: p.in_guild))
+        @rule(data=st.data())
+        def leave_guild(self, data: st.DataObject) -> None:
+            self._step("leave_guild")
+            self.settle()
+            person = self._pick(data, lambda p: p.in_guild)
+            if person is None:
+                return
+            world.discord.remove_member(person.discord_id)
+            member_guild_leave(discord_id=person.discord_id, now=timezone.now())
+            person.in_guild = False
+
+        @precondition(lambda self: self._anyone(lambda p: p.linked and not p.in_guild))
+        @rule(data=st.data())
+        def rejoin_guild(self, data: st.DataObject) -> None:
+            self._step("rejoin_guild")
+            self.settle()
+            person = self._pick(data, lambda p: p.linked and not p.in_guild)
+            if person is None:
+                return
+            world.discord.add_member(person.discord_id)
+            member_guild_join(discord_id=person.discord_id, now=timezone.now())
+            person.in_guild = True
+
+        # --- staff ------------------------------------------------------------------------
+
+        @precondition(lambda self: self._anyone(lambda p: p.signed_up))
+        @rule(data=st.data())
+        def admin_access(self, data: st.DataObject) -> None:
+            """Staff revoke access (or restore it) from the member page's actions."""
+            self.settle()
+            person = self._pick(data, lambda p: p.signed_up)
+            if person is None:
+                return
+            revoke = not person.revoked
+            self._step("admin_revoke" if revoke else "admin_restore")
+            action = member_access_revoke if revoke else member_access_restore
+            action(member=self._member(person), actor=self.staff, reason="model test")
+            person.revoked = revoke
+
+        # --- Stripe (events wait in ``pending``) ------------------------------------------
+
+        def _subs(self, test: Callable[[Sub], bool]) -> list[Sub]:
+            """Live subscriptions the gateway knows, that pass ``test``."""
+            held = {p.sub for p in self.model.people.values()}
+            return [s for s in self.model.subs.values() if s.live and s.id in held and test(s)]
+
+        @precondition(lambda self: self._subs(lambda sub: not sub.failing))
+        @rule(data=st.data())
+        def renewal(self, data: st.DataObject) -> None:
+            """The period ends and the renewal is paid (or ends the subscription if cancelling)."""
+            self._step("renewal")
+            sub = data.draw(st.sampled_from(self._subs(lambda sub: not sub.failing)))
+            world.stripe.state.renew(sub.id)
+            if sub.cancel_at_period_end:
+                sub.status = "canceled"
+            self.settle()
+
+        @precondition(lambda self: self._subs(lambda sub: not sub.cancel_at_period_end))
+        @rule(data=st.data())
+        def renewal_fails(self, data: st.DataObject) -> None:
+            """The renewal payment fails; again while open, it is Stripe's retry failing."""
+            self._step("renewal_fails")
+            sub = data.draw(st.sampled_from(self._subs(lambda sub: not sub.cancel_at_period_end)))
+            world.stripe.state.fail_renewal(sub.id)
+            sub.failing = True
+            sub.status = "past_due"
+            self.settle()
+
+        @precondition(lambda self: self._subs(lambda sub: sub.failing))
+        @rule(data=st.data())
+        def recover(self, data: st.DataObject) -> None:
+            self._step("recover")
+            sub = data.draw(st.sampled_from(self._subs(lambda sub: sub.failing)))
+            world.stripe.state.recover(sub.id)
+            sub.failing = False
+            sub.status = "active"
+            self.settle()
+
+        @precondition(lambda self: self._subs(lambda sub: not sub.failing))
+        @rule(data=st.data(), value=st.booleans())
+        def cancel_at_period_end(self, data: st.DataObject, value: bool) -> None:
+            self._step("cancel_at_period_end")
+            sub = data.draw(st.sampled_from(self._subs(lambda sub: not sub.failing)))
+            world.stripe.state.set_cancel_at_period_end(sub.id, value)
+            sub.cancel_at_period_end = value
+            self.settle()
+
+        @precondition(lambda self: self._subs(lambda sub: True))
+        @rule(data=st.data())
+        def cancel_now(self, data: st.DataObject) -> None:
+            self._step("cancel_now")
+            sub = data.draw(st.sampled_from(self._subs(lambda sub: True)))
+            world.stripe.state.cancel(sub.id)
+            sub.status = "canceled"
+            self.settle()
+
+        # --- time -------------------------------------------------------------------------
+
+        @precondition(lambda self: self._subs(lambda sub: True))
+        @rule(jump=st.sampled_from(JUMPS))
+        def time_passes(self, jump: timedelta) -> None:
+            """Time passes (pending deliveries stay delayed); the worker's tick runs."""
+            self._step("time_passes")
+            self.clock_control.shift(jump)
+            self._tick()
+
+        # --- invariants (once every delivery has settled) ---------------------------------
+
+        @invariant()
+        def gateway_agrees_with_the_model(self) -> None:
+            if self.pending:
+                return
+            stats.checks += 1
+            self._check_roles()
+            self._check_messages()
+            self._check_stripe_cancellations()
+
+        def _check_roles(self) -> None:
+            for person in self.model.people.values():
+                held = world.discord.member_roles(person.discord_id)
+                if not person.in_guild:
+                    assert held is None, f"{person.name} should not be in the guild: {held}"
+                    continue
+                assert held is not None, f"{person.name} should be in the guild"
+                names = sorted(n for n, rid in ROLE_IDS.items() if rid in held)
+                role = self.model.expected_role(person)
+                assert names == ([role] if role else []), (person.name, names, role)
+
+        def _check_messages(self) -> None:
+            rows = list(
+                Notification.objects.filter(pk__gt=self.seen_notifications)
+                .select_related("member__user")
+                .order_by("pk")
+            )
+            by_email = {p.email: p for p in self.model.people.values()}
+            for row in rows:
+                if row.kind not in DUNNING_KINDS or row.member is None:
+                    continue
+                person = by_email.get(row.member.user.email)
+                if person is None:
+                    continue
+                subs = [s for s in self.model.subs.values() if s.holder == person.name]
+                allowed = any(sub.dunning_allowed for sub in subs)
+                assert allowed, f"{row.kind} to {person.name} outside any failure episode"
+            if rows:
+                self.seen_notifications = rows[-1].pk
+            for sub in self.model.subs.values():
+                sub.dunning_allowed = sub.episode is not None
+            counted = {k.split(":")[0] for p in self.model.people.values() for k in p.expected}
+            counted |= {"welcome", "payment_failed", "debtor_entered", "recovered_grace"}
+            counted |= {"recovered_debtor", "removal"}
+            for person in self.model.people.values():
+                if not person.signed_up:
+                    continue
+                member = self._member(person)
+                actual: Counter[str] = Counter()
+                for kind, channel in Notification.objects.filter(
+                    member=member, kind__in=counted
+                ).values_list("kind", "channel"):
+                    actual[f"{kind}:{channel}"] += 1
+                expected = +person.expected
+                # The removal DM goes only to a member still reachable in Discord.
+                actual.pop("removal:dm", None)
+                assert actual == expected, (person.name, dict(actual), dict(expected))
+
+        def _check_stripe_cancellations(self) -> None:
+            for entry in world.stripe.state.request_log():
+                if entry["method"] == "DELETE" and entry["path"].startswith("/v1/subscriptions/"):
+                    sub_id = entry["path"].rsplit("/", 1)[-1]
+                    sub = self.model.subs[sub_id]
+                    assert sub.cancelled_by_us and sub.failing, f"we cancelled paid {sub_id}"
+
+    return Gateway
+
+
+def bounded_examples(default: int) -> int:
+    return int(os.environ.get("MODEL_EXAMPLES", default))
