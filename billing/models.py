@@ -38,6 +38,10 @@ class FailureEpisode(models.Model):
     removal_due_at = models.DateTimeField(null=True, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True)
     close_reason = models.CharField(max_length=16, choices=CloseReason.choices, blank=True)
+    # A removal (``close_reason=removed``) keeps the subscription's members out while Stripe
+    # still shows it unpaid (``cancel_stripe_on_removal`` off leaves it past_due): set once
+    # Stripe reports the subscription paid again, which lets its members back in.
+    settled_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -97,3 +101,62 @@ class StripeEventInbox(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type} {self.event_id}"
+
+
+class ComplimentaryMembership(models.Model):
+    """Access granted by staff without a subscription (SPEC §2a): reason required, optional end.
+
+    Open while ``ended_at`` is null; an ``ends_at`` in the past no longer entitles even before
+    the billing tick closes the row through the normal ending path.
+    """
+
+    member = models.ForeignKey(
+        "members.Member", on_delete=models.CASCADE, related_name="complimentary_memberships"
+    )
+    reason = models.TextField()
+    granted_by = models.CharField(max_length=255, blank=True)
+    granted_at = models.DateTimeField()
+    ends_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["member"],
+                condition=Q(ended_at__isnull=True),
+                name="one_open_complimentary_membership_per_member",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Complimentary membership {self.pk} of member {self.member_id}"
+
+
+class Dispute(models.Model):
+    """A chargeback on a payment of a subscription, as Stripe last reported it.
+
+    While open (``closed_at`` null) the subscription entitles nobody (SPEC §2a); ``won``
+    restores access, ``lost`` ends it like a cancellation.
+    """
+
+    class Outcome(models.TextChoices):
+        WON = "won", "Won"
+        LOST = "lost", "Lost"
+
+    dispute_id = models.CharField(max_length=255, unique=True)
+    subscription_id = models.CharField(max_length=255, db_index=True)
+    charge_id = models.CharField(max_length=255, blank=True)
+    invoice_id = models.CharField(max_length=255, blank=True)
+    status = models.CharField(max_length=32)
+    reason = models.CharField(max_length=64, blank=True)
+    amount = models.BigIntegerField(default=0)
+    currency = models.CharField(max_length=8, blank=True)
+    opened_at = models.DateTimeField()
+    closed_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=8, choices=Outcome.choices, blank=True)
+
+    class Meta:
+        ordering = ["-opened_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"Dispute {self.dispute_id} ({self.status})"

@@ -1,4 +1,4 @@
-"""Entitlement and billing reads.
+"""Billing reads for pages: the mirrored subscription, its plan, period and failure state.
 
 Stripe is the source of truth, mirrored by dj-stripe's ``Subscription`` rows (whose fields live
 in ``stripe_data``). Everything is keyed by **subscription id** — a member's own (individual)
@@ -8,7 +8,6 @@ and a pending company checkout must never capture its purchaser's individual eve
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -16,10 +15,9 @@ from typing import Any
 from django.utils import timezone
 from djstripe.models import Product, Subscription
 
+from billing.entitlement import Access, member_access
 from billing.models import FailureEpisode
 from members.models import Member
-
-ENTITLED_STATUSES = frozenset({"active", "trialing", "past_due"})
 
 
 def subscription_for(member: Member) -> Subscription | None:
@@ -35,37 +33,12 @@ def subscription_status(subscription: Subscription | None) -> str:
     return str(subscription.stripe_data.get("status") or "")
 
 
-def status_is_entitled(status: str) -> bool:
-    return status in ENTITLED_STATUSES
-
-
 def open_failure_episode(subscription_id: str) -> FailureEpisode | None:
     if not subscription_id:
         return None
     return FailureEpisode.objects.filter(
         subscription_id=subscription_id, closed_at__isnull=True
     ).first()
-
-
-def member_in_debtor(member: Member, now: datetime | None = None) -> bool:
-    """True while the member's subscription has an open failure episode past its grace end."""
-    now = now or timezone.now()
-    subscription_id = member.billing_subscription_id
-    if not subscription_id:
-        return False
-    return FailureEpisode.objects.filter(
-        subscription_id=subscription_id, closed_at__isnull=True, debtor_at__lte=now
-    ).exists()
-
-
-def member_is_entitled(member: Member, now: datetime | None = None) -> bool:
-    """Paid up (active, trialing or past_due) and not in the Debtor phase.
-
-    Admin overrides are deliberately not consulted here: ``expected_role`` honours them, so
-    billing and staff intent stay separately visible.
-    """
-    status = subscription_status(subscription_for(member))
-    return status_is_entitled(status) and not member_in_debtor(member, now)
 
 
 def subscription_period_end(stripe_data: dict[str, Any]) -> datetime | None:
@@ -151,11 +124,12 @@ def member_billing_summary(member: Member, now: datetime | None = None) -> Billi
     data = subscription.stripe_data if subscription is not None else {}
     status = subscription_status(subscription)
     episode = open_failure_episode(member.billing_subscription_id)
-    in_debtor = bool(episode and episode.debtor_at and episode.debtor_at <= now)
+    outcome = member_access(member, now)
+    in_debtor = outcome == Access.DEBTOR
     return BillingSummary(
         subscription_id=member.billing_subscription_id,
         status=status,
-        entitled=status_is_entitled(status) and not in_debtor,
+        entitled=outcome == Access.ENTITLED,
         plan_name=_plan_name(data),
         period_end=subscription_period_end(data),
         cancel_at_period_end=bool(data.get("cancel_at_period_end")),
@@ -164,38 +138,3 @@ def member_billing_summary(member: Member, now: datetime | None = None) -> Billi
         in_debtor=in_debtor,
         removal_due_at=episode.removal_due_at if episode else None,
     )
-
-
-def subscription_statuses(subscription_ids: Iterable[str]) -> dict[str, str]:
-    """Status per subscription id in one query (reconciliation, bulk pages)."""
-    ids = [sid for sid in set(subscription_ids) if sid]
-    return {
-        sid: str(data.get("status") or "")
-        for sid, data in Subscription.objects.filter(id__in=ids).values_list("id", "stripe_data")
-    }
-
-
-def debtor_subscription_ids(subscription_ids: Iterable[str], now: datetime) -> set[str]:
-    ids = [sid for sid in set(subscription_ids) if sid]
-    return set(
-        FailureEpisode.objects.filter(
-            subscription_id__in=ids, closed_at__isnull=True, debtor_at__lte=now
-        ).values_list("subscription_id", flat=True)
-    )
-
-
-def entitled_member_ids(members: Iterable[Member], now: datetime | None = None) -> set[int]:
-    """Ids of the given members who are entitled, with two queries for any number of them.
-
-    Callers pass members loaded with ``select_related("team")``.
-    """
-    now = now or timezone.now()
-    members = list(members)
-    by_member = {m.pk: m.billing_subscription_id for m in members}
-    statuses = subscription_statuses(by_member.values())
-    debtors = debtor_subscription_ids(by_member.values(), now)
-    return {
-        pk
-        for pk, sid in by_member.items()
-        if sid and status_is_entitled(statuses.get(sid, "")) and sid not in debtors
-    }

@@ -26,12 +26,9 @@ from djstripe.enums import WebhookEndpointStatus, WebhookEndpointValidation
 from djstripe.models import Customer, Subscription, WebhookEndpoint
 
 from billing import lifecycle
+from billing.entitlement import paid_up, subscription_facts
 from billing.models import FailureEpisode
-from billing.selectors import (
-    status_is_entitled,
-    subscription_item_quantities,
-    subscription_period_end,
-)
+from billing.selectors import subscription_item_quantities, subscription_period_end
 from discordsync.services import role_sync_request
 from members.models import Member, SeatTier, Team
 from ops.models import GatewayConfig
@@ -235,7 +232,7 @@ def subscription_apply(*, snapshot: SubscriptionSnapshot, now: datetime | None =
     if team is None and not members:
         log.info("subscription_unclaimed", subscription_id=snapshot.id, status=snapshot.status)
         return
-    entitled = status_is_entitled(snapshot.status)
+    entitled = paid_up(subscription_facts(snapshot.id, status=snapshot.status))
     changed: set[int] = set()
 
     if team is not None:

@@ -2,18 +2,18 @@
 
 Everything that changes roles (claim, join, introduction, billing failure and recovery, admin
 overrides, reconciliation) converges Discord to this one function, so it must stay pure: a
-frozen snapshot of the facts goes in, a role (or None) comes out. ``discordsync.selectors``
-builds the snapshot from the database.
+frozen snapshot of the facts goes in, a role (or None) comes out. Whether the member is
+entitled, or a debtor, is itself a fact here, decided by ``billing.entitlement`` (the one
+entitlement rule); ``discordsync.selectors`` builds the snapshot from the database.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 
 from django.conf import settings
 
-from billing.selectors import ENTITLED_STATUSES
+from billing.entitlement import Access
 from members.models import ManagedRole, Override, SeatTier
 
 
@@ -22,8 +22,8 @@ class RoleFacts:
     """What the policy needs to know about one member, read at one moment."""
 
     linked: bool
-    subscription_status: str  # "" when there is no subscription
-    debtor_at: datetime | None  # when the open failure episode enters (entered) Debtor
+    entitled: bool  # billing.entitlement.access(...) == ENTITLED
+    debtor: bool  # billing.entitlement.access(...) == DEBTOR
     introduced: bool
     seat_tier: str
     override: str = Override.NONE
@@ -31,22 +31,44 @@ class RoleFacts:
     introduction_required: bool = True
 
 
-def expected_role(facts: RoleFacts, now: datetime) -> str | None:
-    """The managed role the member should hold at ``now``; None means no managed role.
+def role_facts(
+    *,
+    linked: bool,
+    access: str,
+    introduced: bool,
+    seat_tier: str,
+    override: str,
+    forced_role: str,
+    introduction_required: bool,
+) -> RoleFacts:
+    """The snapshot from the entitlement rule's outcome and the member's own fields."""
+    return RoleFacts(
+        linked=linked,
+        entitled=access == Access.ENTITLED,
+        debtor=access == Access.DEBTOR,
+        introduced=introduced,
+        seat_tier=seat_tier,
+        override=override,
+        forced_role=forced_role,
+        introduction_required=introduction_required,
+    )
 
-    Order matters: an admin override beats billing, Debtor beats the introduction, and
-    the introduction decides between Squire and the seat role.
+
+def expected_role(facts: RoleFacts) -> str | None:
+    """The managed role the member should hold; None means no managed role.
+
+    Order matters: a revocation beats everything, Debtor beats the rest, and nothing is
+    granted to a member who is not entitled — a forced role only chooses the role of an
+    entitled member (SPEC §2a), and the introduction decides between Squire and the seat role.
     """
-    if not facts.linked:
+    if not facts.linked or facts.override == Override.REVOKED:
         return None
-    if facts.override == Override.REVOKED:
+    if facts.debtor:
+        return ManagedRole.DEBTOR
+    if not facts.entitled:
         return None
     if facts.override == Override.FORCED and facts.forced_role in ManagedRole.values:
         return facts.forced_role
-    if facts.subscription_status not in ENTITLED_STATUSES:
-        return None
-    if facts.debtor_at is not None and facts.debtor_at <= now:
-        return ManagedRole.DEBTOR
     if facts.introduction_required and not facts.introduced:
         return ManagedRole.SQUIRE
     return seat_role(facts.seat_tier)
@@ -59,10 +81,3 @@ def seat_role(seat_tier: str) -> str:
     if seat_tier == SeatTier.TEAM:
         return ManagedRole.KNIGHT
     return ManagedRole.LORD if settings.INDIVIDUAL_ROLE == "lord" else ManagedRole.KNIGHT
-
-
-def is_entitled(facts: RoleFacts, now: datetime) -> bool:
-    """Paid and not in Debtor (admin overrides aside): what claims and seat invites require."""
-    if facts.subscription_status not in ENTITLED_STATUSES:
-        return False
-    return facts.debtor_at is None or facts.debtor_at > now

@@ -14,9 +14,10 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django_q.tasks import async_task
 
+from billing.entitlement import member_is_entitled
 from discordsync.client import DiscordError, get_client
 from discordsync.oauth import DiscordUser
-from discordsync.selectors import managed_role_ids, member_entitled, member_expected_role
+from discordsync.selectors import managed_role_ids, member_expected_role
 from members.models import Member
 from ops.services import audit_record
 
@@ -71,7 +72,7 @@ def discord_link(*, member_id: int, discord_user: DiscordUser, now: datetime) ->
     )
     if member.discord_id:
         raise LinkError("Your membership already has a Discord account linked.")
-    if not member_entitled(member, now):
+    if not member_is_entitled(member, now):
         raise LinkError("An active membership is needed before you can link Discord.")
     if Member.objects.filter(discord_id=discord_user.id).exclude(pk=member.pk).exists():
         raise LinkError("That Discord account is already linked to another membership.")

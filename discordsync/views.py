@@ -19,8 +19,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_ratelimit.decorators import ratelimit
 
 from billing.checkout import SEAT_ADD_MAX, CheckoutError, seats_add
+from billing.entitlement import member_is_entitled
 from discordsync.oauth import Flow, OAuthError, oauth_consume, oauth_identify, oauth_start
-from discordsync.selectors import member_entitled
 from discordsync.services import LinkError, discord_link, guild_join
 from gateway.views import rate_limited
 from members.models import Invite, Member, SeatTier
@@ -64,7 +64,7 @@ def claim(request: HttpRequest) -> HttpResponse:
     member = _member(request)
     if member is None:
         raise Http404("No membership for this account")
-    entitled = member_entitled(member, timezone.now())
+    entitled = member_is_entitled(member, timezone.now())
     if request.method == "POST":
         if member.discord_id:
             messages.info(request, "Your Discord account is already linked.")

@@ -23,12 +23,11 @@ from django.utils import timezone
 from django_ratelimit.decorators import ratelimit
 from djstripe.models import Price, Subscription
 
+from billing.entitlement import ENTITLED_STATUSES, BillingState, with_entitlement
 from billing.models import FailureEpisode, StripeEventInbox
-from billing.selectors import ENTITLED_STATUSES
 from gateway.health import run_checks
 from gateway.views import rate_limited
 from members.models import Member, normalize_email
-from members.staff_selectors import BillingState, with_billing_state
 from ops.models import ReconciliationRun
 
 log = structlog.get_logger(__name__)
@@ -149,7 +148,7 @@ def paying_subscriptions() -> list[dict]:
 
 def members_by_state(now: datetime) -> dict[str, int]:
     counts = dict(
-        with_billing_state(Member.objects.all(), now)
+        with_entitlement(Member.objects.all(), now)
         .values_list("billing_state")
         .annotate(n=Count("id"))
         .values_list("billing_state", "n")

@@ -24,10 +24,10 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
+from billing.entitlement import BillingState, with_entitlement
 from billing.selectors import member_billing_summary
 from discordsync.selectors import member_expected_role
 from members.models import Invite, ManagedRole, Member, SeatTier, Team, User
-from members.staff_selectors import BillingState, with_billing_state
 from members.staff_services import (
     MIN_REASON_LENGTH,
     StaffActionError,
@@ -86,12 +86,12 @@ class StateFilter(admin.SimpleListFilter):
     ENTITLED = "entitled"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [(self.ENTITLED, "Entitled (active or grace)"), *BillingState.CHOICES]
+        return [(self.ENTITLED, "Entitled (active, grace or complimentary)"), *BillingState.CHOICES]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
         value = self.value()
         if value == self.ENTITLED:
-            return queryset.filter(billing_state__in=BillingState.ENTITLED)
+            return queryset.filter(entitled=True)
         if value in dict(BillingState.CHOICES):
             return queryset.filter(billing_state=value)
         return queryset
@@ -283,7 +283,7 @@ class MemberAdmin(admin.ModelAdmin):
     ]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Member]:
-        return with_billing_state(super().get_queryset(request), timezone.now())
+        return with_entitlement(super().get_queryset(request), timezone.now())
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # members come from sign-up and seat claims

@@ -19,8 +19,8 @@ from datetime import datetime, timedelta
 import structlog
 from django.db import transaction
 
+from billing.entitlement import entitled_member_ids
 from billing.lifecycle import parse_steps
-from billing.selectors import entitled_member_ids
 from members.models import Member
 from ops.models import GatewayConfig
 from ops.services import notification_enqueue

@@ -18,8 +18,8 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.urls import reverse
 
+from billing.entitlement import member_is_entitled, subscription_is_entitled
 from discordsync.oauth import DiscordUser
-from discordsync.selectors import member_entitled, team_entitled
 from discordsync.services import member_remove_request, role_sync_request
 from members.models import (
     Invite,
@@ -176,7 +176,7 @@ def seat_claim(*, invite_id: int, discord_user: DiscordUser, now: datetime) -> M
     invite = Invite.objects.select_for_update().get(pk=invite_id)
     if invite.revoked_at is not None or team.cancelled_at is not None:
         raise SeatError("This invite link is no longer valid. Ask the team owner for a new one.")
-    if not team_entitled(team.subscription_id or "", now):
+    if not subscription_is_entitled(team.subscription_id or "", now):
         raise SeatError(
             "This team's membership is not active right now, so seats cannot be claimed. "
             "Ask the team owner to check their billing."
@@ -196,7 +196,7 @@ def seat_claim(*, invite_id: int, discord_user: DiscordUser, now: datetime) -> M
             raise SeatError("Your Discord account already holds a seat in this team.")
         if member.team_id is not None:
             raise SeatError("Your Discord account already holds a seat in another team.")
-        if member_entitled(member, now) or member.subscription_id:
+        if member_is_entitled(member, now) or member.subscription_id:
             raise SeatError(
                 "Your Discord account already has its own membership. Cancel it before "
                 "taking a team seat, or contact support."

@@ -47,10 +47,11 @@ from django.utils import timezone
 from django_q.models import Schedule
 from djstripe.models import Subscription
 
+from billing.entitlement import FactsIndex, access
 from billing.models import FailureEpisode
 from discordsync.bot.lease import lease_acquire, lease_release
 from discordsync.client import DiscordError, get_client
-from discordsync.policy import RoleFacts, expected_role
+from discordsync.policy import expected_role, role_facts
 from discordsync.selectors import introduction_required, managed_role_ids
 from members.models import Member, Override, SeatTier, Team
 from ops.models import AuditLog, Lease, ReconciliationRun
@@ -492,6 +493,13 @@ def _member_rows(member_id: int | None) -> Iterator[tuple[Any, ...]]:
 
 def _diff_members(state: _Run, world: _World, member_id: int | None) -> None:
     require_intro = introduction_required()
+    # The entitlement facts besides the status (episodes, removals, disputes, complimentary
+    # memberships): a few queries for the whole table; the status is Stripe's, read above.
+    entitlement = FactsIndex.load(
+        subscription_ids=None if member_id is None else {*world.db_status, *world.stripe_status},
+        member_ids=None if member_id is None else [member_id],
+        statuses=False,
+    )
     known: set[int] = set()
     for done, row in enumerate(_member_rows(member_id), start=1):
         pk, discord_id, own_sub, team_id, team_sub, tier, introduced_at, override, forced = row
@@ -502,18 +510,17 @@ def _diff_members(state: _Run, world: _World, member_id: int | None) -> None:
             continue
         did = int(discord_id)
         known.add(did)
-        episode = world.episodes.get(sub_id)
-        facts = RoleFacts(
+        billing = entitlement.facts(member_id=pk, subscription_id=sub_id, status=status)
+        facts = role_facts(
             linked=True,
-            subscription_status=status,
-            debtor_at=episode[1] if episode else None,
+            access=access(billing, state.now),
             introduced=introduced_at is not None,
             seat_tier=tier,
             override=override,
             forced_role=forced,
             introduction_required=require_intro,
         )
-        expected = expected_role(facts, state.now)
+        expected = expected_role(facts)
         held = world.held.get(did, ())
         base = {
             "member_id": pk,

@@ -10,13 +10,9 @@ import pytest
 from django.utils import timezone
 from djstripe.models import WebhookEndpoint
 
+from billing.entitlement import Access, entitled_member_ids, member_access, member_is_entitled
 from billing.models import FailureEpisode
-from billing.selectors import (
-    entitled_member_ids,
-    member_billing_summary,
-    member_in_debtor,
-    member_is_entitled,
-)
+from billing.selectors import member_billing_summary
 from billing.services import WEBHOOK_ENDPOINT_ID, webhook_endpoint_sync
 from members.models import Member
 from ops.models import AuditLog, GatewayConfig, Notification
@@ -82,7 +78,7 @@ def test_debtor_phase_ends_entitlement(client, stripe_server, subscriber):
     now = timezone.now()
     FailureEpisode.objects.update(debtor_at=now - timedelta(minutes=1))
 
-    assert member_in_debtor(subscriber, now)
+    assert member_access(subscriber, now) == Access.DEBTOR
     assert not member_is_entitled(subscriber, now)
     assert entitled_member_ids(Member.objects.select_related("team"), now) == set()
 

@@ -14,8 +14,9 @@ from django.core.management import call_command
 from django.utils import timezone
 from djstripe.models import Subscription
 
+from billing.entitlement import member_is_entitled
 from billing.models import StripeEventInbox
-from billing.selectors import member_billing_summary, member_is_entitled
+from billing.selectors import member_billing_summary
 from billing.tasks import drain_stripe_events
 from ops.models import AuditLog, Notification
 from tests.billing.conftest import (

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from billing.entitlement import member_is_entitled
 from billing.models import StripeEventInbox
-from billing.selectors import member_billing_summary, member_is_entitled
+from billing.selectors import member_billing_summary
 from members.models import SeatTier, Team
 from ops.models import Notification
 from tests.billing.conftest import (

@@ -99,7 +99,9 @@ def test_counts_weekly_charts_and_operations(admin_web, discord):
     assert dict(context["states"]) == {
         "Active (paid, no failure)": 2,
         "Grace (payment failed, full access)": 0,
+        "Complimentary (granted by staff)": 0,
         "Debtor": 1,
+        "Suspended (payment disputed)": 0,
         "Cancelled / ended": 1,
         "No subscription": 1,
     }

@@ -1,21 +1,20 @@
-"""The role policy, as a table: every combination of the facts it decides on."""
+"""The role policy, as a table: every combination of the facts it decides on.
+
+Whether the member is entitled (or a debtor) is a fact here, decided by
+``billing.entitlement``; ``tests/billing/test_entitlement.py`` covers that rule.
+"""
 
 from __future__ import annotations
 
 import itertools
-from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from discordsync.policy import RoleFacts, expected_role, is_entitled
+from discordsync.policy import RoleFacts, expected_role
 from members.models import ManagedRole, Override, SeatTier
 
-NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-PAST = NOW - timedelta(hours=1)
-FUTURE = NOW + timedelta(hours=1)
-
-STATUSES = ["", "active", "trialing", "past_due", "canceled", "unpaid", "incomplete"]
-DEBTOR_AT = [None, PAST, NOW, FUTURE]
+# (entitled, debtor): the outcomes of the entitlement rule the policy can be handed.
+BILLING = [(True, False), (False, True), (False, False)]
 TIERS = [SeatTier.INDIVIDUAL, SeatTier.OWNER, SeatTier.TEAM]
 OVERRIDES = [
     (Override.NONE, ""),
@@ -26,16 +25,16 @@ OVERRIDES = [
 ]
 
 
-def _expected(linked, status, debtor_at, introduced, tier, override, forced, intro_required):
+def _expected(linked, entitled, debtor, introduced, tier, override, forced, intro_required):
     """The rules written out independently of the implementation's control flow."""
     if not linked or override == Override.REVOKED:
         return None
+    if debtor:
+        return ManagedRole.DEBTOR
+    if not entitled:
+        return None  # a forced role never grants access (SPEC §2a)
     if override == Override.FORCED and forced:
         return forced
-    if status not in ("active", "trialing", "past_due"):
-        return None
-    if debtor_at is not None and debtor_at <= NOW:
-        return ManagedRole.DEBTOR
     if intro_required and not introduced:
         return ManagedRole.SQUIRE
     return {
@@ -46,39 +45,29 @@ def _expected(linked, status, debtor_at, introduced, tier, override, forced, int
 
 
 COMBINATIONS = list(
-    itertools.product(
-        [True, False], STATUSES, DEBTOR_AT, [True, False], TIERS, OVERRIDES, [True, False]
-    )
+    itertools.product([True, False], BILLING, [True, False], TIERS, OVERRIDES, [True, False])
 )
 
 
-@pytest.mark.parametrize(
-    "linked,status,debtor_at,introduced,tier,override,intro_required", COMBINATIONS
-)
-def test_every_combination(linked, status, debtor_at, introduced, tier, override, intro_required):
+@pytest.mark.parametrize("linked,billing,introduced,tier,override,intro_required", COMBINATIONS)
+def test_every_combination(linked, billing, introduced, tier, override, intro_required):
     facts = RoleFacts(
         linked=linked,
-        subscription_status=status,
-        debtor_at=debtor_at,
+        entitled=billing[0],
+        debtor=billing[1],
         introduced=introduced,
         seat_tier=tier,
         override=override[0],
         forced_role=override[1],
         introduction_required=intro_required,
     )
-    want = _expected(
-        linked, status, debtor_at, introduced, tier, override[0], override[1], intro_required
-    )
-    assert expected_role(facts, NOW) == want
+    want = _expected(linked, *billing, introduced, tier, override[0], override[1], intro_required)
+    assert expected_role(facts) == want
 
 
 def _facts(**changes):
     base = dict(
-        linked=True,
-        subscription_status="active",
-        debtor_at=None,
-        introduced=True,
-        seat_tier=SeatTier.INDIVIDUAL,
+        linked=True, entitled=True, debtor=False, introduced=True, seat_tier=SeatTier.INDIVIDUAL
     )
     base.update(changes)
     return RoleFacts(**base)
@@ -90,35 +79,26 @@ def _facts(**changes):
         (_facts(introduced=False), ManagedRole.SQUIRE),
         (_facts(seat_tier=SeatTier.TEAM), ManagedRole.KNIGHT),
         (_facts(seat_tier=SeatTier.OWNER), ManagedRole.LORD),
-        (_facts(subscription_status="past_due"), ManagedRole.LORD),  # grace keeps access
-        (_facts(subscription_status="past_due", debtor_at=PAST), ManagedRole.DEBTOR),
-        (_facts(debtor_at=FUTURE, introduced=False), ManagedRole.SQUIRE),
-        (_facts(subscription_status="canceled", debtor_at=PAST), None),
+        (_facts(entitled=False, debtor=True), ManagedRole.DEBTOR),
+        (_facts(entitled=False, debtor=True, introduced=False), ManagedRole.DEBTOR),
+        (_facts(entitled=False), None),
+        (_facts(entitled=False, override=Override.FORCED, forced_role="knight"), None),
         (_facts(override=Override.REVOKED), None),
         (_facts(linked=False), None),
     ],
 )
 def test_named_personas(facts, role):
-    assert expected_role(facts, NOW) == role
+    assert expected_role(facts) == role
 
 
 def test_individual_role_is_configurable(settings):
     settings.INDIVIDUAL_ROLE = "knight"
-    assert expected_role(_facts(), NOW) == ManagedRole.KNIGHT
-    assert expected_role(_facts(seat_tier=SeatTier.OWNER), NOW) == ManagedRole.LORD
+    assert expected_role(_facts()) == ManagedRole.KNIGHT
+    assert expected_role(_facts(seat_tier=SeatTier.OWNER)) == ManagedRole.LORD
 
 
 def test_a_squire_in_debtor_recovers_as_squire():
     """v1 restored a stored "Knight" after recovery, skipping the introduction."""
-    squire = _facts(introduced=False, debtor_at=PAST)
-    assert expected_role(squire, NOW) == ManagedRole.DEBTOR
-    recovered = _facts(introduced=False, debtor_at=None)
-    assert expected_role(recovered, NOW) == ManagedRole.SQUIRE
-
-
-def test_entitlement_for_claims():
-    assert is_entitled(_facts(), NOW)
-    assert is_entitled(_facts(subscription_status="trialing", debtor_at=FUTURE), NOW)
-    assert not is_entitled(_facts(debtor_at=PAST), NOW)
-    assert not is_entitled(_facts(subscription_status="canceled"), NOW)
-    assert not is_entitled(_facts(subscription_status=""), NOW)
+    squire = _facts(introduced=False, entitled=False, debtor=True)
+    assert expected_role(squire) == ManagedRole.DEBTOR
+    assert expected_role(_facts(introduced=False)) == ManagedRole.SQUIRE

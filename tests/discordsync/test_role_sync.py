@@ -86,7 +86,7 @@ def test_debtor_phase_swaps_to_debtor_and_cancellation_removes_everything(discor
 
 
 def test_admin_override_is_honoured(discord):
-    member = make_member("lancelot", discord_id=LANCELOT, status="canceled")
+    member = make_member("lancelot", discord_id=LANCELOT, introduced_at=timezone.now())
     Member.objects.filter(pk=member.pk).update(override=Override.FORCED, forced_role="knight")
     sync_member_roles(member.pk)
     assert _managed(discord, LANCELOT) == ["knight"]
