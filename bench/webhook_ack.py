@@ -372,14 +372,29 @@ def main(argv: list[str] | None = None) -> int:
                 raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
         with psycopg.connect(database_url, autocommit=True) as conn:
             conn.execute(CREATE_TABLE)
-            row = conn.execute("SELECT djstripe_uuid FROM djstripe_webhookendpoint").fetchone()
+        stock = subprocess.run(
+            [
+                sys.executable,
+                "manage.py",
+                "shell",
+                "-c",
+                "from bench.urls import stock_webhook_endpoint; print(stock_webhook_endpoint())",
+            ],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        stock_uuid = stock.stdout.strip().splitlines()[-1]
         endpoints = [
             Endpoint("a", "trivial Django view, no database (the ceiling)", "/bench/trivial/"),
             Endpoint("b", "`verify_header` + `json.loads` + one INSERT", "/bench/minimal/"),
             Endpoint(
                 "c",
                 "dj-stripe stock view, inline processing against the fake Stripe",
-                f"/stripe/webhook/{row[0]}/",
+                f"/stripe/webhook/{stock_uuid}/",
             ),
             Endpoint("d", "our `POST /stripe/webhook/`", "/stripe/webhook/"),
         ]

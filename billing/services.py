@@ -22,8 +22,7 @@ import structlog
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
-from djstripe.enums import WebhookEndpointStatus, WebhookEndpointValidation
-from djstripe.models import Customer, Subscription, WebhookEndpoint
+from djstripe.models import Customer, Subscription
 
 from billing import lifecycle
 from billing.entitlement import paid_up, subscription_facts
@@ -36,42 +35,9 @@ from ops.services import audit_record, notification_enqueue
 
 log = structlog.get_logger(__name__)
 
-WEBHOOK_ENDPOINT_ID = "we_membership_gateway"
-
 
 class BillingError(Exception):
     """A billing change that cannot be applied as asked (the message says why)."""
-
-
-# --- dj-stripe mirror -----------------------------------------------------------------------
-
-
-def webhook_endpoint_sync() -> WebhookEndpoint:
-    """Keep dj-stripe's ``WebhookEndpoint`` row verifying with ``STRIPE_WEBHOOK_SECRET``.
-
-    dj-stripe reads the signing secret from this row (its ``/stripe/webhook/<uuid>/`` route),
-    our own route reads the setting; one source of truth keeps them equal after a rotation.
-    """
-    endpoint, created = WebhookEndpoint.objects.get_or_create(
-        id=WEBHOOK_ENDPOINT_ID,
-        defaults={
-            "livemode": settings.STRIPE_LIVE_MODE,
-            "enabled_events": ["*"],
-            "status": WebhookEndpointStatus.enabled,
-            "url": f"{settings.APP_URL}/stripe/webhook/",
-            "secret": settings.STRIPE_WEBHOOK_SECRET,
-            "djstripe_validation_method": WebhookEndpointValidation.verify_signature,
-        },
-    )
-    if not created and (
-        endpoint.secret != settings.STRIPE_WEBHOOK_SECRET
-        or endpoint.livemode != settings.STRIPE_LIVE_MODE
-    ):
-        endpoint.secret = settings.STRIPE_WEBHOOK_SECRET
-        endpoint.livemode = settings.STRIPE_LIVE_MODE
-        endpoint.save(update_fields=["secret", "livemode", "djstripe_updated"])
-        log.info("stripe_webhook_endpoint_secret_updated", endpoint=endpoint.id)
-    return endpoint
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,9 @@ from django.conf import settings
 from django.contrib import admin
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
+from djstripe.models import WebhookEndpoint
 
 from billing.models import FailureEpisode, StripeEventInbox
-from billing.services import webhook_endpoint_sync
 from members.models import Invite, SeatTier, User
 from ops.models import FeatureFlag, GatewayConfig, Heartbeat, Notification, ReconciliationRun
 from tests.console.conftest import STAFF_PASSWORD
@@ -95,7 +95,13 @@ def test_no_password_hash_token_or_secret_on_any_admin_page(admin_web, superuser
     Invite.objects.create(team=team, tier=SeatTier.TEAM, token=token)
     GatewayConfig.load()
     FeatureFlag.objects.get_or_create(key="require_introduction")
-    webhook_endpoint_sync()
+    WebhookEndpoint.objects.create(
+        id="we_admin_crawl",
+        url="https://gateway.example/stripe/webhook/",
+        secret=settings.STRIPE_WEBHOOK_SECRET,
+        livemode=False,
+        enabled_events=["*"],
+    )
     Heartbeat.objects.create(name="worker", beat_at=now)
     ReconciliationRun.objects.create(status="clean", started_at=now, finished_at=now)
     StripeEventInbox.objects.create(
