@@ -138,7 +138,6 @@ def child_seed(size: int) -> dict[str, Any]:
 
     started = time.monotonic()
     call_command("migrate", run_syncdb=True, verbosity=0)
-    call_command("createcachetable", verbosity=0)
 
     seeded = requests.post(
         f"{settings.STRIPE_API_BASE}/_control/seed",

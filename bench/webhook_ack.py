@@ -359,17 +359,17 @@ def main(argv: list[str] | None = None) -> int:
     web: subprocess.Popen[bytes] | None = None
     try:
         env = _env(database_url, port, stripe.url)
-        for command in (["migrate", "--run-syncdb", "--noinput"], ["createcachetable"]):
-            done = subprocess.run(
-                [sys.executable, "manage.py", *command],
-                cwd=ROOT,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=300,
-            )
-            if done.returncode:
-                raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
+        command = ["migrate", "--run-syncdb", "--noinput"]
+        done = subprocess.run(
+            [sys.executable, "manage.py", *command],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        if done.returncode:
+            raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
         with psycopg.connect(database_url, autocommit=True) as conn:
             conn.execute(CREATE_TABLE)
         stock = subprocess.run(

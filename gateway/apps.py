@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.apps import AppConfig
 from django.conf import settings
+from django.db.models.signals import post_migrate
 
 
 class GatewayConfig(AppConfig):
@@ -10,9 +11,18 @@ class GatewayConfig(AppConfig):
 
     def ready(self) -> None:
         from gateway import checks, tasks
+        from gateway.schema import create_cache_tables
         from gateway.sentry import init_sentry, process_name
 
         checks.register_all()
+
+        # Sent after every migrate once per app with models; the gateway app has none, so the
+        # receiver hangs on the app every deployment has.
+        post_migrate.connect(
+            create_cache_tables,
+            sender=self.apps.get_app_config("members"),
+            dispatch_uid="gateway_cache_tables",
+        )
         tasks.connect()
         # Every process (gunicorn worker, qcluster, runbot, one-off command) loads Django
         # through here once; tests start Sentry themselves against a local server.

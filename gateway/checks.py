@@ -112,6 +112,36 @@ def check_deployment(app_configs: Any = None, **kwargs: Any) -> list[Error | War
     return messages
 
 
+def check_cache_table(
+    app_configs: Any = None, databases: list[str] | None = None, **kwargs: Any
+) -> list[Error]:
+    """The database cache's table exists (``manage.py migrate`` creates it).
+
+    Runs when a process starts (qcluster, runbot, any command; the web process calls it from
+    ``gateway/wsgi.py``). ``migrate`` runs the checks for the database it is about to migrate
+    (``databases`` set): there the table is missing by design until ``migrate`` has run.
+    """
+    if databases is not None:
+        return []
+    from gateway.schema import missing_cache_tables
+
+    return [
+        Error(
+            f"The cache table {table!r} does not exist.",
+            hint="Run `manage.py migrate`: it creates the database cache's table "
+            "(rate limits, breakers and health need it).",
+            id="gateway.E008",
+        )
+        for table in missing_cache_tables()
+    ]
+
+
 def register_all() -> None:
-    for check in (check_task_queue, check_stripe_prices, check_discord_ids, check_deployment):
+    for check in (
+        check_task_queue,
+        check_stripe_prices,
+        check_discord_ids,
+        check_deployment,
+        check_cache_table,
+    ):
         register(check, "gateway")

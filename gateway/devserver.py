@@ -69,7 +69,6 @@ def main() -> int:
 
     print("Preparing the database (the first run takes a minute or two)...", flush=True)
     subprocess.run(manage("migrate", "--noinput", "-v", "0"), check=True, cwd=ROOT)
-    subprocess.run(manage("createcachetable"), check=True, cwd=ROOT)
     subprocess.run(manage("setup_schedules"), check=True, cwd=ROOT)
     email, password = staff_login()
 

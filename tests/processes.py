@@ -25,6 +25,8 @@ def _migrations_digest() -> str:
     digest = hashlib.sha256()
     for path in sorted(ROOT.glob("*/migrations/*.py")):
         digest.update(path.read_bytes())
+    # What migrate creates besides the migrations (the database cache's table).
+    digest.update((ROOT / "gateway" / "schema.py").read_bytes())
     digest.update(metadata.version("dj-stripe").encode())
     return digest.hexdigest()[:16]
 

@@ -44,15 +44,15 @@ def drill_env(directory: Path, **extra: str) -> dict[str, str]:
 
 
 def prepare_database(env: dict[str, str]) -> None:
-    for command in (["migrate", "--run-syncdb", "--noinput"], ["createcachetable"]):
-        subprocess.run(
-            [sys.executable, "manage.py", *command],
-            cwd=ROOT,
-            env=env,
-            check=True,
-            capture_output=True,
-            timeout=120,
-        )
+    command = ["migrate", "--run-syncdb", "--noinput"]
+    subprocess.run(
+        [sys.executable, "manage.py", *command],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
 
 
 def database_path(env: dict[str, str]) -> Path:

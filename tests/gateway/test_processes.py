@@ -61,15 +61,15 @@ def stack(tmp_path: Path, sentry_ingest) -> Iterator[dict[str, Any]]:
         WEB_CONCURRENCY="1",
         Q_WORKERS="1",
     )
-    for command in (["migrate", "--run-syncdb", "--noinput"], ["createcachetable"]):
-        subprocess.run(
-            [sys.executable, "manage.py", *command],
-            cwd=ROOT,
-            env=env,
-            check=True,
-            capture_output=True,
-            timeout=120,
-        )
+    command = ["migrate", "--run-syncdb", "--noinput"]
+    subprocess.run(
+        [sys.executable, "manage.py", *command],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     logs = {"web": tmp_path / "web.log", "worker": tmp_path / "worker.log"}
     processes = {
         "worker": subprocess.Popen(
