@@ -5,20 +5,47 @@ PY := $(VENV)/bin/python
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: run test lint install test-fast browser-deps clean
+.PHONY: run test lint install test-fast browser-deps proxy-deps clean lock lock-check
 
-$(VENV)/.installed: pyproject.toml
+# Installs come only from the hashed lock files (requirements.txt for production hosts,
+# requirements-dev.txt for development and CI); pyproject.toml holds the allowed ranges.
+$(VENV)/.installed: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --require-hashes -r requirements-dev.txt
 	touch $@
 
 install: $(VENV)/.installed
 
+# `make lock` after changing a dependency in pyproject.toml. uv keeps every pin already in the
+# lock files unless the ranges exclude it, so re-locking is deterministic and takes seconds;
+# to move a package to its newest allowed release, delete its lines from both files first.
+UV := $(VENV)/bin/uv
+LOCK_FLAGS := --universal --python-version 3.11 --generate-hashes --quiet \
+	--custom-compile-command "make lock"
+LOCK_DIR ?= .
+
+$(UV):
+	$(MAKE) install
+
+lock: $(UV)
+	cd $(LOCK_DIR) && $(abspath $(UV)) pip compile pyproject.toml $(LOCK_FLAGS) -o requirements.txt
+	cd $(LOCK_DIR) && $(abspath $(UV)) pip compile pyproject.toml --extra dev -c requirements.txt \
+		$(LOCK_FLAGS) -o requirements-dev.txt
+
+# The lock files match pyproject.toml: re-locking a copy changes nothing.
+lock-check: $(UV)
+	@tmp=$$(mktemp -d) && cp pyproject.toml requirements.txt requirements-dev.txt "$$tmp"/ && \
+	$(MAKE) --no-print-directory lock LOCK_DIR="$$tmp" && \
+	if diff -u requirements.txt "$$tmp"/requirements.txt && \
+		diff -u requirements-dev.txt "$$tmp"/requirements-dev.txt; then \
+		echo "lock files match pyproject.toml"; rm -rf "$$tmp"; \
+	else echo "lock files are out of date with pyproject.toml: run make lock"; \
+		rm -rf "$$tmp"; exit 1; fi
+
 run: install
 	PORT=$(PORT) $(PY) -m gateway.devserver
 
-test: install browser-deps
+test: install browser-deps proxy-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: install
@@ -43,3 +70,8 @@ node_modules/axe-core/axe.min.js: package-lock.json
 	@command -v npm >/dev/null || ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq npm)
 	npm ci --no-audit --no-fund --silent
 	touch $@
+
+# Debian's Caddy: the reverse proxy of deploy/caddy/Caddyfile, which the scale-out drill runs.
+proxy-deps:
+	@command -v caddy >/dev/null || \
+		($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq caddy)
