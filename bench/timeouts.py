@@ -4,8 +4,10 @@ For each process the service manager's stop timeout must exceed the process's ow
 window, which must exceed the longest unit of work it lets finish; otherwise systemd
 SIGKILLs work in flight. The values come from ``deploy/systemd/*.service``,
 ``gunicorn.conf.py`` and Django's settings (``Q_CLUSTER``, ``DISCORD_TIMEOUT_SECONDS``,
-``STRIPE_TIMEOUT_SECONDS``), so the table in ``docs/DEPLOYMENT.md`` cannot drift from them:
-``python -m bench.timeouts`` rewrites it, ``tests/drills/test_deploy_units.py`` checks it.
+``STRIPE_TIMEOUT_SECONDS``); the reverse proxy's limits come from ``deploy/caddy/Caddyfile``
+and must agree with gunicorn's and Django's. So the tables in ``docs/DEPLOYMENT.md`` cannot
+drift from them:
+``python -m bench.timeouts`` rewrites them, ``tests/drills/test_deploy_units.py`` checks them.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 from bench.docs import DOCS, ROOT, replace_section
 
 UNITS = ROOT / "deploy" / "systemd"
+CADDYFILE = ROOT / "deploy" / "caddy" / "Caddyfile"
 DEPLOYMENT = DOCS / "DEPLOYMENT.md"
 HEADING = "Timeouts"
 
@@ -62,6 +65,78 @@ def _option(command: str, flag: str, default: float) -> float:
         if word.startswith(flag + "="):
             return float(word.split("=", 1)[1])
     return default
+
+
+@dataclass(frozen=True)
+class ProxyLimit:
+    name: str
+    proxy: float  # the value in deploy/caddy/Caddyfile
+    other: float  # what it must agree with
+    rule: str  # "=", ">=" or "<"
+    why: str
+
+    @property
+    def holds(self) -> bool:
+        return {
+            "=": self.proxy == self.other,
+            ">=": self.proxy >= self.other,
+            "<": self.proxy < self.other,
+            "<=": self.proxy <= self.other,
+        }[self.rule]
+
+
+def caddy_directive(name: str) -> str:
+    """The argument of the one ``name`` directive in the Caddyfile (comments ignored)."""
+    found = [
+        line.split("#", 1)[0].split()[1:]
+        for line in CADDYFILE.read_text().splitlines()
+        if line.split("#", 1)[0].split()[:1] == [name]
+    ]
+    if len(found) != 1 or len(found[0]) != 1:
+        raise ValueError(f"{CADDYFILE.name}: expected one `{name} <value>`, found {found}")
+    return found[0][0]
+
+
+def proxy_limits() -> list[ProxyLimit]:
+    """The reverse proxy's limits against gunicorn's and Django's (needs Django settings)."""
+    from django.conf import settings
+
+    gunicorn = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    return [
+        ProxyLimit(
+            "`response_header_timeout` (s)",
+            _seconds(caddy_directive("response_header_timeout")),
+            float(gunicorn["timeout"]),
+            ">=",
+            "gunicorn's worker `timeout`: the proxy waits for every request gunicorn lets run",
+        ),
+        ProxyLimit(
+            "`read_body` (s)",
+            _seconds(caddy_directive("read_body")),
+            float(gunicorn["timeout"]),
+            "<=",
+            "gunicorn's worker `timeout`: a slow sender is cut before it can tie up a worker",
+        ),
+        ProxyLimit(
+            "upstream `keepalive` (s)",
+            _seconds(caddy_directive("keepalive")),
+            float(gunicorn["keepalive"]),
+            "<",
+            "gunicorn's `keepalive`: the proxy closes an idle connection first, never sends "
+            "on one gunicorn is closing",
+        ),
+        ProxyLimit(
+            "`request_body max_size` (bytes)",
+            float(caddy_directive("max_size")),
+            float(settings.DATA_UPLOAD_MAX_MEMORY_SIZE),
+            "=",
+            "Django's `DATA_UPLOAD_MAX_MEMORY_SIZE`: larger bodies stop at the proxy",
+        ),
+    ]
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if value == int(value) else f"{value:g}"
 
 
 def chain() -> list[Link]:
@@ -178,6 +253,19 @@ def table(links: list[Link]) -> str:
         f"{settings.DISCORD_TIMEOUT_SECONDS:g} s per attempt, email "
         f"{settings.EMAIL_TIMEOUT} s.",
     ]
+    rows += [
+        "",
+        "The reverse proxy (`deploy/caddy/Caddyfile`) against gunicorn and Django:",
+        "",
+        "| Proxy limit | Value | Rule | Against | Holds |",
+        "|---|---|---|---|---|",
+    ]
+    for limit in proxy_limits():
+        rows.append(
+            f"| {limit.name} | {_number(limit.proxy)} | {limit.rule} "
+            f"| {_number(limit.other)} — {limit.why} "
+            f"| {'yes' if limit.holds else 'NO'} |"
+        )
     longest, source = _longest_task()
     if longest >= q["retry"]:
         rows.append(

@@ -52,3 +52,22 @@ def test_timeouts_table_in_deployment_doc_matches_the_files():
     assert f"## {timeouts.HEADING}\n\n{expected}\n" in text, (
         "docs/DEPLOYMENT.md is stale: run `python -m bench.timeouts`"
     )
+
+
+def test_reverse_proxy_limits_agree_with_gunicorn_and_django():
+    limits = timeouts.proxy_limits()
+    assert len(limits) == 4
+    for limit in limits:
+        assert limit.holds, f"Caddyfile {limit.name} {limit.proxy:g} {limit.rule} {limit.other:g}"
+
+
+def test_reverse_proxy_replaces_the_forwarded_headers_and_terminates_tls():
+    text = timeouts.CADDYFILE.read_text()
+    # Overwritten, not appended: the application trusts exactly one proxy's word.
+    for header, value in (
+        ("X-Forwarded-For", "{remote_host}"),
+        ("X-Forwarded-Proto", "{scheme}"),
+        ("X-Forwarded-Host", "{hostport}"),
+    ):
+        assert f"header_up {header} {value}" in text
+    assert timeouts.caddy_directive("tls") == "{$GATEWAY_TLS}"
