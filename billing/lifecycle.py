@@ -344,6 +344,33 @@ def episode_remove(*, episode_id: int, now: datetime) -> bool:
     return True
 
 
+def removal_settle(*, subscription_id: str, status: str, now: datetime) -> int:
+    """Stripe shows a subscription paid again after its members were removed for not paying
+    it (``cancel_stripe_on_removal`` off): the removal no longer holds them out.
+
+    The caller passes the status it just re-read from Stripe; returns how many removals were
+    settled (0 when there was none, or it was settled before).
+    """
+    episodes = list(
+        FailureEpisode.objects.select_for_update().filter(
+            subscription_id=subscription_id,
+            close_reason=FailureEpisode.CloseReason.REMOVED,
+            settled_at__isnull=True,
+        )
+    )
+    for episode in episodes:
+        episode.settled_at = now
+        episode.save(update_fields=["settled_at"])
+        audit_record(
+            actor_type="stripe",
+            action="removal_settled",
+            target=episode,
+            details={"subscription_id": subscription_id, "status": status},
+            reason="the subscription was paid after the removal",
+        )
+    return len(episodes)
+
+
 # --- time-driven reminders --------------------------------------------------------------------
 
 

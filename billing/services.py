@@ -35,6 +35,10 @@ from ops.services import audit_record, notification_enqueue
 
 log = structlog.get_logger(__name__)
 
+# Statuses in which Stripe holds nothing unpaid on the subscription: a removal after the Debtor
+# period is settled by them (past_due would still be the unpaid subscription it removed).
+PAID_STATUSES = frozenset({"active", "trialing"})
+
 
 class BillingError(Exception):
     """A billing change that cannot be applied as asked (the message says why)."""
@@ -198,6 +202,8 @@ def subscription_apply(*, snapshot: SubscriptionSnapshot, now: datetime | None =
     if team is None and not members:
         log.info("subscription_unclaimed", subscription_id=snapshot.id, status=snapshot.status)
         return
+    if snapshot.status in PAID_STATUSES:
+        lifecycle.removal_settle(subscription_id=snapshot.id, status=snapshot.status, now=now)
     entitled = paid_up(subscription_facts(snapshot.id, status=snapshot.status))
     changed: set[int] = set()
 
@@ -350,6 +356,11 @@ def payment_failed_recorded(
     team, members = _holders(subscription_id)
     if team is None and not members:
         log.warning("payment_failed_unclaimed", subscription_id=subscription_id)
+        return None
+    if subscription_facts(subscription_id).removed:
+        # Its members were removed for this unpaid subscription already; Stripe retrying it
+        # starts no new timeline (and no messages) for people who no longer have access.
+        log.info("payment_failed_after_removal", subscription_id=subscription_id)
         return None
     existing = FailureEpisode.objects.filter(
         subscription_id=subscription_id, closed_at__isnull=True

@@ -1,0 +1,62 @@
+"""Removal after the Debtor period with ``cancel_stripe_on_removal`` off: the subscription
+stays ``past_due`` in Stripe, and that unpaid subscription must not let the member back in
+(SPEC §2a, entitlement in one place); paying it later does."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from billing.entitlement import member_is_entitled
+from discordsync.selectors import member_expected_role
+from members.models import Member
+from ops.models import GatewayConfig
+from tests.lifecycle.conftest import sent_once, subscribe_individual
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+H = timedelta(hours=1)
+MIN = timedelta(minutes=1)
+
+
+def _removed_keeping_stripe(world) -> Member:
+    config = GatewayConfig.load()
+    config.cancel_stripe_on_removal = False
+    config.save()
+    kay = world.link(subscribe_individual(world, "kay@example.org"), "kay", role="lord")
+    episode = world.fail_renewal(kay.subscription_id)
+    t0 = world.rewind(episode)
+    world.tick(t0 + 48 * H + MIN)
+    episode.refresh_from_db()
+    world.tick(episode.removal_due_at)
+    assert world.stripe_status(kay.subscription_id) == "past_due"
+    kay.refresh_from_db()
+    return kay
+
+
+def test_a_removed_member_is_kicked_and_not_entitled_by_the_unpaid_subscription(world):
+    kay = _removed_keeping_stripe(world)
+
+    sent_once("removal", kay.discord_id)
+    assert world.roles(kay) is None  # kicked, not left in the guild as Squire
+    assert not member_is_entitled(kay, timezone.now())
+    assert member_expected_role(kay, timezone.now()) is None
+
+    # Stripe retries the open invoice and fails again: still nothing.
+    world.stripe.state.fail_renewal(kay.subscription_id)
+    world.deliver_new()
+    kay.refresh_from_db()
+    assert kay.cancelled_at is not None and not member_is_entitled(kay, timezone.now())
+
+
+def test_paying_the_kept_subscription_later_lets_the_member_back_in(world):
+    kay = _removed_keeping_stripe(world)
+
+    world.recover(kay.subscription_id)
+
+    kay.refresh_from_db()
+    assert world.stripe_status(kay.subscription_id) == "active"
+    assert kay.cancelled_at is None and member_is_entitled(kay, timezone.now())
+    assert member_expected_role(kay, timezone.now()) == "squire"  # the introduction is redone
