@@ -38,16 +38,20 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from discordsync.bot.services import member_guild_join, member_guild_leave
 from discordsync.introductions import MessageFacts, introduction_handle
-from members.models import Member, User
+from members.models import Invite, Member, User
+from members.models import Team as TeamRow
 from members.staff_services import member_access_restore, member_access_revoke
 from ops.models import Notification
 from tests.billing.conftest import deliver, pay_checkout, recorded_events
 from tests.conftest import FAKE_ROLE_IDS as ROLE_IDS
 from tests.discordsync.conftest import authorize
 from tests.lifecycle.conftest import World
-from tests.model.reference import DUNNING_KINDS, Person, Reference, Sub
+from tests.model.reference import DUNNING_KINDS, Person, Reference, Sub, Team
 
+# People who sign up with an email (individual or company purchasers), and people who only
+# ever claim seats through an invite (Discord-only accounts).
 NAMES = ["ann", "bob", "cat"]
+SEAT_NAMES = ["dan", "eve"]
 PASSWORD = "correct horse battery staple"
 INTRO = "Hello all, I run revenue operations at a mid-size company and I am here to learn. " * 2
 JUMPS = [timedelta(hours=1), timedelta(hours=23), timedelta(days=2), timedelta(days=9)]
@@ -103,15 +107,15 @@ def build(world: World, staff: dict[str, Any], stats: Stats) -> type[RuleBasedSt
             staff["user"] = self.staff
             self.model = Reference(NAMES)
             self.clients: dict[str, Client] = {}
-            for name in NAMES:
+            for name in NAMES + SEAT_NAMES:
                 user = world.discord.add_user(username=name, in_guild=False)
-                self.model.people[name] = Person(
-                    name=name, email=f"{name}@example.org", discord_id=user["id"]
-                )
+                email = f"{name}@example.org" if name in NAMES else ""
+                self.model.people[name] = Person(name=name, email=email, discord_id=user["id"])
                 self.clients[name] = Client()
             self.pending: list[dict[str, Any]] = []
             self.delivered: list[dict[str, Any]] = []
             self.seen_notifications = 0
+            self.team_rows: dict[str, int] = {}
 
         def teardown(self) -> None:
             self.clock.stop()
@@ -177,7 +181,10 @@ def build(world: World, staff: dict[str, Any], stats: Stats) -> type[RuleBasedSt
             return data.draw(st.sampled_from(eligible)) if eligible else None
 
         def _member(self, person: Person) -> Member:
-            return Member.objects.select_related("user").get(user__email=person.email)
+            rows = Member.objects.select_related("user")
+            if person.email:
+                return rows.get(user__email=person.email)
+            return rows.get(discord_id=person.discord_id)
 
         def _client(self, person: Person) -> Client:
             client = self.clients[person.name]
@@ -187,24 +194,25 @@ def build(world: World, staff: dict[str, Any], stats: Stats) -> type[RuleBasedSt
 
         # --- people -----------------------------------------------------------------------
 
-        @precondition(lambda self: self._anyone(self.model.may_buy))
+        def _after_team_ending(self, person: Person) -> bool:
+            """Held a seat of a team that ended (finding 2 of issue 11 is fixed elsewhere)."""
+            return any(self.model.teams[key].ended for key in person.teams_ever)
+
+        def _may_buy(self, person: Person) -> bool:
+            return self.model.may_buy(person) and not self._after_team_ending(person)
+
+        @precondition(lambda self: self._anyone(self._may_buy))
         @rule(data=st.data())
         def buy_individual(self, data: st.DataObject) -> None:
             """Sign up (once), then Checkout on the fake's hosted page; also a resubscription."""
             self._step("buy_individual")
             self.settle()
-            person = self._pick(data, self.model.may_buy)
+            person = self._pick(data, self._may_buy)
             if person is None:
                 return
             name = person.name
             client = self._client(person)
-            if not person.signed_up:
-                response = client.post(
-                    "/signup/",
-                    {"email": person.email, "password": PASSWORD, "password_confirm": PASSWORD},
-                )
-                assert response.status_code == 302, response.content
-                person.signed_up = True
+            self._sign_up(person, client)
             response = client.post("/checkout/individual/")
             assert response.status_code == 302, response.content
             session_id = urlparse(response["Location"]).path.rsplit("/", 1)[-1]
@@ -214,6 +222,52 @@ def build(world: World, staff: dict[str, Any], stats: Stats) -> type[RuleBasedSt
             person.sub = sub_id
             person.expected["welcome:email"] += 1
             self.settle()
+
+        def _sign_up(self, person: Person, client: Client) -> None:
+            if person.signed_up:
+                return
+            response = client.post(
+                "/signup/",
+                {"email": person.email, "password": PASSWORD, "password_confirm": PASSWORD},
+            )
+            assert response.status_code == 302, response.content
+            person.signed_up = True
+
+        def _may_buy_company(self, person: Person) -> bool:
+            return self._may_buy(person) and person.team is None
+
+        @precondition(lambda self: self._anyone(self._may_buy_company))
+        @rule(data=st.data(), owner_seats=st.integers(1, 2), team_seats=st.integers(0, 2))
+        def buy_company(self, data: st.DataObject, owner_seats: int, team_seats: int) -> None:
+            """The company form, then Checkout: the purchaser holds the first owner seat."""
+            self._step("buy_company")
+            self.settle()
+            person = self._pick(data, self._may_buy_company)
+            if person is None:
+                return
+            client = self._client(person)
+            self._sign_up(person, client)
+            key = f"team{len(self.model.teams) + 1}"
+            response = client.post(
+                "/company/",
+                {"company_name": key, "owner_seats": owner_seats, "team_seats": team_seats},
+            )
+            assert response.status_code == 302, response.content
+            session_id = urlparse(response["Location"]).path.rsplit("/", 1)[-1]
+            pay_checkout(world.stripe, session_id, email=person.email)
+            sub_id = world.stripe.state.get_checkout_session(session_id)["subscription"]
+            self.model.subs[sub_id] = Sub(id=sub_id, holder=key)
+            self.model.teams[key] = Team(
+                key=key,
+                sub=sub_id,
+                primary=person.name,
+                paid={"owner": owner_seats, "team": team_seats},
+            )
+            person.team, person.tier = key, "owner"
+            person.teams_ever.add(key)
+            person.expected["welcome:email"] += 1
+            self.settle()
+            self.team_rows[key] = TeamRow.objects.get(subscription_id=sub_id).pk
 
         def _may_link(self, person: Person) -> bool:
             return not person.linked and self.model.entitled(person) and not person.revoked
@@ -283,6 +337,99 @@ def build(world: World, staff: dict[str, Any], stats: Stats) -> type[RuleBasedSt
             member_guild_join(discord_id=person.discord_id, now=timezone.now())
             person.in_guild = True
 
+        # --- company seats ---------------------------------------------------------------
+
+        def _live_teams(self) -> list[Team]:
+            return [
+                t for t in self.model.teams.values() if not t.ended and self.model.subs[t.sub].live
+            ]
+
+        def _owner_client(self, team: Team) -> Client:
+            return self._client(self.model.people[team.primary])
+
+        def _may_claim(self, person: Person) -> bool:
+            return not person.email and person.team is None and not self._after_team_ending(person)
+
+        @precondition(lambda self: self._live_teams() and self._anyone(self._may_claim))
+        @rule(data=st.data(), tier=st.sampled_from(["owner", "team"]))
+        def invite_and_claim(self, data: st.DataObject, tier: str) -> None:
+            """An owner creates an invite link; the invited person claims it through Discord's
+            OAuth (a seat is claimed only while the team is entitled and the tier has room)."""
+            self._step("invite_and_claim")
+            self.settle()
+            teams = self._live_teams()
+            person = self._pick(data, self._may_claim)
+            if not teams or person is None:
+                return
+            team = data.draw(st.sampled_from(teams))
+            invites = Invite.objects.filter(team_id=self.team_rows[team.key])
+            before = invites.count()
+            response = self._owner_client(team).post("/team/invites/", {"tier": tier, "email": ""})
+            assert response.status_code == 302, response.content
+            if len(self.model.seats(team, tier)) >= team.paid[tier]:
+                assert invites.count() == before, "an invite was created for a full tier"
+                return
+            invite = invites.latest("pk")
+            client = self.clients[person.name]
+            client.logout()
+            world.discord.set_oauth_user(person.discord_id)
+            response = client.post(f"/invite/{invite.token}/")
+            assert response.status_code == 302, response.content
+            back = authorize(response["Location"])
+            response = client.get("/oauth/discord/callback/", back)
+            episode = self.model.subs[team.sub].episode
+            if episode is not None and episode.debtor_at is not None:
+                assert response.status_code == 400, response.content
+                return
+            assert response.status_code == 302, response.content
+            person.signed_up = True
+            person.team, person.tier = team.key, tier
+            person.teams_ever.add(team.key)
+            person.linked = True
+            person.in_guild = True
+            person.introduced = False
+
+        @precondition(
+            lambda self: self._anyone(
+                lambda p: p.team is not None and p.name != self.model.teams[p.team].primary
+            )
+        )
+        @rule(data=st.data())
+        def revoke_seat(self, data: st.DataObject) -> None:
+            """The primary owner revokes a seat: farewell DM, roles removed, kicked."""
+            self._step("revoke_seat")
+            self.settle()
+            person = self._pick(
+                data, lambda p: p.team is not None and p.name != self.model.teams[p.team].primary
+            )
+            if person is None:
+                return
+            team = self.model.teams[person.team or ""]
+            member = self._member(person)
+            response = self._owner_client(team).post(f"/team/members/{member.pk}/revoke/")
+            assert response.status_code == 302, response.content
+            self.model.seat_released(person)
+            person.expected["seat_revoked:dm"] += 1
+
+        @precondition(
+            lambda self: any(not self.model.subs[t.sub].failing for t in self._live_teams())
+        )
+        @rule(data=st.data(), tier=st.sampled_from(["owner", "team"]), quantity=st.integers(1, 2))
+        def add_seats(self, data: st.DataObject, tier: str, quantity: int) -> None:
+            """Owners buy more seats (prorated, invoiced at once; counts follow Stripe)."""
+            self._step("add_seats")
+            self.settle()
+            teams = [t for t in self._live_teams() if not self.model.subs[t.sub].failing]
+            if not teams:
+                return
+            team = data.draw(st.sampled_from(teams))
+            response = self._owner_client(team).post(
+                "/team/seats/", {"tier": tier, "quantity": quantity}
+            )
+            assert response.status_code == 302, response.content
+            team.paid[tier] += quantity
+            self.settle()
+
         # --- staff ------------------------------------------------------------------------
 
         @precondition(lambda self: self._anyone(lambda p: p.signed_up))
@@ -304,6 +451,7 @@ def build(world: World, staff: dict[str, Any], stats: Stats) -> type[RuleBasedSt
         def _subs(self, test: Callable[[Sub], bool]) -> list[Sub]:
             """Live subscriptions the gateway knows, that pass ``test``."""
             held = {p.sub for p in self.model.people.values()}
+            held |= {t.sub for t in self.model.teams.values() if not t.ended}
             return [s for s in self.model.subs.values() if s.live and s.id in held and test(s)]
 
         @precondition(lambda self: self._subs(lambda sub: not sub.failing))
@@ -366,6 +514,12 @@ def build(world: World, staff: dict[str, Any], stats: Stats) -> type[RuleBasedSt
             self.clock_control.shift(jump)
             self._tick()
 
+        @precondition(lambda self: self._subs(lambda sub: sub.episode is not None))
+        @rule(jump=st.sampled_from(JUMPS))
+        def time_passes_during_a_failure(self, jump: timedelta) -> None:
+            """The same, drawn more often while a failure episode runs (grace, Debtor, removal)."""
+            self.time_passes(jump)
+
         # --- invariants (once every delivery has settled) ---------------------------------
 
         @invariant()
@@ -376,6 +530,7 @@ def build(world: World, staff: dict[str, Any], stats: Stats) -> type[RuleBasedSt
             self._check_roles()
             self._check_messages()
             self._check_stripe_cancellations()
+            self._check_seats()
 
         def _check_roles(self) -> None:
             for person in self.model.people.values():
@@ -401,7 +556,8 @@ def build(world: World, staff: dict[str, Any], stats: Stats) -> type[RuleBasedSt
                 person = by_email.get(row.member.user.email)
                 if person is None:
                     continue
-                subs = [s for s in self.model.subs.values() if s.holder == person.name]
+                holders = {person.name} | person.teams_ever
+                subs = [s for s in self.model.subs.values() if s.holder in holders]
                 allowed = any(sub.dunning_allowed for sub in subs)
                 assert allowed, f"{row.kind} to {person.name} outside any failure episode"
             if rows:
@@ -410,7 +566,8 @@ def build(world: World, staff: dict[str, Any], stats: Stats) -> type[RuleBasedSt
                 sub.dunning_allowed = sub.episode is not None
             counted = {k.split(":")[0] for p in self.model.people.values() for k in p.expected}
             counted |= {"welcome", "payment_failed", "debtor_entered", "recovered_grace"}
-            counted |= {"recovered_debtor", "removal"}
+            counted |= {"recovered_debtor", "removal", "payment_failed_member", "recovered_member"}
+            counted |= {"seat_revoked"}
             for person in self.model.people.values():
                 if not person.signed_up:
                     continue
@@ -424,6 +581,18 @@ def build(world: World, staff: dict[str, Any], stats: Stats) -> type[RuleBasedSt
                 # The removal DM goes only to a member still reachable in Discord.
                 actual.pop("removal:dm", None)
                 assert actual == expected, (person.name, dict(actual), dict(expected))
+
+        def _check_seats(self) -> None:
+            """Claimed seats never exceed paid seats; the counts follow Stripe's quantities."""
+            for team in self.model.teams.values():
+                if team.ended:
+                    continue
+                row = TeamRow.objects.get(pk=self.team_rows[team.key])
+                for tier in ("owner", "team"):
+                    claimed = Member.objects.filter(team=row, seat_tier=tier).count()
+                    assert claimed == len(self.model.seats(team, tier)), (team.key, tier, claimed)
+                    assert row.paid_seats(tier) == team.paid[tier], (team.key, tier)
+                    assert claimed <= row.paid_seats(tier), (team.key, tier, claimed)
 
         def _check_stripe_cancellations(self) -> None:
             for entry in world.stripe.state.request_log():

@@ -43,7 +43,7 @@ class Sub:
     """One Stripe subscription: Stripe's truth, and the failure episode the gateway keeps."""
 
     id: str
-    holder: str  # the person (individual plan) who pays for it
+    holder: str  # the person (individual plan) or the team (company plan) it bills
     status: str = "active"  # active | past_due | canceled
     failing: bool = False  # the latest renewal invoice is open and unpaid
     cancel_at_period_end: bool = False
@@ -58,12 +58,24 @@ class Sub:
 
 
 @dataclass
+class Team:
+    key: str
+    sub: str
+    primary: str  # the purchaser, the primary owner
+    paid: dict[str, int]  # Stripe's seat quantities by tier ("owner", "team")
+    ended: bool = False
+
+
+@dataclass
 class Person:
     name: str
-    email: str
+    email: str  # empty for people who only ever claim seats (Discord-only accounts)
     discord_id: str
     signed_up: bool = False
     sub: str | None = None  # the individual subscription they hold, as the gateway sees it
+    team: str | None = None  # the team whose seat they hold
+    tier: str = ""  # "owner" or "team" while they hold a seat
+    teams_ever: set[str] = field(default_factory=set)
     linked: bool = False
     in_guild: bool = False
     introduced: bool = False
@@ -76,12 +88,37 @@ class Reference:
     def __init__(self, names: list[str]) -> None:
         self.people: dict[str, Person] = {}
         self.subs: dict[str, Sub] = {}
+        self.teams: dict[str, Team] = {}
         self.names = names
 
     # --- queries ------------------------------------------------------------------------
 
     def sub_of(self, person: Person) -> Sub | None:
+        """The subscription that entitles the person: their own, or their team's."""
+        if person.team:
+            return self.subs[self.teams[person.team].sub]
         return self.subs[person.sub] if person.sub else None
+
+    def seats(self, team: Team, tier: str) -> list[Person]:
+        return [p for p in self.people.values() if p.team == team.key and p.tier == tier]
+
+    def billed(self, sub: Sub) -> list[Person]:
+        """Everyone a subscription entitles: the individual, or every seat of the team."""
+        if sub.holder in self.teams:
+            return [p for p in self.people.values() if p.team == sub.holder]
+        person = self.people[sub.holder]
+        return [person] if person.sub == sub.id else []
+
+    @staticmethod
+    def pays(person: Person) -> bool:
+        """Individuals and owners get the billing detail; team seats a short notice (§2)."""
+        return person.team is None or person.tier == "owner"
+
+    def _tell(self, person: Person, kind: str, *, email: bool = True) -> None:
+        if email and person.email:
+            person.expected[f"{kind}:email"] += 1
+        if person.linked:
+            person.expected[f"{kind}:dm"] += 1
 
     def entitled(self, person: Person) -> bool:
         """§2: the subscription is active/trialing/past_due and not in the Debtor phase."""
@@ -99,11 +136,11 @@ class Reference:
             return "debtor"
         if not person.introduced:
             return "squire"
-        return "lord"
+        return "knight" if person.tier == "team" else "lord"
 
     def may_buy(self, person: Person) -> bool:
         sub = self.sub_of(person)
-        return sub is None or not sub.live
+        return bool(person.email) and (sub is None or not sub.live)
 
     # --- what the gateway learns from Stripe (a delivered event, read against the truth) --
 
@@ -114,54 +151,66 @@ class Reference:
             return
         sub.episode = Episode(opened_at=now)
         sub.dunning_allowed = True
-        person = self.people[sub.holder]
-        person.expected["payment_failed:email"] += 1
-        if person.linked:
-            person.expected["payment_failed:dm"] += 1
+        for person in self.billed(sub):
+            if self.pays(person):
+                self._tell(person, "payment_failed")
+            else:
+                self._tell(person, "payment_failed_member", email=False)
 
     def on_invoice_paid(self, sub: Sub) -> None:
         """§2a: the episode closes only when its invoice (or a later one) is paid."""
         if sub.episode is None or sub.failing:
             return
-        person = self.people[sub.holder]
         kind = "recovered_debtor" if sub.episode.debtor_at else "recovered_grace"
-        person.expected[f"{kind}:email"] += 1
-        if person.linked:
-            person.expected[f"{kind}:dm"] += 1
+        for person in self.billed(sub):
+            if self.pays(person):
+                self._tell(person, kind)
+            else:
+                self._tell(person, "recovered_member", email=False)
         sub.episode = None
 
     def on_ended(self, sub: Sub) -> None:
         """§2 "Cancellation": roles removed, kicked, cancelled; the intro is redone on return."""
         if sub.live:
             return
-        person = self.people[sub.holder]
-        if person.sub != sub.id:
-            return
-        person.sub = None
         sub.episode = None
+        if sub.holder in self.teams:
+            self.teams[sub.holder].ended = True
+        for person in self.billed(sub):
+            # §2a: ending a team detaches every member (the Discord link is kept).
+            person.sub = None
+            person.team = None
+            person.tier = ""
+            person.in_guild = False
+            person.introduced = False
+
+    def seat_released(self, person: Person) -> None:
+        """An owner revoked the seat: roles removed, kicked, the seat free at once."""
+        person.team = None
+        person.tier = ""
         person.in_guild = False
         person.introduced = False
 
     # --- the billing tick (§2 "Billing failure" timings) --------------------------------
 
-    def tick(self, now: datetime, cancel_in_stripe: bool = True) -> list[Sub]:
-        """Grace → Debtor → removal. Returns the subscriptions the gateway must cancel."""
+    def tick(self, now: datetime) -> list[Sub]:
+        """Grace → Debtor → removal (the subscription is cancelled in Stripe, the default).
+        Returns the subscriptions the gateway must have cancelled."""
         removed: list[Sub] = []
         for sub in self.subs.values():
             episode = sub.episode
             if episode is None or not sub.live:
                 continue
-            person = self.people[sub.holder]
             if episode.debtor_at is None and now >= episode.opened_at + GRACE:
                 episode.debtor_at = now
-                person.expected["debtor_entered:email"] += 1
-                if person.linked:
-                    person.expected["debtor_entered:dm"] += 1
+                for person in self.billed(sub):
+                    self._tell(person, "debtor_entered", email=self.pays(person))
             elif episode.debtor_at is not None and now >= episode.debtor_at + DEBTOR_DAYS:
-                person.expected["removal:email"] += 1
-                if cancel_in_stripe:
-                    sub.status = "canceled"
-                    sub.cancelled_by_us = True
-                    removed.append(sub)
-                    self.on_ended(sub)
+                for person in self.billed(sub):
+                    if self.pays(person) and person.email:
+                        person.expected["removal:email"] += 1
+                sub.status = "canceled"
+                sub.cancelled_by_us = True
+                removed.append(sub)
+                self.on_ended(sub)
         return removed
