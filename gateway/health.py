@@ -1,7 +1,10 @@
 """Liveness and readiness.
 
 ``/health`` and ``/health/live`` answer without touching anything. ``/health/ready`` runs every
-registered check and answers 503 when a critical one fails, with a JSON body per check.
+registered check and answers 503 when a critical one fails. Everyone gets the status code and
+``{"status": "ok" | "fail"}``; the JSON body per check (which parts exist, their errors and
+ages) only goes to staff and to requests from the host itself (loopback: the drills, the
+deploy's smoke test, ``curl`` on the server).
 Apps register their own checks in ``AppConfig.ready()``::
 
     from gateway.health import register
@@ -12,6 +15,7 @@ Apps register their own checks in ``AppConfig.ready()``::
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,7 +23,7 @@ from typing import Any
 
 import structlog
 from django.core.cache import cache
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 
@@ -98,6 +102,19 @@ def live(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
 
 
+def may_see_details(request: HttpRequest) -> bool:
+    """Staff, or a request from this host (``REMOTE_ADDR`` is the real client address)."""
+    try:
+        if ipaddress.ip_address(request.META.get("REMOTE_ADDR", "")).is_loopback:
+            return True
+    except ValueError:
+        pass
+    try:
+        return bool(request.user.is_staff)
+    except DatabaseError:
+        return False  # the session cannot be read while the database is down
+
+
 @never_cache
 def ready(request: HttpRequest) -> JsonResponse:
     healthy, results = run_checks()
@@ -105,12 +122,7 @@ def ready(request: HttpRequest) -> JsonResponse:
     warnings = [name for name, r in results.items() if not r["critical"] and not r["ok"]]
     if failing:
         log.warning("readiness_failed", failing=failing)
-    return JsonResponse(
-        {
-            "status": "ok" if healthy else "fail",
-            "failing": failing,
-            "warnings": warnings,
-            "checks": results,
-        },
-        status=200 if healthy else 503,
-    )
+    body: dict[str, Any] = {"status": "ok" if healthy else "fail"}
+    if may_see_details(request):
+        body.update(failing=failing, warnings=warnings, checks=results)
+    return JsonResponse(body, status=200 if healthy else 503)

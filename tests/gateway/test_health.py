@@ -167,3 +167,37 @@ def test_webhook_backlog_older_than_the_limit_fails_readiness(client, all_fine):
     assert response.json()["failing"] == ["webhook_backlog"]
     assert backlog["pending"] == 2
     assert backlog["oldest_age_seconds"] >= 1200
+
+
+PUBLIC_ADDRESS = "203.0.113.9"
+
+
+def test_ready_tells_the_public_only_the_status(client, all_fine):
+    healthy = client.get("/health/ready", REMOTE_ADDR=PUBLIC_ADDRESS)
+    Heartbeat.objects.filter(name="worker").delete()
+    failing = client.get("/health/ready", REMOTE_ADDR=PUBLIC_ADDRESS)
+
+    # Uptime monitors outside still see the outcome...
+    assert (healthy.status_code, healthy.json()) == (200, {"status": "ok"})
+    assert (failing.status_code, failing.json()) == (503, {"status": "fail"})
+    # ...but not which parts exist, which fail, or their ages and errors.
+    assert b"worker" not in failing.content and b"heartbeat" not in failing.content
+
+
+def test_ready_details_are_for_staff_and_the_host_itself(client, all_fine):
+    from members.models import User
+
+    staff = User.objects.create_user("ops@example.com", "a long staff passphrase 42")
+    staff.is_staff = True
+    staff.save(update_fields=["is_staff"])
+    member = User.objects.create_user("kay@example.com", "a long member passphrase 42")
+
+    loopback = client.get("/health/ready", REMOTE_ADDR="::1")
+    client.force_login(member)
+    as_member = client.get("/health/ready", REMOTE_ADDR=PUBLIC_ADDRESS)
+    client.force_login(staff)
+    as_staff = client.get("/health/ready", REMOTE_ADDR=PUBLIC_ADDRESS)
+
+    assert "worker" in loopback.json()["checks"]
+    assert as_member.json() == {"status": "ok"}
+    assert "worker" in as_staff.json()["checks"]
