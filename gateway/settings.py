@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -193,7 +194,8 @@ CONTENT_SECURITY_POLICY = {
         "script-src": ["'self'"],
         "style-src": ["'self'"],
         "img-src": ["'self'", "data:", "https://cdn.discordapp.com"],
-        "form-action": ["'self'", "*"],
+        # Completed below from the Stripe and Discord settings (the hosts our POSTs redirect to).
+        "form-action": ["'self'"],
         "frame-ancestors": ["'none'"],
         "base-uri": ["'self'"],
         "object-src": ["'none'"],
@@ -214,6 +216,9 @@ RATELIMIT_MAGIC_LINK = env.str("RATELIMIT_MAGIC_LINK", "5/15m")
 RATELIMIT_PASSWORD_RESET = env.str("RATELIMIT_PASSWORD_RESET", "5/15m")
 RATELIMIT_INVITE_CLAIM = env.str("RATELIMIT_INVITE_CLAIM", "20/10m")
 RATELIMIT_ADMIN_LOGIN = env.str("RATELIMIT_ADMIN_LOGIN", "5/15m")
+# Seat invites a team's owners may send by email in any 24 hours (to any address, so a cap
+# keeps the gateway from being a spam relay); link-only invites are not counted.
+TEAM_INVITE_EMAILS_PER_DAY = env.int("TEAM_INVITE_EMAILS_PER_DAY", 25)
 
 # --- Static files ---------------------------------------------------------------------
 STATIC_URL = "/static/"
@@ -308,6 +313,25 @@ DISCORD_OAUTH_AUTHORIZE_URL = env.str(
     if DISCORD_SANDBOX
     else "https://discord.com/oauth2/authorize",
 )
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+# CSP form-action also applies to the redirect that follows a POST: Checkout and the billing
+# portal (Stripe's hosted pages, or the fake Stripe that serves them in the sandbox) and
+# Discord's OAuth consent page. Only these, so an injected form cannot post anywhere else.
+_stripe_pages = (
+    ["https://checkout.stripe.com", "https://billing.stripe.com"]
+    if _origin(STRIPE_API_BASE) == "https://api.stripe.com"
+    else [_origin(STRIPE_API_BASE)]
+)
+CONTENT_SECURITY_POLICY["DIRECTIVES"]["form-action"] += [
+    *_stripe_pages,
+    _origin(DISCORD_OAUTH_AUTHORIZE_URL),
+]
 DISCORD_GATEWAY_URL = env.str(
     "DISCORD_GATEWAY_URL",
     f"ws://127.0.0.1:{SANDBOX_DISCORD_PORT}/gateway"

@@ -11,12 +11,13 @@ from __future__ import annotations
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.urls import reverse
+from django.utils import timezone
 
 from billing.entitlement import member_is_entitled, subscription_is_entitled
 from discordsync.oauth import DiscordUser
@@ -89,6 +90,20 @@ def _actor(member: Member) -> dict[str, str]:
     return {"actor_type": "member", "actor_id": str(member.pk), "actor_label": str(member)}
 
 
+def _invite_email_allowance_check(team: Team) -> None:
+    """Owners may email invites to any address: at most TEAM_INVITE_EMAILS_PER_DAY per team in
+    any 24 hours. Counted from the invites themselves while the caller holds the team's row
+    lock, so parallel requests queue behind each other instead of all passing the count."""
+    limit = settings.TEAM_INVITE_EMAILS_PER_DAY
+    since = timezone.now() - timedelta(hours=24)
+    sent = Invite.objects.filter(team=team, created_at__gte=since).exclude(email="").count()
+    if sent >= limit:
+        raise SeatError(
+            f"This team has sent {sent} invite emails in the last 24 hours, the most allowed. "
+            "Create an invite without an email and share its link, or try again tomorrow."
+        )
+
+
 @transaction.atomic
 def invite_create(*, actor: Member, tier: str, email: str = "") -> Invite:
     team = owned_team(actor)
@@ -109,6 +124,8 @@ def invite_create(*, actor: Member, tier: str, email: str = "") -> Invite:
             f"All {SeatTier(tier).label.lower()}s are taken ({used} of {paid}). "
             "Add seats before inviting."
         )
+    if email:
+        _invite_email_allowance_check(team)
     invite = Invite.objects.create(
         team=team, tier=tier, email=email, token=secrets.token_urlsafe(32), created_by=actor
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+from datetime import timedelta
 
 import pytest
 from django.db import connection
@@ -87,6 +88,25 @@ def test_invite_with_email_queues_the_seat_invite(owner_client, team):
     assert note.channel == "email" and note.recipient == "kay@example.com"
     assert note.context["link"].endswith(f"/invite/{invite.token}/")
     assert AuditLog.objects.filter(action="invite_created").exists()
+
+
+def test_invite_emails_are_limited_per_team_per_day(owner_client, team, settings):
+    settings.TEAM_INVITE_EMAILS_PER_DAY = 3
+    for n in range(3):
+        _invite(owner_client, email=f"guest{n}@example.org")
+
+    refused = owner_client.post(
+        "/team/invites/", {"tier": SeatTier.TEAM, "email": "victim@example.org"}, follow=True
+    )
+
+    assert b"3 invite emails in the last 24 hours" in refused.content
+    assert not Invite.objects.filter(email="victim@example.org").exists()
+    assert Notification.objects.filter(kind="seat_invite").count() == 3
+    # A link to share by hand sends nothing and stays possible.
+    assert _invite(owner_client).email == ""
+    # The window slides: a day later the owner may email invites again.
+    Invite.objects.update(created_at=timezone.now() - timedelta(hours=25))
+    assert _invite(owner_client, email="victim@example.org").email == "victim@example.org"
 
 
 def test_invite_refused_when_the_tier_is_full(owner_client, team):

@@ -169,3 +169,27 @@ def test_staging_never_runs_the_sandbox(variable) -> None:
     result = run_manage(staging, "check")
     assert result.returncode != 0
     assert variable in result.stderr
+
+
+FORM_ACTION = (
+    "from django.conf import settings; "
+    "print(' '.join(settings.CONTENT_SECURITY_POLICY['DIRECTIVES']['form-action']))"
+)
+
+
+def test_forms_may_lead_only_to_us_stripe_and_discord() -> None:
+    # The CSP's form-action also governs the redirect after a POST (Checkout, the billing
+    # portal, Discord's consent page), so those hosts are listed, and nothing else.
+    live = run_manage(PRODUCTION, "shell", "-v", "0", "-c", FORM_ACTION)
+    sandbox = run_manage({}, "shell", "-v", "0", "-c", FORM_ACTION)
+
+    assert live.returncode == 0, live.stderr
+    assert live.stdout.split() == [
+        "'self'",
+        "https://checkout.stripe.com",
+        "https://billing.stripe.com",
+        "https://discord.com",
+    ]
+    assert sandbox.returncode == 0, sandbox.stderr
+    # The sandbox's fakes serve Checkout, the portal and the consent page themselves.
+    assert sandbox.stdout.split() == ["'self'", "http://127.0.0.1:12111", "http://127.0.0.1:12112"]

@@ -62,6 +62,8 @@ def test_content_security_policy_forbids_inline_scripts(client):
 
     assert "script-src 'self'" in policy
     assert "unsafe-inline" not in policy
+    form_action = re.search(r"form-action ([^;]*)", policy).group(1).split()
+    assert "*" not in form_action and "'self'" in form_action
 
 
 def _post_many(client, url: str, data: dict, times: int) -> list[int]:
