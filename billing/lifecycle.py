@@ -459,6 +459,7 @@ class TickReport:
     removed: list[int] = field(default_factory=list)
     reminders: list[str] = field(default_factory=list)
     claim_reminders: list[str] = field(default_factory=list)
+    complimentary_ended: list[int] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     stopped: bool = False
 
@@ -468,6 +469,7 @@ class TickReport:
         lines += [f"episode {pk}: removed" for pk in self.removed]
         lines += [f"reminder {name}" for name in self.reminders]
         lines += [f"claim reminder {name}" for name in self.claim_reminders]
+        lines += [f"complimentary membership {pk}: ended" for pk in self.complimentary_ended]
         lines += [f"error: {error}" for error in self.errors]
         if self.stopped:
             lines.append("stopped early on request; the next tick continues")
@@ -485,6 +487,7 @@ def billing_tick(
     cancelling) is reported and retried next tick without holding up the others.
     ``should_stop`` is polled between units of work (SIGTERM in the command).
     """
+    from billing.complimentary import complimentary_expire_due
     from members.reminders import claim_reminders_send
 
     now = now or timezone.now()
@@ -514,6 +517,11 @@ def billing_tick(
     if stop():
         report.stopped = True
         return report
+    try:
+        report.complimentary_ended = complimentary_expire_due(now=now)
+    except Exception as exc:  # noqa: BLE001 — reported; the next tick tries again
+        log.exception("billing_tick_complimentary_failed")
+        report.errors.append(f"complimentary memberships: {type(exc).__name__}: {exc}")
     try:
         report.claim_reminders = claim_reminders_send(now=now, should_stop=stop)
     except Exception as exc:  # noqa: BLE001 — reported; the next tick tries again

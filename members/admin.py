@@ -1,7 +1,8 @@
 """The staff console for members, teams, invites and staff accounts.
 
 Members are changed only through audited actions that require a reason (revoke or restore
-access, force a role, reset the Discord claim, resync now), never by editing fields: every
+access, force a role, grant or end a complimentary membership, reset the Discord claim,
+resync now), never by editing fields: every
 staff change must say who and why, and must be state that ``expected_role`` honours.
 Secrets never render: no password hash, no full invite token.
 """
@@ -34,6 +35,8 @@ from members.staff_services import (
     member_access_restore,
     member_access_revoke,
     member_claim_reset,
+    member_complimentary_end,
+    member_complimentary_grant,
     member_resync,
     member_role_force,
 )
@@ -144,6 +147,14 @@ class ForceRoleForm(ReasonForm):
     role = forms.ChoiceField(choices=ManagedRole.choices)
 
 
+class ComplimentaryForm(ReasonForm):
+    ends_at = forms.DateTimeField(
+        required=False,
+        label="Ends at",
+        help_text="Optional (UTC, e.g. 2027-01-31 23:59). Empty: until staff end it.",
+    )
+
+
 def _run_revoke(member: Member, actor: Any, data: dict) -> Member:
     return member_access_revoke(member=member, actor=actor, reason=data["reason"])
 
@@ -154,6 +165,16 @@ def _run_restore(member: Member, actor: Any, data: dict) -> Member:
 
 def _run_force(member: Member, actor: Any, data: dict) -> Member:
     return member_role_force(member=member, role=data["role"], actor=actor, reason=data["reason"])
+
+
+def _run_grant_complimentary(member: Member, actor: Any, data: dict) -> Member:
+    return member_complimentary_grant(
+        member=member, actor=actor, reason=data["reason"], ends_at=data.get("ends_at")
+    )
+
+
+def _run_end_complimentary(member: Member, actor: Any, data: dict) -> Member:
+    return member_complimentary_end(member=member, actor=actor, reason=data["reason"])
 
 
 def _run_reset(member: Member, actor: Any, data: dict) -> Member:
@@ -182,7 +203,22 @@ MEMBER_ACTIONS: dict[str, tuple[str, type[ReasonForm], Callable[..., Member], st
         "Force a role",
         ForceRoleForm,
         _run_force,
-        "Pins the chosen role regardless of billing, until access is restored.",
+        "Chooses the role of an entitled member (billing and introduction aside), until "
+        "access is restored. It never grants access: use a complimentary membership for that.",
+    ),
+    "grant_complimentary": (
+        "Grant a complimentary membership",
+        ComplimentaryForm,
+        _run_grant_complimentary,
+        "Entitles the member without a subscription, until the end date or until staff end "
+        "it; they get the role the usual rules give (Squire until introduced).",
+    ),
+    "end_complimentary": (
+        "End the complimentary membership",
+        ReasonForm,
+        _run_end_complimentary,
+        "Ends it now. Unless a paid subscription still entitles the member: farewell, roles "
+        "removed and kicked, as at any other ending.",
     ),
     "reset_claim": (
         "Reset Discord claim",
@@ -318,9 +354,20 @@ class MemberAdmin(admin.ModelAdmin):
     @admin.display(description="Subscription")
     def subscription_section(self, obj: Member) -> str:
         summary = member_billing_summary(obj)
+        complimentary = obj.complimentary_memberships.filter(ended_at__isnull=True).first()
+        comp_rows = []
+        if complimentary is not None:
+            until = _when(complimentary.ends_at) if complimentary.ends_at else "until ended"
+            comp_rows = [
+                ("Complimentary membership", f"{until} — granted by {complimentary.granted_by}"),
+                ("Complimentary reason", complimentary.reason),
+            ]
         if not summary.subscription_id:
+            if comp_rows:
+                return _table(["", ""], comp_rows, "")
             return "No subscription."
         rows = [
+            *comp_rows,
             ("Subscription", summary.subscription_id),
             ("Status", summary.status or "not mirrored yet"),
             ("Plan", summary.plan_name or "—"),

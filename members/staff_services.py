@@ -8,11 +8,14 @@ converged by the one sync task; nothing here calls Discord directly.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
 
+from billing.complimentary import ComplimentaryError, complimentary_end, complimentary_grant
+from billing.models import ComplimentaryMembership
 from discordsync.services import discord_unlink_request, role_sync_request
 from members.models import ManagedRole, Member, Override
 from ops.models import AuditLog
@@ -172,4 +175,59 @@ def member_resync(*, member: Member, actor: Any, reason: str) -> Member:
         details={"requested_at": timezone.now().isoformat()},
     )
     role_sync_request(member_id=member.pk)
+    return member
+
+
+@transaction.atomic
+def member_complimentary_grant(
+    *, member: Member, actor: Any, reason: str, ends_at: datetime | None = None
+) -> Member:
+    """Entitle the member without a subscription (SPEC §2a) until ``ends_at`` or staff end it.
+
+    They get the role the usual rules give (Squire until introduced); a forced role is not
+    needed and would not grant access by itself.
+    """
+    reason = _clean_reason(reason)
+    member = _locked(member)
+    try:
+        membership = complimentary_grant(
+            member=member,
+            reason=reason,
+            ends_at=ends_at,
+            granted_by=actor.email or str(actor),
+            now=timezone.now(),
+        )
+    except ComplimentaryError as exc:
+        raise StaffActionError(str(exc)) from exc
+    _audit(
+        member=member,
+        actor=actor,
+        action="complimentary_granted",
+        reason=reason,
+        details={
+            "membership_id": membership.pk,
+            "ends_at": ends_at.isoformat() if ends_at else None,
+        },
+    )
+    return member
+
+
+@transaction.atomic
+def member_complimentary_end(*, member: Member, actor: Any, reason: str) -> Member:
+    """End the member's complimentary membership now, through the normal ending path."""
+    reason = _clean_reason(reason)
+    member = _locked(member)
+    membership = ComplimentaryMembership.objects.filter(
+        member=member, ended_at__isnull=True
+    ).first()
+    if membership is None:
+        raise StaffActionError(f"{member} has no complimentary membership.")
+    _audit(
+        member=member,
+        actor=actor,
+        action="complimentary_ended",
+        reason=reason,
+        details={"membership_id": membership.pk},
+    )
+    complimentary_end(membership_id=membership.pk, reason="complimentary_ended", now=timezone.now())
     return member
