@@ -23,6 +23,7 @@ from billing.entitlement import member_is_entitled
 from discordsync.oauth import Flow, OAuthError, oauth_consume, oauth_identify, oauth_start
 from discordsync.services import LinkError, discord_link, guild_join
 from gateway.views import rate_limited
+from members.gates import email_proven_required
 from members.models import Invite, Member, SeatTier
 from members.team_services import (
     INVITE_TIERS,
@@ -58,6 +59,7 @@ def _oauth_error(request: HttpRequest, message: str, *, status: int = 400) -> Ht
 
 
 @login_required
+@email_proven_required
 @never_cache
 @require_http_methods(["GET", "POST"])
 def claim(request: HttpRequest) -> HttpResponse:
@@ -107,6 +109,8 @@ def oauth_callback(request: HttpRequest) -> HttpResponse:
         # The pending link is bound to the member who started it in this session.
         if member is None or member.pk != pending.member_id:
             return _oauth_error(request, "This sign-in does not belong to your session.")
+        if not member.user.email_proven:
+            return _oauth_error(request, "Confirm your email before linking Discord.")
         try:
             discord_user, access_token = oauth_identify(code)
             member = discord_link(
@@ -173,6 +177,7 @@ def _owner(request: HttpRequest) -> Member:
 
 
 @login_required
+@email_proven_required
 @never_cache
 @require_GET
 def team(request: HttpRequest) -> HttpResponse:
@@ -202,6 +207,7 @@ def team(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@email_proven_required
 @require_POST
 def team_invite_create(request: HttpRequest) -> HttpResponse:
     owner = _owner(request)
@@ -219,6 +225,7 @@ def team_invite_create(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@email_proven_required
 @require_POST
 def team_seats_add(request: HttpRequest) -> HttpResponse:
     """Buy more seats now: Stripe invoices the prorated amount at once; the paid counts on
@@ -245,6 +252,7 @@ def team_seats_add(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@email_proven_required
 @require_POST
 def team_invite_revoke(request: HttpRequest, invite_id: int) -> HttpResponse:
     owner = _owner(request)
@@ -257,6 +265,7 @@ def team_invite_revoke(request: HttpRequest, invite_id: int) -> HttpResponse:
 
 
 @login_required
+@email_proven_required
 @require_POST
 def team_seat_revoke(request: HttpRequest, member_id: int) -> HttpResponse:
     owner = _owner(request)

@@ -214,6 +214,8 @@ RATELIMIT_LOGIN_ADDRESS = env.str("RATELIMIT_LOGIN_ADDRESS", "30/5m")
 RATELIMIT_SIGNUP = env.str("RATELIMIT_SIGNUP", "5/h")
 RATELIMIT_MAGIC_LINK = env.str("RATELIMIT_MAGIC_LINK", "5/15m")
 RATELIMIT_PASSWORD_RESET = env.str("RATELIMIT_PASSWORD_RESET", "5/15m")
+# New email-confirmation links a logged-in member may ask for (the resend button).
+RATELIMIT_EMAIL_VERIFY = env.str("RATELIMIT_EMAIL_VERIFY", "3/h")
 RATELIMIT_INVITE_CLAIM = env.str("RATELIMIT_INVITE_CLAIM", "20/10m")
 RATELIMIT_ADMIN_LOGIN = env.str("RATELIMIT_ADMIN_LOGIN", "5/15m")
 # Seat invites a team's owners may send by email in any 24 hours (to any address, so a cap

@@ -70,6 +70,9 @@ class User(AbstractBaseUser, PermissionsMixin):
     is_staff = models.BooleanField(default=False)
     is_active = models.BooleanField(default=True)
     date_joined = models.DateTimeField(default=timezone.now)
+    # When the owner of ``email`` proved it (a magic link, a password reset or the emailed
+    # confirmation link). Until then a password on the account may be someone else's.
+    email_verified_at = models.DateTimeField(null=True, blank=True)
 
     objects = UserManager()
 
@@ -88,6 +91,12 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     def __str__(self) -> str:
         return self.email or f"user #{self.pk}"
+
+    @property
+    def email_proven(self) -> bool:
+        """True when nobody but the email's owner can hold this account: the email was
+        proven, or there is none (a Discord-only seat, whose identity is its Discord)."""
+        return not self.email or self.email_verified_at is not None
 
 
 class SeatTier(models.TextChoices):

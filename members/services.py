@@ -8,13 +8,17 @@ after commit, so a rolled-back sign-up never sends anything.
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timedelta
+from urllib.parse import urlencode
 
 import structlog
 from django.conf import settings
 from django.contrib.auth.password_validation import validate_password
+from django.core import signing
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.urls import reverse
+from django.utils import timezone
 from sesame.utils import get_query_string
 
 from members.models import Member, User, normalize_email
@@ -71,7 +75,90 @@ def member_signup(*, email: str, password: str) -> User:
         action="member.signed_up",
         target=member,
     )
+    email_verify_send(user=user)
     return user
+
+
+# --- Proving the email ----------------------------------------------------------------------
+
+EMAIL_VERIFY_MAX_AGE = timedelta(days=2)
+_EMAIL_VERIFY_SALT = "members.email-verify"
+
+
+def email_verify_url(*, user: User) -> str:
+    """A link that proves ``user.email``: signed, bound to the address, valid two days, and
+    spent once the email is proven (see ``email_verify_user``)."""
+    token = signing.dumps({"u": user.pk, "e": user.email}, salt=_EMAIL_VERIFY_SALT)
+    return absolute_url(f"{reverse('members:email_verify')}?{urlencode({'token': token})}")
+
+
+def email_verify_user(token: str) -> User | None:
+    """The account a confirmation link names, while the link can still be used."""
+    try:
+        data = signing.loads(
+            token, salt=_EMAIL_VERIFY_SALT, max_age=EMAIL_VERIFY_MAX_AGE.total_seconds()
+        )
+    except signing.BadSignature:
+        return None
+    if not isinstance(data, dict):
+        return None
+    return User.objects.filter(
+        pk=data.get("u"), email=data.get("e"), email_verified_at__isnull=True, is_active=True
+    ).first()
+
+
+@transaction.atomic
+def email_verify_send(*, user: User) -> None:
+    """Mail a confirmation link to an account whose email is not proven yet."""
+    if user.email_proven:
+        return
+    member = Member.objects.filter(user=user).first()
+    notification_enqueue(
+        kind="email_verify",
+        channel="email",
+        recipient=user.email or "",
+        episode=uuid.uuid4().hex,
+        member=member,
+        context={
+            "link": email_verify_url(user=user),
+            "expires_hours": int(EMAIL_VERIFY_MAX_AGE.total_seconds() // 3600),
+        },
+    )
+
+
+@transaction.atomic
+def email_proven(*, user: User, via: str, keep_password: bool, now: datetime | None = None) -> bool:
+    """Record that the owner of ``user.email`` proved it; True on the first proof.
+
+    A password set before the first proof may be a squatter's (anyone can sign up with
+    someone else's address), so it is dropped, which also ends every session of the account
+    (Django ties a session to the password hash). The caller logs the proving browser in
+    again. ``keep_password`` is for a proof that cannot come from a squatter: a browser
+    already logged in to this very account (it knows the password and now the inbox), or a
+    password reset, which replaced the password itself.
+    """
+    locked = User.objects.select_for_update().get(pk=user.pk)
+    if locked.email_verified_at is not None:
+        return False
+    locked.email_verified_at = now or timezone.now()
+    dropped = not keep_password and locked.has_usable_password()
+    fields = ["email_verified_at"]
+    if not keep_password:
+        locked.set_unusable_password()
+        fields.append("password")
+    locked.save(update_fields=fields)
+    user.email_verified_at, user.password = locked.email_verified_at, locked.password
+    member = Member.objects.filter(user=locked).first()
+    audit_record(
+        actor_type=AuditLog.Actor.MEMBER,
+        actor_id=str(member.pk) if member else "",
+        actor_label=locked.email or "",
+        action="member.email_verified",
+        target=member or locked,
+        details={"via": via, "password_dropped": dropped},
+    )
+    log.info("email_verified", via=via, password_dropped=dropped)
+    return True
 
 
 def magic_link_url(*, user: User) -> str:

@@ -14,6 +14,8 @@ urlpatterns = [
     path("login/", views.login_view, name="login"),
     path("login/link/", views.magic_link, name="magic_link"),
     path("login/link/verify/", views.magic_link_login, name="magic_link_login"),
+    path("email/verify/", views.email_verify, name="email_verify"),
+    path("email/verify/send/", views.email_verify_resend, name="email_verify_send"),
     path(
         "logout/",
         auth_views.LogoutView.as_view(next_page=reverse_lazy("members:landing")),

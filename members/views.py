@@ -47,6 +47,7 @@ from members.forms import (
     ResetForm,
     SignupForm,
 )
+from members.gates import email_proven_required
 from members.models import SeatTier, User, normalize_email
 from members.selectors import (
     member_can_manage_billing,
@@ -54,7 +55,11 @@ from members.selectors import (
     plan_list,
 )
 from members.services import (
+    EMAIL_VERIFY_MAX_AGE,
     MemberError,
+    email_proven,
+    email_verify_send,
+    email_verify_user,
     magic_link_request,
     member_for_user,
     member_signup,
@@ -214,8 +219,69 @@ def magic_link_login(request: HttpRequest) -> HttpResponse:
     ):
         log.info("magic_link_refused")
         return render(request, "members/magic_link_invalid.html", status=400)
+    _prove_email(request, user, via="magic_link")
     login(request, user, backend="sesame.backends.ModelBackend")
     return redirect("members:dashboard")
+
+
+def _prove_email(request: HttpRequest, user: User, *, via: str) -> bool:
+    """Record the proof; a password chosen before it is dropped unless this very browser is
+    already logged in to the account (then it knows the password and now the inbox)."""
+    same_browser = request.user.is_authenticated and request.user.pk == user.pk
+    had_password = user.has_usable_password()
+    first = email_proven(user=user, via=via, keep_password=same_browser)
+    if first and had_password and not same_browser:
+        messages.info(
+            request,
+            "Your email is confirmed. For your safety, the password set on this account "
+            "before the email was confirmed was removed; use “Forgot your password?” to "
+            "choose a new one.",
+        )
+    elif first:
+        messages.success(request, "Your email is confirmed.")
+    return first
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+def email_verify(request: HttpRequest) -> HttpResponse:
+    """Prove the email with the emailed confirmation link, on POST only (mail scanners GET);
+    the browser that proves it is logged in, like with a magic link."""
+    token = request.POST.get("token") if request.method == "POST" else request.GET.get("token")
+    if request.method == "GET":
+        return render(request, "members/email_verify.html", {"token": token or ""})
+    user = email_verify_user(token or "")
+    # email_proven() answers False when a concurrent click proved it first: one use only.
+    if user is None or not _prove_email(request, user, via="confirmation_link"):
+        log.info("email_verify_refused")
+        hours = int(EMAIL_VERIFY_MAX_AGE.total_seconds() // 3600)
+        return render(
+            request, "members/email_verify_invalid.html", {"expires_hours": hours}, status=400
+        )
+    login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+    return redirect("members:dashboard")
+
+
+def _email_verify_rate(group: str, request: HttpRequest) -> str:
+    return settings.RATELIMIT_EMAIL_VERIFY
+
+
+@login_required
+@require_POST
+@ratelimit(group="members.email_verify_send", key="user", rate=_email_verify_rate, block=False)
+def email_verify_resend(request: HttpRequest) -> HttpResponse:
+    if getattr(request, "limited", False):
+        log.warning("rate_limited", view="email_verify_resend")
+        return rate_limited(request)
+    if request.user.email_proven:
+        messages.info(request, "Your email is already confirmed.")
+    else:
+        email_verify_send(user=request.user)
+        messages.success(
+            request,
+            f"We sent a new confirmation link to {request.user.email}. Open it to continue.",
+        )
+    return redirect(safe_next(request, reverse("members:dashboard")))
 
 
 @method_decorator(rate_limit("RATELIMIT_PASSWORD_RESET"), name="dispatch")
@@ -229,6 +295,13 @@ class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
     form_class = NewPasswordForm
     template_name = "members/password_reset_confirm.html"
     success_url = reverse_lazy("members:password_reset_complete")
+
+    def form_valid(self, form: NewPasswordForm) -> HttpResponse:
+        # The new password (which ends every other session) is chosen through the emailed
+        # link, so it is the owner's: keep it and record the proof.
+        response = super().form_valid(form)
+        email_proven(user=form.user, via="password_reset", keep_password=True)
+        return response
 
 
 @login_required
@@ -272,6 +345,7 @@ def billing(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@email_proven_required
 @require_POST
 def billing_portal(request: HttpRequest) -> HttpResponse:
     member = member_for_user(user=request.user)

@@ -84,6 +84,17 @@ KINDS: dict[str, MessageKind] = {
             {"link": "{app_url}/login/link/verify/?token=sample-token", "expires_minutes": 15},
         ),
         MessageKind(
+            "email_verify",
+            "Account",
+            "Sent at sign-up and on request: the link that proves the member owns the address.",
+            (EMAIL,),
+            {
+                "link": "The single-use confirmation link",
+                "expires_hours": "Hours before the link expires",
+            },
+            {"link": "{app_url}/email/verify/?token=sample-token", "expires_hours": 48},
+        ),
+        MessageKind(
             "password_reset",
             "Account",
             "A password reset link.",

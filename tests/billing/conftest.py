@@ -107,10 +107,13 @@ def pay_checkout(srv: Any, session_id: str, *, email: str, card: str = "42424242
 def make_member(email: str) -> Any:
     """A signed-up member with a Stripe customer (created in the fake), no subscription yet."""
     import stripe
+    from django.utils import timezone
 
     from members.models import Member, User
 
-    user = User.objects.create_user(email, "correct horse battery")
+    user = User.objects.create_user(
+        email, "correct horse battery", email_verified_at=timezone.now()
+    )
     customer = stripe.Customer.create(email=email)
     return Member.objects.create(user=user, stripe_customer_id=customer.id)
 

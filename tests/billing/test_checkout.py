@@ -6,6 +6,7 @@ import pytest
 import stripe
 from django.conf import settings
 from django.urls import reverse
+from django.utils import timezone
 
 from billing.checkout import CheckoutError, checkout_company_start, seats_add
 from members.models import Member, SeatTier, Team, User
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def buyer(client) -> Member:
     """A signed-up, logged-in member with no subscription and no Stripe customer yet."""
-    user = User.objects.create_user("buyer@example.org", PASSWORD)
+    user = User.objects.create_user("buyer@example.org", PASSWORD, email_verified_at=timezone.now())
     client.force_login(user)
     return Member.objects.create(user=user)
 
@@ -274,7 +275,9 @@ def test_team_page_refuses_a_bad_seat_quantity_without_calling_stripe(
 
 
 def test_only_an_owner_of_the_team_can_buy_seats(client, company, stripe_server):
-    outsider = User.objects.create_user("outsider@example.org", PASSWORD)
+    outsider = User.objects.create_user(
+        "outsider@example.org", PASSWORD, email_verified_at=timezone.now()
+    )
     Member.objects.create(user=outsider)
     client.force_login(outsider)
 

@@ -14,6 +14,7 @@ import stripe
 from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from members.models import Member, SeatTier, Team, User
 from tests.billing.conftest import deliver, make_member, pay_checkout, recorded_events
@@ -35,7 +36,7 @@ def _logged_in(member: Member) -> Client:
 
 
 def _co_owner(team: Team, email: str) -> Member:
-    user = User.objects.create_user(email, PASSWORD)
+    user = User.objects.create_user(email, PASSWORD, email_verified_at=timezone.now())
     return Member.objects.create(user=user, team=team, seat_tier=SeatTier.OWNER)
 
 

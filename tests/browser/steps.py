@@ -7,6 +7,8 @@ import time
 
 from playwright.sync_api import Page, expect
 
+from tests.browser.stack import Mailbox
+
 PASSWORD = "correct horse battery staple"
 INTRODUCTION = (
     "Hello everyone! I run revenue operations for a mid-sized software company and I am here "
@@ -21,6 +23,16 @@ def sign_up(page: Page, email: str, *, password: str = PASSWORD) -> None:
     page.get_by_label("Confirm password").fill(password)
     page.get_by_role("button", name="Sign up").click()
     expect(page).to_have_url(re.compile(r"/dashboard/$"))
+
+
+def confirm_email(page: Page, mailbox: Mailbox, email: str) -> None:
+    """Open the confirmation link from the sign-up email (linking Discord, the team page and
+    billing wait for it), in the browser that signed up."""
+    message = mailbox.wait_for(email, "confirm your email")
+    page.goto(mailbox.link(message, "/email/verify/"))
+    page.get_by_role("button", name="Confirm my email").click()
+    expect(page).to_have_url(re.compile(r"/dashboard/$"))
+    expect(page.get_by_role("main")).to_contain_text("Your email is confirmed.")
 
 
 def pay_on_fake_checkout(page: Page, *, card: str = "4242 4242 4242 4242") -> None:
@@ -48,8 +60,9 @@ def reload_until(
         page.reload()
 
 
-def buy_individual(page: Page, email: str) -> None:
+def buy_individual(page: Page, email: str, mailbox: Mailbox) -> None:
     sign_up(page, email)
+    confirm_email(page, mailbox, email)
     page.get_by_role("button", name="Join as an individual").click()
     pay_on_fake_checkout(page)
     reload_until(page, "Active", exact=True)

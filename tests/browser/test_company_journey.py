@@ -12,6 +12,7 @@ from tests.browser.audit import Auditor
 from tests.browser.stack import Stack, wait_until
 from tests.browser.steps import (
     INTRODUCTION,
+    confirm_email,
     pay_on_fake_checkout,
     post_introduction,
     reload_until,
@@ -34,6 +35,7 @@ def test_owner_buys_seats_invites_by_email_and_revokes_the_knight(
     owner = context.new_page()
 
     sign_up(owner, owner_email)
+    confirm_email(owner, stack.mailbox, owner_email)
     owner.get_by_role("link", name="Set up a company plan").click()
     auditor.check(context, "Company plan", f"{stack.url}/company/")
     owner.get_by_label("Company name").fill("Camelot Consulting")

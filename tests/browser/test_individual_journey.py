@@ -12,6 +12,7 @@ from tests.browser.audit import Auditor
 from tests.browser.stack import Stack, wait_until
 from tests.browser.steps import (
     INTRODUCTION,
+    confirm_email,
     link_discord_as,
     pay_on_fake_checkout,
     post_introduction,
@@ -37,6 +38,7 @@ def test_individual_signs_up_pays_links_discord_and_becomes_lord_after_introduct
 
     sign_up(page, email)
     expect(page.get_by_text("You have no active membership yet.")).to_be_visible()
+    confirm_email(page, stack.mailbox, email)
     auditor.check(context, "Dashboard (no membership)", f"{stack.url}/dashboard/")
 
     page.get_by_role("button", name="Join as an individual").click()

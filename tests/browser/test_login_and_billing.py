@@ -53,7 +53,7 @@ def test_failed_renewal_shows_banner_emails_and_recovers_through_the_portal(
 ) -> None:
     email = "rene.renewal@example.org"
     page = context.new_page()
-    buy_individual(page, email)
+    buy_individual(page, email, stack.mailbox)
     subscription = stack.subscription_for(email)
 
     stack.stripe("POST", f"subscriptions/{subscription['id']}/fail_renewal")

@@ -29,7 +29,7 @@ def test_staff_revokes_access_sees_the_audit_entry_and_runs_reconciliation(
     member_email = "sam.revoked@example.org"
     member_context = browser.new_context(base_url=stack.url)
     try:
-        buy_individual(member_context.new_page(), member_email)
+        buy_individual(member_context.new_page(), member_email, stack.mailbox)
     finally:
         member_context.close()
 

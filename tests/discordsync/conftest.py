@@ -47,7 +47,10 @@ def make_member(
     password: str | None = "correct horse battery",
 ) -> Member:
     """An individual subscriber (own subscription with `status`) or, with `team`, a seat."""
-    user = User.objects.create_user(f"{name}@example.com", password)
+    # An established member: the email was proven (the sensitive pages wait for that).
+    user = User.objects.create_user(
+        f"{name}@example.com", password, email_verified_at=timezone.now()
+    )
     sub_id = ""
     if team is None and status is not None:
         sub_id = f"sub_{name}"

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import parse_qs, urlparse
 
 import time_machine
 from django.conf import settings
@@ -230,6 +230,12 @@ def build(world: World, staff: dict[str, Any], stats: Stats) -> type[RuleBasedSt
                 "/signup/",
                 {"email": person.email, "password": PASSWORD, "password_confirm": PASSWORD},
             )
+            assert response.status_code == 302, response.content
+            # Open the emailed confirmation link, as linking Discord and the team pages wait
+            # for it.
+            link = Notification.objects.filter(kind="email_verify", recipient=person.email)
+            token = parse_qs(urlparse(link.latest("id").context["link"]).query)["token"][0]
+            response = client.post("/email/verify/", {"token": token})
             assert response.status_code == 302, response.content
             person.signed_up = True
 
