@@ -39,7 +39,8 @@ from djstripe.models import Subscription
 from billing.models import FailureEpisode
 from discordsync.selectors import member_expected_role
 from discordsync.services import member_remove_request, role_sync_request
-from members.models import Invite, Member, SeatTier, Team
+from members.models import Invite, Member, SeatTier
+from members.team_services import team_end
 from ops.models import GatewayConfig
 from ops.services import audit_record, notification_enqueue
 
@@ -300,13 +301,17 @@ def episode_remove(*, episode_id: int, now: datetime) -> bool:
         Member.objects.filter(pk=member.pk).update(
             cancelled_at=now, introduced_at=None, intro_message_id="", updated_at=now
         )
-    team = Team.objects.filter(pk=episode.team_id).first() if episode.team_id else None
     revoked_invites = 0
-    if team is not None:
-        Team.objects.filter(pk=team.pk, cancelled_at__isnull=True).update(cancelled_at=now)
-        # Open invites die with the team: a returning company buys a new plan.
-        revoked_invites = Invite.objects.filter(team=team, revoked_at__isnull=True).update(
-            revoked_at=now
+    if episode.team_id is not None:
+        revoked_invites = Invite.objects.filter(
+            team_id=episode.team_id, revoked_at__isnull=True
+        ).count()
+        # The team is cancelled, its invites revoked and every member detached (SPEC §2a).
+        team_end(
+            team_id=episode.team_id,
+            now=now,
+            reason="billing unresolved for the whole Debtor period",
+            actor_type="system",
         )
     audit_record(
         actor_type="system",

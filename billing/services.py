@@ -30,6 +30,7 @@ from billing.models import FailureEpisode
 from billing.selectors import subscription_item_quantities, subscription_period_end
 from discordsync.services import role_sync_request
 from members.models import Member, SeatTier, Team
+from members.team_services import team_end, team_return
 from ops.models import GatewayConfig
 from ops.services import audit_record, notification_enqueue
 
@@ -163,8 +164,11 @@ def checkout_completed(*, session: dict[str, Any], now: datetime | None = None) 
         if purchaser is not None and (
             purchaser.team_id != team.pk or purchaser.seat_tier != SeatTier.OWNER
         ):
+            # A new company (first purchase, or a former member starting one) starts its own
+            # access period, like a new individual subscription below.
             purchaser.team = team
             purchaser.seat_tier = SeatTier.OWNER
+            purchaser.paid_at = None
             purchaser.save()
         audit_record(
             actor_type="stripe",
@@ -226,11 +230,10 @@ def subscription_apply(*, snapshot: SubscriptionSnapshot, now: datetime | None =
             team.save(update_fields=["owner_seats", "team_seats"])
             changed.update(m.pk for m in members)
         if entitled and team.cancelled_at is not None:
-            team.cancelled_at = None
-            team.save(update_fields=["cancelled_at"])
+            # The same subscription entitles the team again (e.g. an unpaid one was settled).
+            team_return(team_id=team.pk, now=now)
+            team, members = _holders(snapshot.id)
         elif not entitled and team.cancelled_at is None and snapshot.status != "incomplete":
-            team.cancelled_at = now
-            team.save(update_fields=["cancelled_at"])
             audit_record(
                 actor_type="stripe",
                 action="subscription_ended",
@@ -245,6 +248,12 @@ def subscription_apply(*, snapshot: SubscriptionSnapshot, now: datetime | None =
         elif not entitled and member.paid_at is not None and member.cancelled_at is None:
             _access_end(member=member, snapshot=snapshot, now=now)
             changed.add(member.pk)
+    if team is not None and not entitled and snapshot.status != "incomplete":
+        # Every member leaves the ended team (SPEC §2a); also heals a team that ended before
+        # members were detached, on its next event or reconciliation.
+        changed.update(
+            team_end(team_id=team.pk, now=now, reason=f"team subscription {snapshot.status}")
+        )
 
     if not entitled:
         _episodes_close(

@@ -74,8 +74,17 @@ def discord_link(*, member_id: int, discord_user: DiscordUser, now: datetime) ->
         raise LinkError("Your membership already has a Discord account linked.")
     if not member_is_entitled(member, now):
         raise LinkError("An active membership is needed before you can link Discord.")
-    if Member.objects.filter(discord_id=discord_user.id).exclude(pk=member.pk).exists():
-        raise LinkError("That Discord account is already linked to another membership.")
+    holder = (
+        Member.objects.select_for_update(of=("self",))
+        .select_related("user")
+        .filter(discord_id=discord_user.id)
+        .exclude(pk=member.pk)
+        .first()
+    )
+    if holder is not None:
+        if not discord_only_and_empty(holder):
+            raise LinkError("That Discord account is already linked to another membership.")
+        _merge_discord_only(holder=holder, into=member)
     member.discord_id = discord_user.id
     member.discord_username = discord_user.username[:100]
     member.discord_avatar = discord_user.avatar[:100]
@@ -103,6 +112,37 @@ def discord_link(*, member_id: int, discord_user: DiscordUser, now: datetime) ->
     )
     role_sync_request(member_id=member.pk)
     return member
+
+
+def discord_only_and_empty(member: Member) -> bool:
+    """A row made by a seat claim (no email, no password) that holds nothing any more.
+
+    Its only use is logging in with Discord; the seat it was made for is gone (the team ended
+    or the seat was revoked) and it never had a plan of its own.
+    """
+    user = member.user
+    return (
+        not user.email
+        and not user.has_usable_password()
+        and not user.is_staff
+        and member.team_id is None
+        and not member.subscription_id
+    )
+
+
+def _merge_discord_only(*, holder: Member, into: Member) -> None:
+    """The person who held a Discord-only seat links the same Discord account to their paid
+    membership: one person, one member. The empty row (and its login) goes; the audit log keeps
+    its history under its id."""
+    audit_record(
+        actor_type="member",
+        actor_id=str(into.pk),
+        actor_label=str(into),
+        action="discord_only_member_merged",
+        target=into,
+        details={"merged_member_id": holder.pk, "discord_id": holder.discord_id or ""},
+    )
+    holder.user.delete()  # cascades to the Member row; notifications keep their copy
 
 
 def guild_join(*, member_id: int, access_token: str) -> bool:

@@ -1,9 +1,13 @@
-"""Team seats: invites, atomic seat claims and seat revocation.
+"""Team seats: invites, atomic seat claims, seat revocation and the end of a team.
 
 A seat claim locks the team row, so concurrent claims of the last seats queue behind each
 other and never exceed the paid count (PostgreSQL row lock; SQLite serialises writers with
 ``BEGIN IMMEDIATE``). Claims need the team to be entitled and not in Debtor — v1 accepted
 claims on cancelled teams.
+
+Ending a team (its subscription stopped entitling it, or the Debtor period ran out) detaches
+every member: team and seat cleared, Discord link kept, so each person can buy an individual
+plan, start a company or claim another team's seat. Who held which seat stays in the audit log.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from django.db import IntegrityError, transaction
 from django.urls import reverse
 from django.utils import timezone
 
+from billing.checkout import member_has_live_subscription
 from billing.entitlement import member_is_entitled, subscription_is_entitled
 from discordsync.oauth import DiscordUser
 from discordsync.services import member_remove_request, role_sync_request
@@ -213,7 +218,9 @@ def seat_claim(*, invite_id: int, discord_user: DiscordUser, now: datetime) -> M
             raise SeatError("Your Discord account already holds a seat in this team.")
         if member.team_id is not None:
             raise SeatError("Your Discord account already holds a seat in another team.")
-        if member_is_entitled(member, now) or member.subscription_id:
+        # A cancelled individual plan is history, not a membership: only one that still grants
+        # or owes access (SPEC §2a) keeps the person from taking a seat.
+        if member_is_entitled(member, now) or member_has_live_subscription(member):
             raise SeatError(
                 "Your Discord account already has its own membership. Cancel it before "
                 "taking a team seat, or contact support."
@@ -236,7 +243,7 @@ def seat_claim(*, invite_id: int, discord_user: DiscordUser, now: datetime) -> M
     member.discord_avatar = discord_user.avatar[:100]
     member.linked_at = member.linked_at or now
     member.cancelled_at = None
-    member.paid_at = member.paid_at or now
+    member.paid_at = now  # a claim starts a new access period (claim reminders, farewell)
     member.save()
 
     invite.last_claimed_at = now
@@ -290,21 +297,7 @@ def seat_revoke(*, actor: Member, member_id: int, now: datetime) -> Member:
             member=target,
             context={"team_name": team.name, "name": target.discord_username},
         )
-    target.team = None
-    target.seat_tier = SeatTier.INDIVIDUAL
-    target.introduced_at = None
-    target.intro_message_id = ""
-    target.cancelled_at = now
-    target.save(
-        update_fields=[
-            "team",
-            "seat_tier",
-            "introduced_at",
-            "intro_message_id",
-            "cancelled_at",
-            "updated_at",
-        ]
-    )
+    member_detach(member=target, now=now)
     audit_record(
         **_actor(actor),
         action="seat_revoked",
@@ -318,3 +311,86 @@ def seat_revoke(*, actor: Member, member_id: int, now: datetime) -> Member:
             farewell_id=farewell.pk if farewell is not None else None,
         )
     return target
+
+
+def member_detach(*, member: Member, now: datetime) -> None:
+    """Take the member off their team: team and seat cleared, intro to redo, Discord kept.
+
+    The person stays one Member (same login, same Discord link), free to buy an individual
+    plan, start a company or claim a seat again; the caller audits why.
+    """
+    member.team = None
+    member.seat_tier = SeatTier.INDIVIDUAL
+    member.introduced_at = None
+    member.intro_message_id = ""
+    member.cancelled_at = member.cancelled_at or now
+    member.save(
+        update_fields=[
+            "team",
+            "seat_tier",
+            "introduced_at",
+            "intro_message_id",
+            "cancelled_at",
+            "updated_at",
+        ]
+    )
+
+
+@transaction.atomic
+def team_end(*, team_id: int, now: datetime, reason: str, actor_type: str = "stripe") -> list[int]:
+    """The team's subscription no longer entitles it: cancel it, revoke its invites, detach all.
+
+    Idempotent: a team that already ended keeps its ``cancelled_at`` and has nobody left to
+    detach. The callers send the farewell or removal messages and request the kicks (they hold
+    the members from before the detachment). Returns the ids of the detached members.
+    """
+    team = Team.objects.select_for_update().get(pk=team_id)
+    if team.cancelled_at is None:
+        team.cancelled_at = now
+        team.save(update_fields=["cancelled_at"])
+    # Open invites die with the team; a team that returns creates new ones.
+    Invite.objects.filter(team=team, revoked_at__isnull=True).update(revoked_at=now)
+    members = list(Member.objects.select_for_update(of=("self",)).filter(team=team).order_by("pk"))
+    for member in members:
+        tier = member.seat_tier
+        member_detach(member=member, now=now)
+        audit_record(
+            actor_type=actor_type,
+            action="team_member_detached",
+            target=member,
+            details={"team_id": team.pk, "tier": tier, "discord_id": member.discord_id or ""},
+            reason=reason,
+        )
+    return [member.pk for member in members]
+
+
+@transaction.atomic
+def team_return(*, team_id: int, now: datetime) -> Member | None:
+    """An ended team's subscription entitles it again: the team is live, its primary owner back.
+
+    The primary owner paid for the plan, so they get their owner seat again when they are
+    free (no other team, no membership of their own that still grants or owes access); the
+    other seats are claimed afresh through new invites. Returns the re-attached owner.
+    """
+    team = Team.objects.select_for_update().get(pk=team_id)
+    if team.cancelled_at is not None:
+        team.cancelled_at = None
+        team.save(update_fields=["cancelled_at"])
+    owner = (
+        Member.objects.select_for_update(of=("self",))
+        .select_related("user", "team")
+        .filter(pk=team.primary_owner_id)
+        .first()
+    )
+    if owner is None or owner.team_id is not None or member_has_live_subscription(owner):
+        return None
+    owner.team = team
+    owner.seat_tier = SeatTier.OWNER
+    owner.save(update_fields=["team", "seat_tier", "updated_at"])
+    audit_record(
+        actor_type="stripe",
+        action="team_owner_reattached",
+        target=owner,
+        details={"team_id": team.pk, "subscription_id": team.subscription_id or ""},
+    )
+    return owner
