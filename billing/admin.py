@@ -5,7 +5,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django_q.tasks import async_task
 
-from billing.models import FailureEpisode, StripeEventInbox
+from billing.models import Dispute, FailureEpisode, StripeEventInbox
 from ops.services import audit_record
 
 
@@ -57,3 +57,32 @@ class FailureEpisodeAdmin(admin.ModelAdmin):
     list_filter = ("close_reason",)
     search_fields = ("subscription_id", "invoice_id")
     raw_id_fields = ("member", "team")
+
+
+@admin.register(Dispute)
+class DisputeAdmin(admin.ModelAdmin):
+    """Chargebacks as Stripe last reported them; answered in Stripe, never edited here."""
+
+    list_display = (
+        "dispute_id",
+        "subscription_id",
+        "status",
+        "outcome",
+        "amount",
+        "currency",
+        "reason",
+        "opened_at",
+        "closed_at",
+    )
+    list_filter = ("status", "outcome")
+    search_fields = ("dispute_id", "subscription_id", "charge_id", "invoice_id")
+    readonly_fields = [field.name for field in Dispute._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False

@@ -12,7 +12,7 @@ from typing import Any
 
 import structlog
 
-from billing import services
+from billing import disputes, services
 
 log = structlog.get_logger(__name__)
 
@@ -46,6 +46,14 @@ def _invoice_payment_failed(obj: dict[str, Any]) -> None:
     services.payment_failed_recorded(invoice=obj, subscription_id=subscription_id)
 
 
+def _dispute_changed(obj: dict[str, Any]) -> None:
+    disputes.dispute_sync(dispute_id=str(obj["id"]))
+
+
+def _charge_refunded(obj: dict[str, Any]) -> None:
+    disputes.refund_record(charge_id=str(obj["id"]))
+
+
 def _customer_updated(obj: dict[str, Any]) -> None:
     # The member's login email stays theirs; the Stripe customer is only mirrored.
     services.customer_sync(customer_id=str(obj["id"]))
@@ -59,6 +67,10 @@ HANDLERS: dict[str, Handler] = {
     "invoice.paid": _invoice_paid,
     "invoice.payment_failed": _invoice_payment_failed,
     "customer.updated": _customer_updated,
+    "charge.dispute.created": _dispute_changed,
+    "charge.dispute.updated": _dispute_changed,
+    "charge.dispute.closed": _dispute_changed,
+    "charge.refunded": _charge_refunded,
 }
 
 

@@ -261,7 +261,7 @@ def episode_enter_debtor(*, episode_id: int, now: datetime) -> bool:
     return True
 
 
-def _cancel_in_stripe(subscription_id: str) -> str:
+def cancel_in_stripe(subscription_id: str) -> str:
     """Cancel the subscription in Stripe and mirror the answer; returns its status.
 
     stripe-python applies the timeout and bounded retries (``billing/stripe_client.py``).
@@ -295,7 +295,7 @@ def episode_remove(*, episode_id: int, now: datetime) -> bool:
     config = GatewayConfig.load()
     stripe_status = ""
     if config.cancel_stripe_on_removal:
-        stripe_status = _cancel_in_stripe(episode.subscription_id)
+        stripe_status = cancel_in_stripe(episode.subscription_id)
     members = episode_members(episode)
     for member in members:
         Member.objects.filter(pk=member.pk).update(

@@ -106,6 +106,7 @@ class BillingSummary:
     in_failure: bool
     grace_ends_at: datetime | None
     in_debtor: bool
+    suspended: bool  # an open dispute on a payment of the subscription
     removal_due_at: datetime | None
 
     @property
@@ -136,5 +137,6 @@ def member_billing_summary(member: Member, now: datetime | None = None) -> Billi
         in_failure=episode is not None,
         grace_ends_at=episode.grace_ends_at if episode else None,
         in_debtor=in_debtor,
+        suspended=outcome == Access.SUSPENDED,
         removal_due_at=episode.removal_due_at if episode else None,
     )

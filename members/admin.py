@@ -377,6 +377,7 @@ class MemberAdmin(admin.ModelAdmin):
             ("Payment failure", "open" if summary.in_failure else "none"),
             ("Grace ends", _when(summary.grace_ends_at)),
             ("Debtor", "yes" if summary.in_debtor else "no"),
+            ("Payment disputed (access suspended)", "yes" if summary.suspended else "no"),
             ("Removal due", _when(summary.removal_due_at)),
         ]
         return _table(["", ""], rows, "")

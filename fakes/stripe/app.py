@@ -467,6 +467,41 @@ async def pay_invoice(request: web.Request) -> web.Response:
     return _reply(request, _state(request).pay_invoice(request.match_info["id"]))
 
 
+# charges, invoice payments, disputes
+
+
+async def get_charge(request: web.Request) -> web.Response:
+    return _reply(request, _state(request).get_charge(request.match_info["id"]))
+
+
+async def get_invoice_payment(request: web.Request) -> web.Response:
+    return _reply(request, _state(request).get_invoice_payment(request.match_info["id"]))
+
+
+async def list_invoice_payments(request: web.Request) -> web.Response:
+    return _reply_list(request, "/v1/invoice_payments", _state(request).list_invoice_payments)
+
+
+async def get_dispute(request: web.Request) -> web.Response:
+    return _reply(request, _state(request).get_dispute(request.match_info["id"]))
+
+
+async def list_disputes(request: web.Request) -> web.Response:
+    return _reply_list(request, "/v1/disputes", _state(request).list_disputes)
+
+
+async def control_dispute(request: web.Request) -> web.Response:
+    """``POST /_control/disputes/{id}/{action}``: ``evidence``, or ``close`` with ``won``."""
+    state, dispute_id = _state(request), request.match_info["id"]
+    body = await _body(request)
+    action = request.match_info["action"]
+    if action == "evidence":
+        return _json(state.submit_dispute_evidence(dispute_id))
+    if action == "close":
+        return _json(state.close_dispute(dispute_id, won=bool(body.get("won", True))))
+    raise web.HTTPNotFound(text=f"unknown action {action!r}")
+
+
 async def get_invoice_item(request: web.Request) -> web.Response:
     state = _state(request)
     item = state.invoice_items.get(request.match_info["id"])
@@ -711,6 +746,10 @@ def _lifecycle(state: StripeState, action: str) -> Callable[[str, Obj], Obj]:
         ),
         "cancel": lambda sub_id, body: state.cancel(sub_id),
         "status": lambda sub_id, body: state.set_status(sub_id, str(body.get("status", ""))),
+        "dispute": lambda sub_id, body: state.open_dispute(
+            sub_id, reason=str(body.get("reason") or "fraudulent")
+        ),
+        "refund": lambda sub_id, body: state.refund(sub_id, amount=body.get("amount")),
     }
     if action not in operations:
         raise web.HTTPNotFound(text=f"unknown action {action!r}")
@@ -974,6 +1013,11 @@ def build_app(
     r.add_get("/v1/subscription_items/{id}", get_subscription_item)
     r.add_post("/v1/subscription_items/{id}", update_subscription_item)
     r.add_delete("/v1/subscription_items/{id}", delete_subscription_item)
+    r.add_get("/v1/charges/{id}", get_charge)
+    r.add_get("/v1/invoice_payments", list_invoice_payments)
+    r.add_get("/v1/invoice_payments/{id}", get_invoice_payment)
+    r.add_get("/v1/disputes", list_disputes)
+    r.add_get("/v1/disputes/{id}", get_dispute)
     r.add_get("/v1/invoices", list_invoices)
     r.add_get("/v1/invoices/{id}", get_invoice)
     r.add_get("/v1/invoices/{id}/lines", list_invoice_lines)
@@ -1004,6 +1048,7 @@ def build_app(
     r.add_get("/_control/state", control_state)
     r.add_post("/_control/reset", control_reset)
     r.add_post("/_control/subscriptions/{id}/{action}", control_subscription)
+    r.add_post("/_control/disputes/{id}/{action}", control_dispute)
     r.add_post("/_control/checkout/{id}/complete", control_complete_checkout)
     r.add_get("/_control/faults", control_faults)
     r.add_post("/_control/faults", control_add_fault)

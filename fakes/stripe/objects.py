@@ -845,3 +845,97 @@ def event(
         "request": {"id": request_id, "idempotency_key": idempotency_key},
         "type": event_type,
     }
+
+
+# -- payments and disputes ----------------------------------------------------------------------
+
+
+def charge(
+    charge_id: str,
+    *,
+    amount: int,
+    currency: str,
+    customer: str,
+    payment_intent: str,
+    payment_method: str | None,
+    created: int,
+    livemode: bool,
+) -> dict[str, Any]:
+    """A succeeded card charge (the fields the gateway and dj-stripe read)."""
+    return {
+        "id": charge_id,
+        "object": "charge",
+        "amount": amount,
+        "amount_captured": amount,
+        "amount_refunded": 0,
+        "captured": True,
+        "created": created,
+        "currency": currency,
+        "customer": customer,
+        "description": "Subscription update",
+        "disputed": False,
+        "livemode": livemode,
+        "metadata": {},
+        "paid": True,
+        "payment_intent": payment_intent,
+        "payment_method": payment_method,
+        "refunded": False,
+        "status": "succeeded",
+    }
+
+
+def invoice_payment(
+    payment_id: str,
+    *,
+    invoice_id: str,
+    amount: int,
+    currency: str,
+    payment_intent: str,
+    created: int,
+    livemode: bool,
+) -> dict[str, Any]:
+    """How an invoice was paid (``/v1/invoice_payments``): the link from a payment to it."""
+    return {
+        "id": payment_id,
+        "object": "invoice_payment",
+        "amount_paid": amount,
+        "amount_requested": amount,
+        "created": created,
+        "currency": currency,
+        "invoice": invoice_id,
+        "is_default": True,
+        "livemode": livemode,
+        "payment": {"type": "payment_intent", "payment_intent": payment_intent},
+        "status": "paid",
+        "status_transitions": {"canceled_at": None, "paid_at": created},
+    }
+
+
+def dispute(
+    dispute_id: str,
+    *,
+    charge: dict[str, Any],
+    reason: str,
+    created: int,
+) -> dict[str, Any]:
+    return {
+        "id": dispute_id,
+        "object": "dispute",
+        "amount": charge["amount"],
+        "balance_transactions": [],
+        "charge": charge["id"],
+        "created": created,
+        "currency": charge["currency"],
+        "evidence_details": {
+            "due_by": created + 21 * 86400,
+            "has_evidence": False,
+            "past_due": False,
+            "submission_count": 0,
+        },
+        "is_charge_refundable": False,
+        "livemode": charge["livemode"],
+        "metadata": {},
+        "payment_intent": charge["payment_intent"],
+        "reason": reason,
+        "status": "needs_response",
+    }

@@ -244,6 +244,10 @@ class StripeState:
             self.session_subscription_data: dict[str, Obj] = {}
             self.portal_sessions = Store()
             self.payment_methods = Store()
+            self.charges = Store()
+            self.invoice_payments = Store()
+            self.disputes = Store()
+            self.charge_by_invoice: dict[str, str] = {}
             self.events = Store()
             self.subs_by_customer: dict[str, list[str]] = {}
             self.invoices_by_customer: dict[str, list[str]] = {}
@@ -309,6 +313,9 @@ class StripeState:
         "evt": "events",
         "bps": "portal_sessions",
         "pm": "payment_methods",
+        "ch": "charges",
+        "inpay": "invoice_payments",
+        "dp": "disputes",
     }
 
     def lookup(self, object_id: str) -> Obj | None:
@@ -1105,8 +1112,40 @@ class StripeState:
             webhooks_delivered_at=invoice["webhooks_delivered_at"] or now,
             status_transitions={**invoice["status_transitions"], "paid_at": now},
         )
+        if invoice["amount_paid"] > 0:
+            self._charge_for(invoice)
         self._emit("invoice.paid", invoice)
         self._emit("invoice.payment_succeeded", invoice)
+
+    def _charge_for(self, invoice: Obj) -> Obj:
+        """The card charge that paid ``invoice``, and the invoice payment linking the two."""
+        now = self.now()
+        customer = self.customers.objects[invoice["customer"]]
+        intent = new_id("pi")
+        charge = objects.charge(
+            new_id("ch"),
+            amount=invoice["amount_paid"],
+            currency=invoice["currency"],
+            customer=invoice["customer"],
+            payment_intent=intent,
+            payment_method=(customer.get("invoice_settings") or {}).get("default_payment_method"),
+            created=now,
+            livemode=bool(invoice.get("livemode")),
+        )
+        self.charges.add(charge)
+        self.invoice_payments.add(
+            objects.invoice_payment(
+                new_id("inpay"),
+                invoice_id=invoice["id"],
+                amount=invoice["amount_paid"],
+                currency=invoice["currency"],
+                payment_intent=intent,
+                created=now,
+                livemode=bool(invoice.get("livemode")),
+            )
+        )
+        self.charge_by_invoice[invoice["id"]] = charge["id"]
+        return charge
 
     def _fail_invoice(self, invoice: Obj) -> None:
         now = self.now()
@@ -1677,6 +1716,96 @@ class StripeState:
 
     # -- billing portal ----------------------------------------------------------------------
 
+    # -- charges, invoice payments, disputes and refunds ------------------------------------
+
+    def get_charge(self, charge_id: str) -> Obj:
+        return self._get(self.charges, "charge", charge_id)
+
+    def get_dispute(self, dispute_id: str) -> Obj:
+        return self._get(self.disputes, "dispute", dispute_id)
+
+    def get_invoice_payment(self, payment_id: str) -> Obj:
+        return self._get(self.invoice_payments, "invoice_payment", payment_id)
+
+    def list_invoice_payments(self, params: Obj, **paging: Any) -> tuple[list[Obj], bool]:
+        """``GET /v1/invoice_payments``: by ``invoice`` or by ``payment[payment_intent]``."""
+        invoice_id = get_str(params, "invoice")
+        payment = get_dict(params, "payment") or {}
+        intent = payment.get("payment_intent")
+
+        def match(obj: Obj) -> bool:
+            return (invoice_id is None or obj["invoice"] == invoice_id) and (
+                intent is None or obj["payment"]["payment_intent"] == intent
+            )
+
+        return self.invoice_payments.page(match=match, kind="invoice_payment", **paging)
+
+    def list_disputes(self, params: Obj, **paging: Any) -> tuple[list[Obj], bool]:
+        charge_id = get_str(params, "charge")
+
+        def match(obj: Obj) -> bool:
+            return charge_id is None or obj["charge"] == charge_id
+
+        return self.disputes.page(match=match, kind="dispute", **paging)
+
+    def _latest_charge(self, sub_id: str) -> Obj:
+        sub = self.get_subscription(sub_id)
+        for invoice_id in reversed(self.invoices_by_subscription.get(sub["id"], [])):
+            charge_id = self.charge_by_invoice.get(invoice_id)
+            if charge_id:
+                return self.charges.objects[charge_id]
+        raise invalid(f"Subscription {sub_id} has no paid charge.")
+
+    def open_dispute(self, sub_id: str, *, reason: str = "fraudulent") -> Obj:
+        """The customer's bank disputes the latest paid charge of the subscription."""
+        with self._operation():
+            charge = self._latest_charge(sub_id)
+            if charge["disputed"]:
+                raise invalid(f"Charge {charge['id']} is already disputed.")
+            charge["disputed"] = True
+            dispute = objects.dispute(
+                new_id("dp"), charge=charge, reason=reason, created=self.now()
+            )
+            self.disputes.add(dispute)
+            self._emit("charge.dispute.created", dispute)
+            return snapshot(dispute)
+
+    def submit_dispute_evidence(self, dispute_id: str) -> Obj:
+        """The merchant answers: the dispute is under review (``charge.dispute.updated``)."""
+        with self._operation():
+            dispute = self.get_dispute(dispute_id)
+            before = snapshot(dispute)
+            dispute["status"] = "under_review"
+            dispute["evidence_details"] = {
+                **dispute["evidence_details"],
+                "has_evidence": True,
+                "submission_count": dispute["evidence_details"]["submission_count"] + 1,
+            }
+            self._emit("charge.dispute.updated", dispute, changes(before, dispute))
+            return snapshot(dispute)
+
+    def close_dispute(self, dispute_id: str, *, won: bool) -> Obj:
+        """The bank decides: ``won`` (funds back) or ``lost`` (``charge.dispute.closed``)."""
+        with self._operation():
+            dispute = self.get_dispute(dispute_id)
+            if dispute["status"] in ("won", "lost"):
+                raise invalid(f"Dispute {dispute_id} is already closed.")
+            before = snapshot(dispute)
+            dispute["status"] = "won" if won else "lost"
+            self._emit("charge.dispute.closed", dispute, changes(before, dispute))
+            return snapshot(dispute)
+
+    def refund(self, sub_id: str, *, amount: int | None = None) -> Obj:
+        """Refund (part of) the latest paid charge of the subscription (``charge.refunded``)."""
+        with self._operation():
+            charge = self._latest_charge(sub_id)
+            before = snapshot(charge)
+            left = charge["amount"] - charge["amount_refunded"]
+            charge["amount_refunded"] += min(left, amount if amount is not None else left)
+            charge["refunded"] = charge["amount_refunded"] >= charge["amount"]
+            self._emit("charge.refunded", charge, changes(before, charge))
+            return snapshot(charge)
+
     def create_portal_session(self, params: Obj, *, livemode: bool = False) -> Obj:
         customer_id = get_str(params, "customer")
         if not customer_id:
@@ -1885,6 +2014,9 @@ class StripeState:
         "checkout_sessions",
         "portal_sessions",
         "payment_methods",
+        "charges",
+        "invoice_payments",
+        "disputes",
         "events",
     )
 

@@ -33,6 +33,7 @@ from fakes.stripe import (
     FakeStripeServer,
     sign_payload,
 )
+from fakes.stripe.errors import StripeError as FakeStripeError
 from fakes.stripe.forms import parse_query
 
 API_KEY = "sk_test_fake_suite"
@@ -1089,3 +1090,44 @@ def test_dj_stripe_processes_every_event_the_fake_emits(
         "subscription_update",
         "subscription_cycle",
     }
+
+
+def test_disputes_and_refunds_of_a_subscription_payment(
+    srv: FakeStripeServer, client: stripe.StripeClient
+) -> None:
+    sub_id = subscribe(client)
+    invoice_id = client.v1.subscriptions.retrieve(sub_id).latest_invoice
+
+    # The charge that paid the invoice, and the invoice payment that links them (dahlia has no
+    # charge.invoice: the way back from a payment to its invoice is /v1/invoice_payments).
+    opened = srv.state.open_dispute(sub_id)
+    assert (opened["status"], opened["reason"]) == ("needs_response", "fraudulent")
+    dispute = client.v1.disputes.retrieve(opened["id"])
+    charge = client.v1.charges.retrieve(dispute.charge)
+    assert charge.disputed and charge.payment_intent == dispute.payment_intent
+    assert dispute.amount == charge.amount > 0
+    payments = client.v1.invoice_payments.list(
+        params={"payment": {"type": "payment_intent", "payment_intent": dispute.payment_intent}}
+    )
+    assert [p.invoice for p in payments.data] == [invoice_id]
+    with pytest.raises(FakeStripeError):
+        srv.state.open_dispute(sub_id)  # that charge is disputed already
+
+    srv.state.submit_dispute_evidence(opened["id"])
+    assert client.v1.disputes.retrieve(opened["id"]).status == "under_review"
+    closed = requests.post(
+        f"{srv.url}/_control/disputes/{opened['id']}/close", json={"won": False}, timeout=5
+    ).json()
+    assert closed["status"] == "lost"
+    with pytest.raises(FakeStripeError):
+        srv.state.close_dispute(opened["id"], won=True)
+    types = [e["type"] for e in srv.state.events_of() if e["type"].startswith("charge.dispute.")]
+    assert types == ["charge.dispute.created", "charge.dispute.updated", "charge.dispute.closed"]
+
+    refunded = srv.state.refund(sub_id, amount=100)
+    assert (refunded["amount_refunded"], refunded["refunded"]) == (100, False)
+    [event] = srv.state.events_of("charge.refunded")
+    assert event["data"]["object"]["id"] == charge.id
+    assert event["data"]["previous_attributes"] == {"amount_refunded": 0}
+    with pytest.raises(stripe.InvalidRequestError):
+        client.v1.disputes.retrieve("dp_missing")
