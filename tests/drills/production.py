@@ -1,0 +1,249 @@
+"""The gateway as an operator runs it: production settings with secrets generated here, a
+fresh PostgreSQL database, the processes started by the systemd units' own ``ExecStart``
+lines, behind the project's Caddy site file, talking to the fake Stripe and fake Discord.
+A member's journey is driven over HTTPS as a browser would: sign-up, Checkout on the fake's
+hosted page, Discord linking through the fake's consent page, Squire in the fake guild.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+import re
+import secrets
+import shlex
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+import psycopg
+import requests
+
+from fakes.discord.server import FakeDiscordServer
+from fakes.stripe.server import FakeStripeServer
+from tests.drills.stack import Process, wait_until
+from tests.processes import ROOT, wait_for_port
+
+SERVER = "postgres://postgres@127.0.0.1:5432"
+PASSWORD = "a long and unguessable passphrase 7"  # noqa: S105 - a test member's password
+
+
+@contextmanager
+def fresh_database(prefix: str) -> Iterator[str]:
+    """A new, empty database on the machine's PostgreSQL; dropped afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(f"{SERVER}/postgres", autocommit=True, connect_timeout=5) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{SERVER}/{name}"
+    finally:
+        drop_database(f"{SERVER}/{name}")
+
+
+def drop_database(url: str) -> None:
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(f"{SERVER}/postgres", autocommit=True, connect_timeout=5) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def production_env(
+    *,
+    database_url: str,
+    app_url: str,
+    port: int,
+    stripe: FakeStripeServer,
+    discord: FakeDiscordServer,
+    webhook_secret: str,
+    mail: Path,
+) -> dict[str, str]:
+    """What /etc/gateway/env holds on a production host (docs/CONFIGURATION.md), with fresh
+    secrets; only the Stripe and Discord addresses point at the fakes."""
+    inherited = {
+        key: value
+        for key, value in os.environ.items()
+        if key in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT")
+    }
+    host = urlsplit(app_url).hostname or "127.0.0.1"
+    return {
+        **inherited,
+        "DJANGO_ENV": "production",
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "ALLOWED_HOSTS": host,
+        "APP_URL": app_url,
+        "DATABASE_URL": database_url,
+        "PORT": str(port),
+        "WEB_CONCURRENCY": "2",
+        "Q_WORKERS": "1",
+        "TRUSTED_PROXY_COUNT": "1",
+        "FORWARDED_ALLOW_IPS": "127.0.0.1",
+        "STRIPE_SECRET_KEY": f"sk_test_{secrets.token_hex(16)}",
+        "STRIPE_WEBHOOK_SECRET": webhook_secret,
+        "STRIPE_API_BASE": stripe.url,
+        **discord.settings(),
+        "EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend",
+        "EMAIL_FILE_PATH": str(mail),
+        "SENTRY_DSN": "",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def unit_command(name: str, checkout: Path) -> list[str]:
+    """The ``ExecStart`` of ``deploy/systemd/<name>`` for a checkout at ``checkout``."""
+    parser = configparser.ConfigParser(interpolation=None, strict=False)
+    parser.optionxform = str
+    parser.read(ROOT / "deploy" / "systemd" / name)
+    service = parser["Service"]
+    assert service["WorkingDirectory"] == "/srv/gateway"
+    return shlex.split(service["ExecStart"].replace("/srv/gateway", str(checkout)))
+
+
+@dataclass
+class Units:
+    """gunicorn, qcluster and runbot as ``gateway.target`` starts them."""
+
+    processes: list[Process]
+
+    @classmethod
+    def start(cls, env: dict[str, str], checkout: Path, logs: Path, tag: str) -> Units:
+        processes = [
+            Process(
+                f"{unit}-{tag}",
+                unit_command(f"gateway-{unit}.service", checkout),
+                env,
+                logs / f"{unit}-{tag}.log",
+                group=True,
+            )
+            for unit in ("web", "worker", "bot")
+        ]
+        units = cls(processes)
+        try:
+            wait_for_port(int(env["PORT"]), timeout=60)
+        except TimeoutError:
+            units.stop()
+            raise AssertionError(units.tails()) from None
+        return units
+
+    def tails(self) -> str:
+        return "\n\n".join(f"== {p.name}\n{p.tail(30)}" for p in self.processes)
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.stop()
+
+
+class Browser:
+    """A member's browser over HTTPS through the proxy (cookies, CSRF, redirects)."""
+
+    def __init__(self, app_url: str, ca_file: Path) -> None:
+        self.app_url = app_url
+        self.session = requests.Session()
+        # Per request: REQUESTS_CA_BUNDLE in the environment would override session.verify.
+        self.verify = str(ca_file)
+
+    def get(self, path_or_url: str, **params: Any) -> requests.Response:
+        url = path_or_url if "://" in path_or_url else self.app_url + path_or_url
+        return self.session.get(url, params=params or None, timeout=30, verify=self.verify)
+
+    def submit(
+        self, path: str, data: dict[str, str], *, on: str | None = None, follow: bool = True
+    ) -> requests.Response:
+        """GET the page with the form (``on``, else ``path``), POST the form to ``path`` with
+        its CSRF token, as a browser would."""
+        page = self.get(on or path)
+        assert page.status_code == 200, (on or path, page.status_code, page.text[-2000:])
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
+        assert token, f"no CSRF token on {on or path}"
+        return self.session.post(
+            self.app_url + path,
+            data={"csrfmiddlewaretoken": token.group(1), **data},
+            headers={"Referer": page.url},
+            timeout=30,
+            verify=self.verify,
+            allow_redirects=follow,
+        )
+
+
+def wait_ready(browser: Browser, timeout: float = 90) -> dict[str, Any]:
+    def ready() -> dict[str, Any] | None:
+        response = browser.get("/health/ready")
+        return response.json() if response.status_code == 200 else None
+
+    return wait_until(ready, timeout, "/health/ready 200")
+
+
+def sign_up(browser: Browser, email: str) -> None:
+    """Sign up, then log in again on a new visit (the password must work)."""
+    signed_up = browser.submit(
+        "/signup/", {"email": email, "password": PASSWORD, "password_confirm": PASSWORD}
+    )
+    assert signed_up.url.endswith("/dashboard/"), (signed_up.status_code, signed_up.text[-1500:])
+    browser.session.cookies.clear()
+    logged_in = browser.submit("/login/", {"email": email, "password": PASSWORD})
+    assert logged_in.url.endswith("/dashboard/"), (logged_in.status_code, logged_in.url)
+
+
+def pay(browser: Browser, checkout_page: requests.Response) -> None:
+    """Pay on the fake's hosted Checkout page the gateway redirected to; back on the dashboard."""
+    assert "/checkout/cs_" in checkout_page.url, checkout_page.url
+    paid = browser.session.post(
+        checkout_page.url,
+        data={"card_number": "4242 4242 4242 4242", "name": "Test Member"},
+        timeout=30,
+        verify=browser.verify,
+    )
+    assert "checkout=success" in paid.url, (paid.status_code, paid.url)
+
+
+def link_discord(browser: Browser, discord: FakeDiscordServer, discord_user: str) -> None:
+    """Through the fake's consent page as ``discord_user``; returns once that user is Squire
+    in the fake guild."""
+    # Not followed: the fake would consent as its default user at once.
+    consent = browser.submit("/claim/", {}, follow=False).headers.get("Location", "")
+    assert "/oauth2/authorize" in consent, consent
+    parts = urlsplit(consent)
+    query = parts.query + "&" + urlencode({"fake_user": discord_user})
+    linked = browser.get(urlunsplit(parts._replace(query=query)))
+    assert linked.url.endswith("/dashboard/"), (linked.status_code, linked.url)
+    squire = discord.seed.role_id("squire")
+
+    def is_squire() -> bool:
+        with discord.state.lock:
+            member = discord.state.members.get(discord_user)
+            return member is not None and squire in member.roles
+
+    wait_until(is_squire, 60, "the member to be Squire in the fake guild")
+
+
+def member_journey(
+    browser: Browser, discord: FakeDiscordServer, *, email: str, discord_user: str
+) -> None:
+    """Sign up, log in again, pay on the fake Checkout, link Discord as ``discord_user``;
+    returns once the fake guild shows that user as Squire."""
+    sign_up(browser, email)
+    pay(browser, browser.submit("/checkout/individual/", {}, on="/dashboard/"))
+    wait_until(
+        lambda: "Active" in browser.get("/dashboard/").text, 60, "the dashboard to say Active"
+    )
+    link_discord(browser, discord, discord_user)
+
+
+def run_shell(script: str, *, cwd: Path, env: dict[str, str], timeout: float = 600) -> str:
+    """Run a documented block with bash -e, as an operator pastes it; its output."""
+    started = time.monotonic()
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert done.returncode == 0, f"$ {script}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    print(f"{time.monotonic() - started:.1f}s: {script.splitlines()[0]} ...")  # in -s output
+    return done.stdout

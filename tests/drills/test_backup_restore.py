@@ -1,0 +1,256 @@
+"""Drill: a backup restores (docs/BACKUP.md).
+
+A production-configured gateway (processes from the systemd units, behind the Caddy site file,
+against the fake Stripe and fake Discord) gets real data through its own pages and webhooks:
+two individual members who paid and linked Discord, one of whose renewal then fails (a
+payment-failure episode and its messages), and a company owner with a team. The database is
+dumped with ``pg_dump -Fc``, dropped, restored with ``pg_restore`` into a new database, and the
+gateway started on the restored one: ``/health/ready`` answers 200, ``reconcile`` finds no
+drift against Stripe and Discord, and no message is sent a second time — not by the worker's
+outbox delivery, and not when Stripe delivers every event again (the restored inbox and outbox
+remember). Rows, dump size and restore time go to docs/RELIABILITY.md.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from bench.reliability import record
+from fakes.discord.seed import ARTHUR_ID, GUINEVERE_ID
+from fakes.discord.server import FakeDiscordServer
+from fakes.stripe.server import FakeStripeServer
+from tests.drills.caddy import CaddyProxy
+from tests.drills.production import (
+    SERVER,
+    Browser,
+    Units,
+    drop_database,
+    fresh_database,
+    member_journey,
+    pay,
+    production_env,
+    sign_up,
+    wait_ready,
+)
+from tests.drills.stack import wait_until
+from tests.processes import ROOT, free_port
+
+pytestmark = pytest.mark.slow
+
+# The tables that hold the state an operator would miss (members, teams, payment failures,
+# the Stripe inbox, the notification outbox).
+TABLES = (
+    "members_user",
+    "members_member",
+    "members_team",
+    "billing_failureepisode",
+    "billing_stripeeventinbox",
+    "ops_notification",
+)
+
+
+def counts(url: str) -> dict[str, int]:
+    with psycopg.connect(url, connect_timeout=5) as conn:
+        return {
+            table: conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # noqa: S608
+            for table in TABLES
+        }
+
+
+def pending_notifications(url: str) -> int:
+    with psycopg.connect(url, connect_timeout=5) as conn:
+        return conn.execute(
+            "SELECT count(*) FROM ops_notification WHERE status = 'pending'"
+        ).fetchone()[0]
+
+
+def messages_sent(mail: Path, discord: FakeDiscordServer) -> int:
+    """Emails written by the file backend plus messages the bot posted or sent as DMs."""
+    emails = sum(path.read_text().count("\nSubject: ") for path in mail.glob("*.log"))
+    with discord.state.lock:
+        bot = discord.state.bot.id
+        posted = sum(1 for m in discord.state.messages.values() if m.author_id == bot)
+    return emails + posted
+
+
+def manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_dump_drop_restore_and_nothing_sent_twice(tmp_path):
+    webhook_secret = f"whsec_{secrets.token_hex(16)}"
+    mail = tmp_path / "mail"
+    mail.mkdir()
+    port = free_port()
+    dump = tmp_path / "gateway.dump"
+    units = proxy = None
+    restored_url = None
+    with (
+        fresh_database("gw_backup") as database_url,
+        FakeDiscordServer() as discord,
+        FakeStripeServer(webhook_secret=webhook_secret) as stripe,
+    ):
+        try:
+            proxy = CaddyProxy([port], tmp_path)
+            stripe.set_webhook(f"{proxy.url}/stripe/webhook/")
+            stripe.configure_webhooks(ca_file=str(proxy.cert), attempts=8, backoff=0.5)
+            env = {
+                **production_env(
+                    database_url=database_url,
+                    app_url=proxy.url,
+                    port=port,
+                    stripe=stripe,
+                    discord=discord,
+                    webhook_secret=webhook_secret,
+                    mail=mail,
+                ),
+                # Tables straight from the models: what is drilled is the dump, not migrations
+                # (test_deployment_docs.py runs those).
+                "DJANGO_SETTINGS_MODULE": "tests.gateway.process_settings",
+            }
+            done = manage(env, "migrate", "--run-syncdb", "--noinput")
+            assert done.returncode == 0, done.stderr[-3000:]
+            units = Units.start(env, ROOT, tmp_path, "before")
+            browser = Browser(proxy.url, proxy.cert)
+            wait_ready(browser)
+
+            member_journey(browser, discord, email="arthur@example.org", discord_user=ARTHUR_ID)
+            guinevere = Browser(proxy.url, proxy.cert)
+            member_journey(
+                guinevere, discord, email="guinevere@example.org", discord_user=GUINEVERE_ID
+            )
+            owner = Browser(proxy.url, proxy.cert)
+            sign_up(owner, "owner@camelot.example")
+            pay(
+                owner,
+                owner.submit(
+                    "/company/",
+                    {"company_name": "Camelot Consulting", "owner_seats": "1", "team_seats": "2"},
+                ),
+            )
+            with stripe.state.lock:
+                failing = next(
+                    sub["id"]
+                    for sub in stripe.state.subscriptions.values()
+                    if stripe.state.customers.get(sub["customer"])["email"]
+                    == "guinevere@example.org"
+                )
+            stripe.state.fail_renewal(failing)
+
+            def settled() -> bool:
+                rows = counts(database_url)
+                return (
+                    rows["billing_failureepisode"] >= 1
+                    and rows["members_team"] >= 1
+                    and pending_notifications(database_url) == 0
+                    and all(d["status"] == "succeeded" for d in stripe.webhooks.deliveries())
+                )
+
+            wait_until(settled, 90, "episode, team, every event processed and message sent")
+            units.stop()
+            units = None
+            before_rows = counts(database_url)
+            before_messages = messages_sent(mail, discord)
+
+            # docs/BACKUP.md: dump, then restore into a new database.
+            subprocess.run(
+                ["pg_dump", "-Fc", "--no-owner", "--no-privileges", "-f", str(dump), database_url],
+                check=True,
+                capture_output=True,
+                timeout=120,
+            )
+            drop_database(database_url)
+            restored_url = f"{database_url}_restored"
+            started = time.monotonic()
+            subprocess.run(
+                ["createdb", "-h", "127.0.0.1", "-U", "postgres", restored_url.rsplit("/", 1)[1]],
+                check=True,
+                capture_output=True,
+                timeout=60,
+            )
+            subprocess.run(
+                ["pg_restore", "--no-owner", "-j", "2", "-d", restored_url, str(dump)],
+                check=True,
+                capture_output=True,
+                timeout=300,
+            )
+            restore_seconds = time.monotonic() - started
+            after_rows = counts(restored_url)
+
+            restored_env = {**env, "DATABASE_URL": restored_url}
+            done = manage(restored_env, "migrate", "--run-syncdb", "--noinput")
+            assert done.returncode == 0, done.stderr[-3000:]
+            units = Units.start(restored_env, ROOT, tmp_path, "after")
+            ready = wait_ready(browser)
+            reconcile = manage(restored_env, "reconcile", "--json")
+            report = json.loads(reconcile.stdout.strip().splitlines()[-1])
+            # Stripe sends everything again (as after a restore from an older point) and the
+            # worker gets time for its outbox delivery and the billing tick.
+            with stripe.state.lock:
+                events = list(stripe.state.events.values())
+            stripe.webhooks.publish(events)
+            replayed = len(events)
+            wait_until(
+                lambda: all(d["status"] == "succeeded" for d in stripe.webhooks.deliveries()),
+                60,
+                "the replayed events to be acknowledged",
+            )
+            time.sleep(20)
+            after_messages = messages_sent(mail, discord)
+            still_squire = [
+                user
+                for user in (ARTHUR_ID,)
+                if discord.seed.role_id("squire") in discord.state.members[user].roles
+            ]
+        finally:
+            if units is not None:
+                units.stop()
+            if proxy is not None:
+                proxy.close()
+            if restored_url is not None:
+                drop_database(restored_url)
+
+    rows = sum(before_rows.values())
+    per_table = ", ".join(f"{table} {count}" for table, count in before_rows.items())
+    passed = (
+        after_rows == before_rows
+        and reconcile.returncode == 0
+        and report["status"] == "clean"
+        and after_messages == before_messages
+    )
+    record(
+        "backup_restore",
+        title="Backup and restore: pg_dump -Fc, drop, pg_restore, start on the restored database",
+        passed=passed,
+        in_flight=rows,
+        lost=rows - sum(after_rows.values()),
+        unit="rows",
+        details=(
+            f"{rows} rows in the state tables ({per_table}); "
+            f"dump {dump.stat().st_size / 1024:.0f} KiB, restore {restore_seconds:.1f} s "
+            f"(createdb + pg_restore -j 2); /health/ready {ready and 200}; reconcile "
+            f"{report['status']}; {replayed} events delivered again; messages sent "
+            f"{before_messages} before, {after_messages - before_messages} more after the restore"
+        ),
+    )
+    assert after_rows == before_rows
+    assert report["status"] == "clean", reconcile.stdout[-3000:]
+    assert reconcile.returncode == 0
+    assert after_messages == before_messages, "a message was sent twice after the restore"
+    assert still_squire == [ARTHUR_ID]
+    assert SERVER in restored_url
