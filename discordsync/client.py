@@ -570,6 +570,20 @@ class DiscordClient:
             json={"content": content[:2000], "allowed_mentions": {"parse": []}},
         )
 
+    def channel_messages_after(
+        self, channel_id: str, *, after: str, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """The ``limit`` (1–100) messages of a channel right after ``after``, oldest first.
+
+        Discord answers every page newest first; callers page on by passing the last id.
+        """
+        page = self.request(
+            "GET",
+            f"/channels/{channel_id}/messages",
+            params={"after": after, "limit": max(1, min(limit, 100))},
+        )
+        return sorted(page, key=lambda message: int(message["id"]))
+
     def add_reaction(self, channel_id: str, message_id: str, emoji: str) -> None:
         self.request(
             "PUT",

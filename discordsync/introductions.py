@@ -7,6 +7,11 @@ length counts too). A message that is too short earns one guidance DM per cooldo
 Everything else (bots, replies, threads, other channels, unknown authors) is ignored and writes
 nothing. The bot only reports facts; roles change through ``role_sync_request`` and messages go
 through the outbox, both after commit.
+
+Introductions posted while no bot is connected reach no event handler. On every connect (and
+resume) the bot runs ``introductions_catch_up``: it reads #introductions after the newest
+message it has handled (a ``ChannelCursor``), oldest first, and applies the same rules to what
+it missed, with each message's current content (so an edit made meanwhile counts).
 """
 
 from __future__ import annotations
@@ -14,12 +19,15 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import structlog
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 
+from discordsync.client import DiscordClient, DiscordError, get_client
+from discordsync.models import ChannelCursor
 from discordsync.selectors import member_expected_role
 from discordsync.services import role_sync_request
 from members.models import ManagedRole, Member
@@ -30,6 +38,15 @@ log = structlog.get_logger(__name__)
 
 # Discord message type 19 is a reply; type 0 is a plain message.
 MESSAGE_TYPE_REPLY = 19
+INTRO_REACTION = "\N{PARTY POPPER}"
+
+# Catch-up bounds: Discord lists at most 100 messages per request; one pass reads at most
+# 5,000 (the next pass goes on from the mark). Without a mark (the very first connect) it
+# looks back a week rather than through the channel's whole history.
+CATCH_UP_PAGE = 100
+CATCH_UP_MAX_PAGES = 50
+CATCH_UP_FIRST_WINDOW = timedelta(days=7)
+DISCORD_EPOCH_MS = 1_420_070_400_000
 
 
 @dataclass(frozen=True)
@@ -183,3 +200,109 @@ def introduction_handle(*, facts: MessageFacts, message_id: str, now: datetime) 
             discord_id=facts.author_id, message_id=message_id, now=now
         )
     return Outcome.IGNORED
+
+
+# --- catch-up after the bot was offline -------------------------------------------------------
+
+
+@dataclass
+class CatchUp:
+    """What one catch-up pass did; ``complete`` is False when it stopped early (an error or
+    the page bound), so the caller runs it again."""
+
+    read: int = 0
+    promoted: int = 0
+    complete: bool = True
+
+
+def snowflake_at(moment: datetime) -> int:
+    """The smallest Discord id of a message created at ``moment``."""
+    return max(0, int(moment.timestamp() * 1000) - DISCORD_EPOCH_MS) << 22
+
+
+def introductions_cursor() -> int | None:
+    """Id of the newest introductions message handled, or None before the first one."""
+    return (
+        ChannelCursor.objects.filter(channel_id=settings.DISCORD_INTRODUCTIONS_CHANNEL_ID)
+        .values_list("last_message_id", flat=True)
+        .first()
+    )
+
+
+def introductions_mark_handled(*, channel_id: str, message_id: str) -> None:
+    """Move the catch-up mark forward to ``message_id`` (never back; other channels ignored)."""
+    channel = settings.DISCORD_INTRODUCTIONS_CHANNEL_ID
+    if not channel or str(channel_id) != str(channel):
+        return
+    newest = int(message_id)
+    moved = ChannelCursor.objects.filter(channel_id=channel, last_message_id__lt=newest).update(
+        last_message_id=newest
+    )
+    if not moved:
+        ChannelCursor.objects.get_or_create(
+            channel_id=channel, defaults={"last_message_id": newest}
+        )
+
+
+def message_facts_from_json(message: dict[str, Any]) -> MessageFacts:
+    """Facts of a message as Discord's REST API lists it (the author is a user object)."""
+    author = message.get("author") or {}
+    return MessageFacts(
+        channel_id=str(message.get("channel_id") or ""),
+        author_id=str(author.get("id") or ""),
+        author_is_bot=bool(author.get("bot")),
+        content=message.get("content") or "",
+        message_type=int(message.get("type") or 0),
+        has_reference=message.get("message_reference") is not None,
+    )
+
+
+def _react(client: DiscordClient, message: dict[str, Any]) -> None:
+    try:
+        client.add_reaction(str(message["channel_id"]), str(message["id"]), INTRO_REACTION)
+    except DiscordError as exc:
+        # Cosmetic: the promotion stands.
+        log.warning("intro_reaction_failed", message_id=message["id"], error=type(exc).__name__)
+
+
+def introductions_catch_up(*, now: datetime, client: DiscordClient | None = None) -> CatchUp:
+    """Handle what was posted in #introductions since the newest message handled.
+
+    Oldest first, each message exactly as a live create event would be (``introduction_handle``,
+    then the 🎉 reaction after a promotion), moving the mark after each one, so an interrupted
+    pass resumes where it stopped and a repeated pass repeats nothing.
+    """
+    result = CatchUp()
+    channel = settings.DISCORD_INTRODUCTIONS_CHANNEL_ID
+    if not channel:
+        return result
+    client = client or get_client()
+    mark = introductions_cursor()
+    after = str(mark if mark is not None else snowflake_at(now - CATCH_UP_FIRST_WINDOW))
+    try:
+        for _ in range(CATCH_UP_MAX_PAGES):
+            page = client.channel_messages_after(channel, after=after, limit=CATCH_UP_PAGE)
+            for message in page:
+                outcome = introduction_handle(
+                    facts=message_facts_from_json(message), message_id=message["id"], now=now
+                )
+                if outcome is Outcome.PROMOTED:
+                    result.promoted += 1
+                    _react(client, message)
+                introductions_mark_handled(channel_id=channel, message_id=message["id"])
+                result.read += 1
+                after = message["id"]
+            if len(page) < CATCH_UP_PAGE:
+                break
+        else:
+            result.complete = False
+    except DiscordError as exc:
+        result.complete = False
+        log.warning("introductions_catch_up_failed", error=type(exc).__name__, read=result.read)
+    log.info(
+        "introductions_caught_up",
+        read=result.read,
+        promoted=result.promoted,
+        complete=result.complete,
+    )
+    return result

@@ -1,5 +1,9 @@
 """The discord.py client: gateway events in, thin handlers that call services.
 
+On every connect and resume the bot first catches up on #introductions (what was posted while
+it was not connected, see ``discordsync.introductions``); until that pass has finished, live
+messages are handled but do not move the catch-up mark, so nothing older can be skipped.
+
 Every handler runs with a fresh request id in the structlog context, does its database work in
 a worker thread (the ORM is synchronous) with stale connections closed around it, and is
 tracked so a shutdown can let it finish. Roles are never written here: services request a role
@@ -25,7 +29,14 @@ from django.db import close_old_connections
 from django.utils import timezone
 
 from discordsync.bot.services import member_guild_join, member_guild_leave
-from discordsync.introductions import MessageFacts, Outcome, introduction_handle
+from discordsync.introductions import (
+    INTRO_REACTION,
+    MessageFacts,
+    Outcome,
+    introduction_handle,
+    introductions_catch_up,
+    introductions_mark_handled,
+)
 
 if TYPE_CHECKING:
     from discordsync.bot.runner import BotRunner
@@ -34,7 +45,9 @@ log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 
-INTRO_REACTION = "\N{PARTY POPPER}"
+# A catch-up that failed (Discord unreachable) or stopped at its page bound runs again after
+# this many seconds while the connection lasts.
+CATCH_UP_RETRY_SECONDS = 60.0
 THREAD_CHANNEL_TYPES = (
     discord.ChannelType.public_thread,
     discord.ChannelType.private_thread,
@@ -104,6 +117,9 @@ class GatewayBot(discord.Client):
         )
         self.runner = runner
         self.guild_id = int(settings.DISCORD_GUILD_ID) if settings.DISCORD_GUILD_ID else 0
+        # True once this connection has caught up on #introductions; reset on disconnect.
+        self.caught_up = False
+        self._catch_up_generation = 0
 
     async def _handle(self, event: str, work: Callable[[], Awaitable[str]], **context: str) -> None:
         """Track one event: fresh request id, timing, failures logged instead of raised."""
@@ -139,12 +155,36 @@ class GatewayBot(discord.Client):
             guild_visible=self.get_guild(self.guild_id) is not None,
         )
         self.runner.connected.set()
+        await self._catch_up(trigger="ready")
 
     async def on_resumed(self) -> None:
         log.info("bot_resumed")
+        # Discord replays what a resumed session missed, but only while it still holds it.
+        await self._catch_up(trigger="resumed")
 
     async def on_disconnect(self) -> None:
         log.info("bot_disconnected")
+        self.caught_up = False
+        self._catch_up_generation += 1  # a pass still running belongs to the old connection
+
+    async def _catch_up(self, *, trigger: str) -> None:
+        """Handle the introductions missed while offline; retried until one pass completes.
+
+        A disconnect, or a newer connect or resume, supersedes an older pass and its retries.
+        """
+        self._catch_up_generation += 1
+        generation = self._catch_up_generation
+
+        async def work() -> str:
+            result = await orm(introductions_catch_up)(now=timezone.now())
+            if generation == self._catch_up_generation:
+                self.caught_up = result.complete
+            return "caught_up" if result.complete else "incomplete"
+
+        while generation == self._catch_up_generation and self.runner.accepting:
+            await self._handle("introductions_catch_up", work, trigger=trigger)
+            if self.caught_up or await self.runner.sleep_or_stop(CATCH_UP_RETRY_SECONDS):
+                return
 
     # --- introductions ------------------------------------------------------------------
     async def on_message(self, message: discord.Message) -> None:
@@ -173,6 +213,10 @@ class GatewayBot(discord.Client):
         if outcome is Outcome.PROMOTED:
             # After commit: a rolled-back promotion never shows a reaction.
             await self._react(message)
+        if not is_edit and self.caught_up:
+            await orm(introductions_mark_handled)(
+                channel_id=facts.channel_id, message_id=str(message.id)
+            )
         return outcome.value
 
     async def _react(self, message: discord.Message) -> None:

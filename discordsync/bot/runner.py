@@ -80,7 +80,7 @@ class BotRunner:
         self.accepting = False
         self.stop_requested.set()
 
-    async def _sleep_or_stop(self, seconds: float) -> bool:
+    async def sleep_or_stop(self, seconds: float) -> bool:
         """Sleep; True if a stop was requested meanwhile."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.stop_requested.wait(), timeout=seconds)
@@ -103,14 +103,14 @@ class BotRunner:
             if not waiting_logged:
                 log.info("bot_waiting_for_lease", holder=self.holder)
                 waiting_logged = True
-            if await self._sleep_or_stop(self.lease_poll_every):
+            if await self.sleep_or_stop(self.lease_poll_every):
                 break
         return False
 
     async def _keep_lease(self) -> None:
         """Return when the lease is lost; renewal errors are retried until it would expire."""
         last_renewed = asyncio.get_running_loop().time()
-        while not await self._sleep_or_stop(self.lease_renew_every):
+        while not await self.sleep_or_stop(self.lease_renew_every):
             try:
                 if not await self._take_lease():
                     log.error("bot_lease_lost", holder=self.holder)
@@ -138,7 +138,7 @@ class BotRunner:
                     )
                 except Exception:
                     log.exception("bot_heartbeat_failed")
-            if await self._sleep_or_stop(self.heartbeat_every):
+            if await self.sleep_or_stop(self.heartbeat_every):
                 return
 
     async def _selfcheck(self) -> None:
@@ -152,7 +152,7 @@ class BotRunner:
                     await self._background(selfcheck_store)(report, now=timezone.now())
                 except Exception:
                     log.exception("bot_selfcheck_error")
-            if await self._sleep_or_stop(self.selfcheck_every):
+            if await self.sleep_or_stop(self.selfcheck_every):
                 return
 
     async def run(self) -> int:

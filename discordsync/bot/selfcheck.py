@@ -33,6 +33,8 @@ log = structlog.get_logger(__name__)
 PERMISSION_BITS = {
     "CREATE_INSTANT_INVITE": 1 << 0,
     "KICK_MEMBERS": 1 << 1,
+    # The catch-up on connect lists #introductions (GET /channels/{id}/messages).
+    "READ_MESSAGE_HISTORY": 1 << 16,
     "MANAGE_ROLES": 1 << 28,
 }
 ADMINISTRATOR = 1 << 3

@@ -220,6 +220,36 @@ def message_post(call: Call) -> Reply:
     return Reply(200, call.state.rest_send_message(call.params["channel_id"], _body(call)))
 
 
+def _snowflake_query(call: Call, name: str) -> int | None:
+    text = call.query.get(name)
+    if text is None:
+        return None
+    if not text.isdigit():
+        raise invalid_form(name, "NUMBER_TYPE_COERCE", "Value is not snowflake.")
+    return int(text)
+
+
+def messages_list(call: Call) -> Reply:
+    """GET /channels/{c}/messages: ``limit`` 1-100 (default 50), ``after`` or ``before``."""
+    try:
+        limit = int(call.query.get("limit", "50"))
+    except ValueError:
+        raise invalid_form("limit", "NUMBER_TYPE_COERCE", "Value is not int.") from None
+    if not 1 <= limit <= 100:
+        raise invalid_form(
+            "limit",
+            "NUMBER_TYPE_MAX" if limit > 100 else "NUMBER_TYPE_MIN",
+            "int value should be between 1 and 100.",
+        )
+    messages = call.state.rest_list_messages(
+        call.params["channel_id"],
+        after=_snowflake_query(call, "after"),
+        before=_snowflake_query(call, "before"),
+        limit=limit,
+    )
+    return Reply(200, messages)
+
+
 def message_get(call: Call) -> Reply:
     p = call.params
     return Reply(200, call.state.rest_get_message(p["channel_id"], p["message_id"]))
@@ -273,6 +303,7 @@ def build_routes() -> list[Route]:
         _route("DELETE", member + "/roles/{role_id}", "guild_member_role", role_delete, major=g),
         _route("GET", "/channels/{channel_id}", "channel", channel_get, major=c),
         _route("POST", messages, "channel_messages", message_post, major=c),
+        _route("GET", messages, "channel_messages_list", messages_list, major=c),
         _route("GET", message, "channel_message_get", message_get, major=c),
         _route("PUT", message + "/reactions/{emoji}/@me", "reactions", reaction_put, major=c),
         _route("DELETE", message + "/reactions/{emoji}/@me", "reactions", reaction_delete, major=c),

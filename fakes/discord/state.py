@@ -806,6 +806,24 @@ class FakeDiscordState:
             self._channel(channel_id)
             return self.message_json(self._message(channel_id, message_id))
 
+    def rest_list_messages(
+        self, channel_id: str, *, after: int | None, before: int | None, limit: int
+    ) -> list[dict[str, Any]]:
+        """GET /channels/{c}/messages as Discord answers it: always newest first; with
+        ``after``, the ``limit`` messages right after it; with ``before``, the ``limit``
+        right before it; else the latest ``limit``. Messages are kept whether or not a
+        gateway client was connected when they were posted."""
+        with self.lock:
+            self._channel(channel_id)
+            ids = self._channel_messages.get(str(channel_id), [])  # ascending snowflakes
+            if after is not None:
+                chosen = [m for m in ids if int(m) > after][:limit]
+            elif before is not None:
+                chosen = [m for m in ids if int(m) < before][-limit:]
+            else:
+                chosen = ids[-limit:]
+            return [self.message_json(self.messages[m]) for m in reversed(chosen)]
+
     def rest_react(self, channel_id: str, message_id: str, emoji: str, *, add: bool) -> None:
         with self.lock:
             self._channel(channel_id)

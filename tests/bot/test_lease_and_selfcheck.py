@@ -76,7 +76,7 @@ def test_unknown_users_joining_or_leaving_change_nothing():
 
 GUILD = settings.DISCORD_GUILD_ID
 BOT_ROLE = "300000000000000005"
-ALL_PERMS = (1 << 0) | (1 << 1) | (1 << 28)
+ALL_PERMS = (1 << 0) | (1 << 1) | (1 << 16) | (1 << 28)
 
 
 def healthy_facts(**changes) -> GuildFacts:
@@ -130,6 +130,7 @@ def test_missing_permissions_roles_channels_and_intents_are_reported():
         "role_missing:debtor",
         "permission:CREATE_INSTANT_INVITE",
         "permission:KICK_MEMBERS",
+        "permission:READ_MESSAGE_HISTORY",
         "channel_missing:admin",
         "intent:message_content",
     ]

@@ -187,6 +187,46 @@ def test_heartbeat_and_selfcheck_are_stored_for_readiness(world):
     assert '"ok": true' in details, details
 
 
+def test_introductions_posted_while_the_bot_is_stopped_are_handled_on_start(tmp_path):
+    database = fresh_database(tmp_path)
+    with FakeDiscordServer() as server:
+        _world(server)
+        env = bot_env(database, server.settings())
+        _seed_db(env, ["percival", "gawain"])
+
+        first = Bot(env, tmp_path / "first.log")
+        try:
+            first.wait_log("introductions_caught_up", read=0, timeout=30)
+            live = server.state.post_message(INTRO, PERSONAS["gawain"], "hi")
+            first.wait_log("bot_event_handled", message_id=live["id"], outcome="guidance_sent")
+        finally:
+            assert first.stop() == 0, first.tail()
+        assert _connected(server) == 0
+
+        offline = server.state.post_message(INTRO, PERSONAS["percival"], "p" * 100)
+        second = Bot(env, tmp_path / "second.log")
+        try:
+            # Only the message it missed is read: the live one moved the mark.
+            second.wait_log("introductions_caught_up", read=1, promoted=1, timeout=30)
+            server.state.wait_for(
+                lambda s: s.member_roles(PERSONAS["percival"]) == [ROLE_LORD_ID], 20
+            )
+            wait_until(lambda: server.state.reactions(offline["id"]), 10, "the 🎉 reaction")
+            wait_until(lambda: _dm_texts(server, "percival"), 10, "the welcome DM")
+        finally:
+            assert second.stop() == 0, second.tail()
+
+        third = Bot(env, tmp_path / "third.log")
+        try:
+            third.wait_log("introductions_caught_up", read=0, promoted=0, timeout=30)
+        finally:
+            assert third.stop() == 0, third.tail()
+        assert list(server.state.reactions(offline["id"])) == ["🎉"]
+        (welcome,) = _dm_texts(server, "percival")
+        assert "Thanks for introducing yourself" in welcome
+        assert len(_dm_texts(server, "gawain")) == 1
+
+
 def test_sigterm_lets_the_handler_in_flight_finish_and_exits_0(tmp_path):
     database = fresh_database(tmp_path)
     with FakeDiscordServer() as server:

@@ -490,6 +490,37 @@ def test_reactions_and_message_fetch(srv: FakeDiscordServer) -> None:
     assert missing.status_code == 404 and missing.json()["code"] == 10008
 
 
+def test_channel_history_pages_with_after_and_before_newest_first(srv: FakeDiscordServer) -> None:
+    """Messages posted while no gateway client is connected are kept and listed in Discord's
+    order: each page newest first; ``after`` gives the messages right after the cursor."""
+    assert srv.state.connected_sessions() == []
+    posted = [
+        srv.state.post_message(CHANNEL_INTRODUCTIONS_ID, LANCELOT_ID, f"message {n}")["id"]
+        for n in range(7)
+    ]
+    path = f"/channels/{CHANNEL_INTRODUCTIONS_ID}/messages"
+
+    latest = api(srv, "GET", path, params={"limit": 3}).json()
+    assert [m["id"] for m in latest] == posted[:-4:-1]
+    first = api(srv, "GET", path, params={"after": "0", "limit": 3}).json()
+    assert [m["id"] for m in first] == posted[2::-1]
+    assert first[0]["content"] == "message 2" and first[0]["author"]["id"] == LANCELOT_ID
+    assert "guild_id" not in first[0] and "member" not in first[0]  # REST shape, not gateway
+    rest = api(srv, "GET", path, params={"after": posted[2], "limit": 100}).json()
+    assert [m["id"] for m in rest] == posted[:2:-1]
+    assert api(srv, "GET", path, params={"after": posted[-1]}).json() == []
+    before = api(srv, "GET", path, params={"before": posted[3], "limit": 2}).json()
+    assert [m["id"] for m in before] == [posted[2], posted[1]]
+    assert len(api(srv, "GET", path).json()) == 7  # default limit 50
+
+    too_many = api(srv, "GET", path, params={"limit": 101})
+    assert too_many.status_code == 400 and too_many.json()["code"] == 50035
+    bad_cursor = api(srv, "GET", path, params={"after": "x"})
+    assert bad_cursor.status_code == 400
+    unknown = api(srv, "GET", "/channels/1/messages")
+    assert unknown.status_code == 404 and unknown.json()["code"] == 10003
+
+
 # --- Control API and sandbox page ---------------------------------------------------------
 
 
