@@ -6,7 +6,7 @@ from datetime import datetime
 
 from django.conf import settings
 
-from billing.entitlement import member_access
+from billing.entitlement import member_access, member_is_entitled
 from discordsync.policy import RoleFacts, expected_role, role_facts
 from members.models import Member
 from ops.flags import KNOWN_FLAGS, REQUIRE_INTRODUCTION, flag_enabled
@@ -31,6 +31,11 @@ def role_facts_for(member: Member, now: datetime) -> RoleFacts:
 
 def member_expected_role(member: Member, now: datetime) -> str | None:
     return expected_role(role_facts_for(member, now))
+
+
+def member_belongs_in_guild(member: Member, now: datetime) -> bool:
+    """Entitled and not shut out by staff: the member should be in the guild with a role."""
+    return member_is_entitled(member, now) and member_expected_role(member, now) is not None
 
 
 def managed_role_ids() -> dict[str, str]:

@@ -17,9 +17,9 @@ from django_q.tasks import async_task
 from billing.entitlement import member_is_entitled
 from discordsync.client import DiscordError, get_client
 from discordsync.oauth import DiscordUser
-from discordsync.selectors import managed_role_ids, member_expected_role
+from discordsync.selectors import managed_role_ids, member_belongs_in_guild, member_expected_role
 from members.models import Member
-from ops.services import audit_record
+from ops.services import audit_record, notification_enqueue
 
 log = structlog.get_logger(__name__)
 
@@ -62,18 +62,25 @@ def member_remove_request(*, member_id: int, reason: str, farewell_id: int | Non
 def discord_link(*, member_id: int, discord_user: DiscordUser, now: datetime) -> Member:
     """Link a Discord account to a paying member (the claim flow).
 
-    Refused when the member is not entitled, already linked, or the Discord account belongs
-    to another member. Role sync is requested on commit.
+    Refused when the member is not entitled, already linked to another Discord account, or
+    the Discord account belongs to another member. The same account again (a linked member
+    finding their way back into the guild) keeps the link as it is. Role sync is requested on
+    commit.
     """
     member = (
         Member.objects.select_for_update(of=("self",))
         .select_related("team", "user")
         .get(pk=member_id)
     )
-    if member.discord_id:
-        raise LinkError("Your membership already has a Discord account linked.")
+    if member.discord_id and member.discord_id != discord_user.id:
+        raise LinkError(
+            "Your membership is linked to another Discord account. Sign in to Discord with "
+            "that account to rejoin the server."
+        )
     if not member_is_entitled(member, now):
         raise LinkError("An active membership is needed before you can link Discord.")
+    if member.discord_id:
+        return member
     holder = (
         Member.objects.select_for_update(of=("self",))
         .select_related("user")
@@ -183,6 +190,48 @@ def guild_join(*, member_id: int, access_token: str) -> bool:
         # Already a member: Discord ignores the roles we sent, so converge them.
         role_sync_request(member_id=member_id)
     return True
+
+
+@transaction.atomic
+def guild_absence_record(*, member_id: int, now: datetime) -> bool:
+    """A linked member is not in the guild: note since when, and if they belong there, email
+    them a way back in (the claim page, which adds them again through ``guilds.join``).
+
+    One email per absence: the outbox key is the moment the absence began, so a repeated leave
+    event or a daily reconciliation that notices it again sends nothing more; rejoining ends
+    the absence, and the next one sends again. True when an email was queued.
+    """
+    member = (
+        Member.objects.select_for_update(of=("self",))
+        .select_related("team", "user")
+        .get(pk=member_id)
+    )
+    if not member.discord_id:
+        return False
+    if member.in_guild or member.guild_left_at is None:
+        member.in_guild = False
+        member.guild_left_at = now
+        member.save(update_fields=["in_guild", "guild_left_at", "updated_at"])
+    if not member_belongs_in_guild(member, now):
+        return False
+    absent_since = member.guild_left_at or now
+    queued = notification_enqueue(
+        kind="guild_rejoin",
+        channel="email",
+        recipient=member.user.email or "",
+        episode=f"member:{member.pk}:absent:{absent_since.isoformat()}",
+        member=member,
+    )
+    if queued is not None:
+        log.info("guild_rejoin_email_queued", member_id=member.pk)
+    return queued is not None
+
+
+def guild_presence_record(*, member_ids: list[int], now: datetime) -> int:
+    """Members seen in the guild whose row says they are not (a join no bot saw)."""
+    return Member.objects.filter(pk__in=member_ids, in_guild=False).update(
+        in_guild=True, guild_joined_at=now, updated_at=now
+    )
 
 
 def discord_unlink_request(*, discord_id: str, reason: str) -> None:

@@ -68,7 +68,9 @@ def claim(request: HttpRequest) -> HttpResponse:
         raise Http404("No membership for this account")
     entitled = member_is_entitled(member, timezone.now())
     if request.method == "POST":
-        if member.discord_id:
+        # A linked member who is not in the guild comes back the same way: Discord confirms
+        # the account and the callback adds them again (``guilds.join``).
+        if member.discord_id and member.in_guild:
             messages.info(request, "Your Discord account is already linked.")
             return redirect("discordsync:claim_start")
         if not entitled:

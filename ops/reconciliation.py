@@ -18,6 +18,12 @@ audited and paced like any other change —
 - managed roles on Discord users we do not know are removed through the Discord client with
   an audit-log reason.
 
+A linked member who should be in the guild but is not (``linked_not_in_guild``) cannot be
+added back by us (that needs their OAuth token); every stored run (report-only too, never a
+dry run) hands them to ``discordsync.services.guild_absence_record``, which emails them a way
+back in once per absence. A member Discord lists in the guild while our row says otherwise
+(a join no bot saw) is marked present, which ends the absence.
+
 Admin overrides are honoured by ``expected_role`` and reported as ``override`` (informational),
 never as drift. One run at a time across hosts (the ``reconciliation`` lease). A run that fixed
 something schedules a report-only verification run one hour later; it is stored as a
@@ -53,6 +59,7 @@ from discordsync.bot.lease import lease_acquire, lease_release
 from discordsync.client import DiscordError, get_client
 from discordsync.policy import expected_role, role_facts
 from discordsync.selectors import introduction_required, managed_role_ids
+from discordsync.services import guild_absence_record, guild_presence_record
 from members.models import Member, Override, SeatTier, Team
 from ops.models import AuditLog, Lease, ReconciliationRun
 from ops.services import audit_record, notification_enqueue
@@ -143,6 +150,10 @@ class _Run:
     counts: Counter[str] = field(default_factory=Counter)
     findings: list[dict[str, Any]] = field(default_factory=list)
     seen: set[tuple[str, str]] = field(default_factory=set)
+    # Linked members Discord does not list in the guild, and those it lists while our row
+    # says they are not in it.
+    absent: list[int] = field(default_factory=list)
+    present_again: list[int] = field(default_factory=list)
 
     def checkpoint(self, phase: str, done: int) -> None:
         """Between pages: honour a stop request, keep the lease, report progress."""
@@ -239,6 +250,7 @@ def reconcile(
     try:
         state = _Run(fix=fix, now=now, stop=stop, progress=progress, holder=holder)
         _collect(state, member_id=member_id)
+        _note_guild_presence(state)
         fixes = _apply_fixes(state) if fix else []
         _finish(run, state, fixes=fixes, store=True)
     except ReconciliationInterrupted as exc:
@@ -488,6 +500,7 @@ def _member_rows(member_id: int | None) -> Iterator[tuple[Any, ...]]:
         "introduced_at",
         "override",
         "forced_role",
+        "in_guild",
     ).iterator(chunk_size=DB_CHUNK)
 
 
@@ -502,7 +515,8 @@ def _diff_members(state: _Run, world: _World, member_id: int | None) -> None:
     )
     known: set[int] = set()
     for done, row in enumerate(_member_rows(member_id), start=1):
-        pk, discord_id, own_sub, team_id, team_sub, tier, introduced_at, override, forced = row
+        pk, discord_id, own_sub, team_id, team_sub, tier, introduced_at, override = row[:8]
+        forced, marked_in_guild = row[8:]
         state.counts["members"] += 1
         sub_id = (team_sub or "") if team_id else own_sub
         status = world.stripe_status.get(sub_id, world.db_status.get(sub_id, ""))
@@ -532,9 +546,14 @@ def _diff_members(state: _Run, world: _World, member_id: int | None) -> None:
         }
         if override in (Override.REVOKED, Override.FORCED):
             state.add("override", f"m{pk}", **base, detail=f"admin override: {override} {forced}")
-        kind = _role_drift(expected, held, in_guild=did in world.in_guild)
+        in_guild = did in world.in_guild
+        kind = _role_drift(expected, held, in_guild=in_guild)
         if kind:
             state.add(kind, f"m{pk}", **base, detail=_describe(kind, expected, held))
+        if kind == "linked_not_in_guild":
+            state.absent.append(pk)
+        elif in_guild and not marked_in_guild:
+            state.present_again.append(pk)
         if done % DB_CHUNK == 0:
             state.checkpoint("members", done)
     if member_id is None:
@@ -626,6 +645,20 @@ def _diff_seats(state: _Run, world: _World, member: Member | None) -> None:
                     tier=str(tier),
                     detail=f"{used} {tier} seats taken, {bought} paid",
                 )
+
+
+# --- guild presence -------------------------------------------------------------------------
+
+
+def _note_guild_presence(state: _Run) -> None:
+    """Record who is in the guild and who is missing; the missing get their way back in."""
+    if state.present_again:
+        state.counts["members_marked_in_guild"] += guild_presence_record(
+            member_ids=state.present_again, now=state.now
+        )
+    for member_id in state.absent:
+        if guild_absence_record(member_id=member_id, now=state.now):
+            state.counts["guild_rejoin_emails"] += 1
 
 
 # --- fixing -----------------------------------------------------------------------------------

@@ -224,6 +224,13 @@ KINDS: dict[str, MessageKind] = {
             (DM, EMAIL),
         ),
         MessageKind(
+            "guild_rejoin",
+            "Discord",
+            "A member entitled to be in the Discord server is not in it (left, or never "
+            "joined): one email per absence with a way back in.",
+            (EMAIL,),
+        ),
+        MessageKind(
             "intro_guidance",
             "Discord",
             "The introduction was too short (at most one per 24 hours).",

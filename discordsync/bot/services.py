@@ -11,7 +11,7 @@ from typing import Any
 import structlog
 from django.db import transaction
 
-from discordsync.services import role_sync_request
+from discordsync.services import guild_absence_record, role_sync_request
 from members.models import Member
 from ops.models import AuditLog, Heartbeat
 from ops.services import audit_record
@@ -45,13 +45,12 @@ def member_guild_join(*, discord_id: str, now: datetime) -> bool:
 
 @transaction.atomic
 def member_guild_leave(*, discord_id: str, now: datetime) -> bool:
-    """A linked member left the guild. Billing is untouched: leaving is not cancelling."""
+    """A linked member left the guild. Billing is untouched: leaving is not cancelling; a
+    member who is still entitled gets one email with a way back in."""
     member = Member.objects.select_for_update().filter(discord_id=discord_id).first()
     if member is None:
         return False
-    member.in_guild = False
-    member.guild_left_at = now
-    member.save(update_fields=["in_guild", "guild_left_at", "updated_at"])
+    guild_absence_record(member_id=member.pk, now=now)
     audit_record(
         actor_type=AuditLog.Actor.DISCORD,
         actor_id=discord_id,

@@ -58,7 +58,8 @@ def test_join_and_leave_are_recorded_for_linked_members(squire, django_capture_o
     later = now + timedelta(hours=1)
     with django_capture_on_commit_callbacks() as callbacks:
         assert member_guild_leave(discord_id=SQUIRE_DISCORD_ID, now=later)
-    assert callbacks == []
+    assert len(callbacks) == 1  # still entitled: the email with a way back in
+    assert Notification.objects.get().kind == "guild_rejoin"
     member.refresh_from_db()
     assert (member.in_guild, member.guild_left_at) == (False, later)
     assert list(AuditLog.objects.order_by("id").values_list("action", flat=True)) == [

@@ -162,6 +162,7 @@ def test_discord_account_linked_to_someone_else(client, discord, percival):
 
 def test_already_linked_member_is_not_sent_to_discord(client, discord):
     linked = make_member("bors", discord_id=GUINEVERE)
+    Member.objects.filter(pk=linked.pk).update(in_guild=True)
     _logged_in(client, linked)
     response = client.post("/claim/")
     assert response["Location"] == "/claim/"

@@ -7,10 +7,11 @@ from datetime import timedelta
 
 import pytest
 import stripe
+from django.core import mail
 from django.utils import timezone
 
 from billing.models import FailureEpisode
-from members.models import ManagedRole, Override, SeatTier
+from members.models import ManagedRole, Member, Override, SeatTier
 from ops.models import Notification, ReconciliationRun
 from ops.reconciliation import reconcile
 
@@ -141,17 +142,60 @@ def test_stale_failure_episode_is_closed_when_stripe_shows_the_invoice_paid(worl
 
 
 @pytest.mark.django_db
-def test_linked_member_not_in_guild_is_reported_and_left_alone(world):
+def test_linked_member_not_in_guild_is_reported_and_emailed_a_way_back_once(
+    world, settings, django_capture_on_commit_callbacks
+):
     member = world.member("galahad", in_guild=False)
     world.clear_logs()
 
-    run = reconcile(fix=True, dry_run=False, trigger="test")
+    with django_capture_on_commit_callbacks(execute=True):
+        run = reconcile(fix=False, dry_run=False, trigger="test")
 
     assert [(f["kind"], f["member_id"]) for f in run.findings] == [
         ("linked_not_in_guild", member.pk)
     ]
     assert run.fixes == []  # only the member can join (their OAuth token is not stored)
     assert world.discord_role_writes() == []
+    (email,) = [m for m in mail.outbox if m.to == ["galahad@example.com"]]
+    assert f"{settings.APP_URL}/claim/" in email.body
+
+    # Reported again the next day, emailed only once for the same absence.
+    with django_capture_on_commit_callbacks(execute=True):
+        again = reconcile(fix=True, dry_run=False, trigger="test")
+    assert [f["kind"] for f in again.findings] == ["linked_not_in_guild"]
+    assert Notification.objects.filter(member=member, kind="guild_rejoin").count() == 1
+
+
+@pytest.mark.django_db
+def test_an_absence_the_bot_missed_is_noticed_by_reconciliation_once_per_absence(
+    world, django_capture_on_commit_callbacks
+):
+    member = world.member("percival", holds=("lord",))
+    world.discord.remove_member(member.discord_id, dispatch=False)  # left while the bot was down
+
+    with django_capture_on_commit_callbacks(execute=True):
+        reconcile(fix=False, dry_run=False, trigger="test")
+        reconcile(fix=False, dry_run=False, trigger="test")
+    assert Notification.objects.filter(member=member, kind="guild_rejoin").count() == 1
+    member.refresh_from_db()
+    assert member.in_guild is False and member.guild_left_at is not None
+
+    # Back in (again unseen by the bot), then gone once more: a second absence, a second email.
+    world.discord.add_member(member.discord_id, roles=[ROLE_IDS["lord"]], dispatch=False)
+    with django_capture_on_commit_callbacks(execute=True):
+        clean = reconcile(fix=False, dry_run=False, trigger="test")
+    assert clean.status == "clean"
+    assert Member.objects.get(pk=member.pk).in_guild is True
+    world.discord.remove_member(member.discord_id, dispatch=False)
+    with django_capture_on_commit_callbacks(execute=True):
+        reconcile(fix=False, dry_run=False, trigger="test")
+    assert Notification.objects.filter(member=member, kind="guild_rejoin").count() == 2
+
+
+def test_a_dry_run_sends_nothing(world):
+    world.member("bors", in_guild=False)
+    reconcile(fix=False, dry_run=True, trigger="test")
+    assert not Notification.objects.filter(kind="guild_rejoin").exists()
 
 
 @pytest.mark.django_db
