@@ -343,7 +343,7 @@ DISCORD_GATEWAY_URL = env.str(
 DISCORD_CLIENT_ID = env.str("DISCORD_CLIENT_ID", "100000000000000001" if DISCORD_SANDBOX else "")
 DISCORD_CLIENT_SECRET = env.secret(
     "DISCORD_CLIENT_SECRET",
-    required=not DISCORD_SANDBOX,
+    required=DEPLOYED,
     default="sandbox-client-secret",
 )
 DISCORD_GUILD_ID = env.str("DISCORD_GUILD_ID", "200000000000000001" if DISCORD_SANDBOX else "")

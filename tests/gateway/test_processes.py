@@ -57,6 +57,8 @@ def stack(tmp_path: Path, sentry_ingest) -> Iterator[dict[str, Any]]:
         SENTRY_DSN=sentry_ingest.dsn,
         STRIPE_WEBHOOK_SECRET=planted.WEBHOOK_SECRET,
         DISCORD_BOT_TOKEN=planted.BOT_TOKEN,
+        # Development talks only to services on this machine; nothing here calls Discord.
+        DISCORD_API_BASE="http://127.0.0.1:9/api/v10",
         PORT=str(port),
         WEB_CONCURRENCY="1",
         Q_WORKERS="1",

@@ -130,7 +130,7 @@ def test_a_live_stripe_key_does_not_start_the_development_profile(profile) -> No
     ("variable", "env"),
     [
         ("STRIPE_SECRET_KEY", {"STRIPE_SECRET_KEY": "sk_test_abc", "STRIPE_WEBHOOK_SECRET": "w"}),
-        ("DISCORD_BOT_TOKEN", {"DISCORD_BOT_TOKEN": "real-bot", "DISCORD_CLIENT_SECRET": "c"}),
+        ("DISCORD_BOT_TOKEN", {"DISCORD_BOT_TOKEN": "real-bot"}),
         ("RESEND_API_KEY", {"RESEND_API_KEY": "re_abc"}),
     ],
 )
@@ -148,7 +148,6 @@ def test_development_may_use_credentials_of_the_local_fakes() -> None:
         "STRIPE_API_BASE": "http://127.0.0.1:12111",
         "STRIPE_WEBHOOK_SECRET": "whsec_drill",
         "DISCORD_BOT_TOKEN": "fake-bot",
-        "DISCORD_CLIENT_SECRET": "fake-client",
         "DISCORD_API_BASE": "http://localhost:12112/api/v10",
     }
     assert run_manage(fakes, "check").returncode == 0
@@ -163,7 +162,10 @@ def test_a_real_stripe_refuses_the_public_sandbox_webhook_secret() -> None:
     assert "STRIPE_WEBHOOK_SECRET is the public sandbox secret" in result.stderr
 
 
-@pytest.mark.parametrize("variable", ["STRIPE_SECRET_KEY", "DISCORD_BOT_TOKEN", "DISCORD_GUILD_ID"])
+@pytest.mark.parametrize(
+    "variable",
+    ["STRIPE_SECRET_KEY", "DISCORD_BOT_TOKEN", "DISCORD_CLIENT_SECRET", "DISCORD_GUILD_ID"],
+)
 def test_staging_never_runs_the_sandbox(variable) -> None:
     staging = {**PRODUCTION, "DJANGO_ENV": "staging", "RESEND_API_KEY": "", variable: ""}
     result = run_manage(staging, "check")
