@@ -23,7 +23,7 @@ from billing.entitlement import member_is_entitled
 from discordsync.oauth import Flow, OAuthError, oauth_consume, oauth_identify, oauth_start
 from discordsync.services import LinkError, discord_link, guild_join
 from gateway.views import rate_limited
-from members.gates import email_proven_required
+from members.gates import email_proven_required, member_login_allowed
 from members.models import Invite, Member, SeatTier
 from members.team_services import (
     INVITE_TIERS,
@@ -133,7 +133,7 @@ def oauth_callback(request: HttpRequest) -> HttpResponse:
             .filter(discord_id=discord_user.id, user__is_active=True)
             .first()
         )
-        if member is None:
+        if member is None or not member_login_allowed(member.user):
             return _oauth_error(
                 request,
                 "We could not log you in with that Discord account. Log in with your email, "
@@ -150,7 +150,8 @@ def oauth_callback(request: HttpRequest) -> HttpResponse:
         )
     except (OAuthError, SeatError) as exc:
         return _oauth_error(request, str(exc))
-    login(request, member.user, backend="django.contrib.auth.backends.ModelBackend")
+    if member_login_allowed(member.user):
+        login(request, member.user, backend="django.contrib.auth.backends.ModelBackend")
     _after_link(request, member.pk, access_token)
     return redirect(DASHBOARD_URL)
 

@@ -26,6 +26,7 @@ from djstripe.models import Price, Subscription
 from billing.entitlement import ENTITLED_STATUSES, BillingState, with_entitlement
 from billing.models import FailureEpisode, StripeEventInbox
 from gateway.health import run_checks
+from gateway.staff_auth import login_redirect
 from gateway.views import rate_limited
 from members.models import Member, normalize_email
 from ops.models import ReconciliationRun
@@ -87,6 +88,10 @@ def admin_login(request: HttpRequest, extra_context: dict[str, Any] | None = Non
     if getattr(request, "limited", False):
         log.warning("admin_login_rate_limited")
         return rate_limited(request)
+    # Signed in with the password but not enrolled yet (second factor required): enrol first.
+    enrol = login_redirect(request)
+    if enrol is not None:
+        return enrol
     return admin.site.login(request, extra_context)
 
 

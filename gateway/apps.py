@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.apps import AppConfig
 from django.conf import settings
+from django.contrib.admin import apps as admin_apps
 from django.db.models.signals import post_migrate
 
 
@@ -28,3 +29,11 @@ class GatewayConfig(AppConfig):
         # through here once; tests start Sentry themselves against a local server.
         if settings.DJANGO_ENV != "test":
             init_sentry(process_name())
+
+
+class GatewayAdminConfig(admin_apps.AdminConfig):
+    """Django's admin with our site class (a second factor for staff, see staff_auth)."""
+
+    default = False  # named in INSTALLED_APPS; GatewayConfig stays this module's default
+
+    default_site = "gateway.staff_auth.GatewayAdminSite"

@@ -44,7 +44,7 @@ if not APP_URL:
 CSRF_TRUSTED_ORIGINS = [APP_URL]
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "gateway.apps.GatewayAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -52,6 +52,9 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django_structlog",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
     "django_q",
     "djstripe",
     "gateway",
@@ -69,6 +72,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
@@ -187,6 +191,13 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 ADMIN_URL = env.str("ADMIN_URL", "admin/").strip("/") + "/"
+# Staff open the admin only after a one-time code (django-otp TOTP, recovery codes); the first
+# admin login enrols an authenticator app. Off where `make run` must print a working login.
+ADMIN_REQUIRE_2FA = env.bool("ADMIN_REQUIRE_2FA", DEPLOYED)
+if DEPLOYED and not ADMIN_REQUIRE_2FA:
+    raise ImproperlyConfigured(
+        "ADMIN_REQUIRE_2FA must be on when DJANGO_ENV is staging or production"
+    )
 
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
@@ -244,6 +255,7 @@ USE_TZ = True
 
 # --- Community (nothing community-specific is hard-coded) -----------------------------
 COMMUNITY_NAME = env.str("COMMUNITY_NAME", "The Revenue Council")
+OTP_TOTP_ISSUER = COMMUNITY_NAME  # the name authenticator apps show for the staff login
 COMMUNITY_PRIMARY_COLOR = env.str("COMMUNITY_PRIMARY_COLOR", "#7a1f2b")
 COMMUNITY_ACCENT_COLOR = env.str("COMMUNITY_ACCENT_COLOR", "#c9a227")
 ROLE_NAMES = {

@@ -12,6 +12,7 @@ from django.urls import reverse
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 
+from members.gates import member_login_allowed
 from members.models import User, normalize_email, validate_member_email
 from members.services import absolute_url, password_reset_email
 
@@ -98,7 +99,7 @@ class LoginForm(AccessibleForm):
             return data
         # authenticate() runs the hasher for unknown emails too, so timing reveals nothing.
         user = authenticate(self.request, username=data["email"], password=data["password"])
-        if user is None or not user.is_active:
+        if user is None or not user.is_active or not member_login_allowed(user):
             raise forms.ValidationError(LOGIN_FAILED)
         self.user = user
         return data

@@ -28,3 +28,12 @@ def email_proven_required(view: View) -> View:
         return view(request, *args, **kwargs)
 
     return wrapped
+
+
+def member_login_allowed(user: Any) -> bool:
+    """Member login paths (password, magic link, email confirmation, Discord) never sign in
+    a staff account: staff sign in through the admin login, with its stricter rate limit and
+    the second factor, so a staff member's inbox or Discord account alone opens nothing.
+    Callers answer exactly as for an unknown account, so the refusal does not reveal who is
+    staff."""
+    return not user.is_staff

@@ -21,6 +21,7 @@ from django.urls import reverse
 from django.utils import timezone
 from sesame.utils import get_query_string
 
+from members.gates import member_login_allowed
 from members.models import Member, User, normalize_email
 from ops.models import AuditLog
 from ops.services import audit_record, notification_enqueue
@@ -179,6 +180,9 @@ def magic_link_request(*, email: str) -> None:
         user = User.objects.filter(email__iexact=normalized, is_active=True).first()
     if user is None:
         log.info("magic_link_unknown_email")
+        return
+    if not member_login_allowed(user):
+        log.info("magic_link_staff_refused")
         return
     member = Member.objects.filter(user=user).first()
     # Each request is its own occurrence: a fresh episode key so a second request mails again.

@@ -47,7 +47,7 @@ from members.forms import (
     ResetForm,
     SignupForm,
 )
-from members.gates import email_proven_required
+from members.gates import email_proven_required, member_login_allowed
 from members.models import SeatTier, User, normalize_email
 from members.selectors import (
     member_can_manage_billing,
@@ -212,6 +212,8 @@ def magic_link_login(request: HttpRequest) -> HttpResponse:
     if request.method == "GET":
         return render(request, "members/magic_link_login.html", {"token": token or ""})
     user = sesame_get_user(token or "", update_last_login=False) if token else None
+    if user is not None and not member_login_allowed(user):
+        user = None
     # Claim the token: it is valid only while last_login is unchanged, and exactly one request
     # may move it (a conditional UPDATE, so two concurrent clicks cannot both log in).
     if user is None or not User.objects.filter(pk=user.pk, last_login=user.last_login).update(
@@ -251,6 +253,8 @@ def email_verify(request: HttpRequest) -> HttpResponse:
     if request.method == "GET":
         return render(request, "members/email_verify.html", {"token": token or ""})
     user = email_verify_user(token or "")
+    if user is not None and not member_login_allowed(user):
+        user = None
     # email_proven() answers False when a concurrent click proved it first: one use only.
     if user is None or not _prove_email(request, user, via="confirmation_link"):
         log.info("email_verify_refused")
