@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("members", "0001_initial"),
+        ("members", "0002_detach_members_of_ended_teams"),
     ]
 
     operations = [
