@@ -152,22 +152,33 @@ def member_get(call: Call) -> Reply:
     return Reply(200, member)
 
 
-def members_list(call: Call) -> Reply:
-    state = _guild(call)
+def _limit_query(call: Call, *, default: int, maximum: int) -> int:
     try:
-        limit = int(call.query.get("limit", "1"))
+        limit = int(call.query.get("limit", str(default)))
     except ValueError:
         raise invalid_form("limit", "NUMBER_TYPE_COERCE", "Value is not int.") from None
-    if not 1 <= limit <= 1000:
+    if not 1 <= limit <= maximum:
         raise invalid_form(
             "limit",
-            "NUMBER_TYPE_MAX" if limit > 1000 else "NUMBER_TYPE_MIN",
-            "int value should be between 1 and 1000.",
+            "NUMBER_TYPE_MAX" if limit > maximum else "NUMBER_TYPE_MIN",
+            f"int value should be between 1 and {maximum}.",
         )
-    after_text = call.query.get("after", "0")
-    if not after_text.isdigit():
-        raise invalid_form("after", "NUMBER_TYPE_COERCE", "Value is not snowflake.")
-    return Reply(200, state.list_members(after=int(after_text), limit=limit))
+    return limit
+
+
+def _snowflake_query(call: Call, name: str) -> int | None:
+    text = call.query.get(name)
+    if text is None:
+        return None
+    if not text.isdigit():
+        raise invalid_form(name, "NUMBER_TYPE_COERCE", "Value is not snowflake.")
+    return int(text)
+
+
+def members_list(call: Call) -> Reply:
+    state = _guild(call)
+    limit = _limit_query(call, default=1, maximum=1000)
+    return Reply(200, state.list_members(after=_snowflake_query(call, "after") or 0, limit=limit))
 
 
 def member_put(call: Call) -> Reply:
@@ -220,27 +231,9 @@ def message_post(call: Call) -> Reply:
     return Reply(200, call.state.rest_send_message(call.params["channel_id"], _body(call)))
 
 
-def _snowflake_query(call: Call, name: str) -> int | None:
-    text = call.query.get(name)
-    if text is None:
-        return None
-    if not text.isdigit():
-        raise invalid_form(name, "NUMBER_TYPE_COERCE", "Value is not snowflake.")
-    return int(text)
-
-
 def messages_list(call: Call) -> Reply:
     """GET /channels/{c}/messages: ``limit`` 1-100 (default 50), ``after`` or ``before``."""
-    try:
-        limit = int(call.query.get("limit", "50"))
-    except ValueError:
-        raise invalid_form("limit", "NUMBER_TYPE_COERCE", "Value is not int.") from None
-    if not 1 <= limit <= 100:
-        raise invalid_form(
-            "limit",
-            "NUMBER_TYPE_MAX" if limit > 100 else "NUMBER_TYPE_MIN",
-            "int value should be between 1 and 100.",
-        )
+    limit = _limit_query(call, default=50, maximum=100)
     messages = call.state.rest_list_messages(
         call.params["channel_id"],
         after=_snowflake_query(call, "after"),
