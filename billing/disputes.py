@@ -28,6 +28,7 @@ from django.utils import timezone
 
 from billing import lifecycle, services
 from billing.models import Dispute
+from billing.truth import invoice_subscription_id
 from discordsync.services import role_sync_request
 from members.models import Member, Team
 from ops.models import AuditLog
@@ -57,7 +58,7 @@ def payment_invoice(payment_intent: str) -> tuple[str, str]:
         return "", ""
     invoice_id = str(payments.data[0]["invoice"])
     invoice = stripe.Invoice.retrieve(invoice_id)
-    return invoice_id, services.invoice_subscription_id(invoice)
+    return invoice_id, invoice_subscription_id(invoice)
 
 
 def dispute_sync(*, dispute_id: str, now: datetime | None = None) -> Dispute | None:

@@ -13,6 +13,7 @@ from typing import Any
 import structlog
 
 from billing import disputes, services
+from billing.truth import invoice_subscription_id
 
 log = structlog.get_logger(__name__)
 
@@ -26,24 +27,18 @@ def _checkout_session_completed(obj: dict[str, Any]) -> None:
 def _subscription_changed(obj: dict[str, Any]) -> None:
     snapshot = services.subscription_sync(subscription_id=str(obj["id"]))
     services.subscription_apply(snapshot=snapshot)
+    services.payment_state_converge(snapshot=snapshot)
 
 
-def _invoice_paid(obj: dict[str, Any]) -> None:
-    subscription_id = services.invoice_subscription_id(obj)
+def _invoice_changed(obj: dict[str, Any]) -> None:
+    # Paid or failed, the event only names the invoice: whether an episode opens or closes is
+    # decided from the invoice and the subscription as Stripe reports them now.
+    subscription_id = invoice_subscription_id(obj)
     if not subscription_id:
         return
     snapshot = services.subscription_sync(subscription_id=subscription_id)
     services.subscription_apply(snapshot=snapshot)
-    services.payment_recovered(invoice=obj, subscription_id=subscription_id)
-
-
-def _invoice_payment_failed(obj: dict[str, Any]) -> None:
-    subscription_id = services.invoice_subscription_id(obj)
-    if not subscription_id:
-        return
-    snapshot = services.subscription_sync(subscription_id=subscription_id)
-    services.subscription_apply(snapshot=snapshot)
-    services.payment_failed_recorded(invoice=obj, subscription_id=subscription_id)
+    services.payment_state_converge(snapshot=snapshot, invoice_id=str(obj.get("id") or ""))
 
 
 def _dispute_changed(obj: dict[str, Any]) -> None:
@@ -64,8 +59,8 @@ HANDLERS: dict[str, Handler] = {
     "customer.subscription.created": _subscription_changed,
     "customer.subscription.updated": _subscription_changed,
     "customer.subscription.deleted": _subscription_changed,
-    "invoice.paid": _invoice_paid,
-    "invoice.payment_failed": _invoice_payment_failed,
+    "invoice.paid": _invoice_changed,
+    "invoice.payment_failed": _invoice_changed,
     "customer.updated": _customer_updated,
     "charge.dispute.created": _dispute_changed,
     "charge.dispute.updated": _dispute_changed,

@@ -37,6 +37,7 @@ from django.utils import timezone
 from djstripe.models import Subscription
 
 from billing.models import FailureEpisode
+from billing.truth import episode_paid_invoice, subscription_read
 from discordsync.selectors import member_expected_role
 from discordsync.services import member_remove_request, role_sync_request
 from members.models import Invite, Member, SeatTier
@@ -52,6 +53,15 @@ EMAIL = "email"
 
 class LifecycleError(Exception):
     """A lifecycle step could not be applied now (the message says why); retried next tick."""
+
+
+class EpisodeSettled(Exception):  # noqa: N818 — an outcome, not an error
+    """Stripe says the episode's renewal (or a later one) is paid: this tick's work is undone."""
+
+    def __init__(self, subscription_id: str, subscription: dict[str, Any]) -> None:
+        super().__init__(subscription_id)
+        self.subscription_id = subscription_id
+        self.subscription = subscription
 
 
 def parse_steps(raw: str, *, what: str) -> list[int]:
@@ -455,6 +465,38 @@ def episode_remind(*, episode_id: int, now: datetime) -> str:
 # --- the tick ---------------------------------------------------------------------------------
 
 
+def _stop_if_paid(episode_id: int) -> None:
+    """Ask Stripe before a member hears of Debtor or removal: the renewal may have been paid
+    and its webhook lost (the member must never be punished for our missed event)."""
+    episode = FailureEpisode.objects.get(pk=episode_id)
+    subscription = subscription_read(episode.subscription_id)
+    if episode_paid_invoice(episode=episode, subscription=subscription) is not None:
+        raise EpisodeSettled(episode.subscription_id, subscription)
+
+
+@transaction.atomic
+def episode_advance(*, episode_id: int, now: datetime) -> tuple[bool, bool, str]:
+    """One episode's due work: (entered Debtor, removed, reminder sent).
+
+    Whenever the work would reach the member or Stripe (a Debtor transition, a new reminder,
+    the removal), Stripe's current state is read first or before committing; if the renewal
+    is paid, :class:`EpisodeSettled` rolls the whole step back — messages, role requests and
+    all — and the caller settles the episode as recovered instead.
+    """
+    entered = episode_enter_debtor(episode_id=episode_id, now=now)
+    removal_due = FailureEpisode.objects.filter(
+        pk=episode_id, closed_at__isnull=True, removal_due_at__lte=now
+    ).exists()
+    if entered or removal_due:
+        _stop_if_paid(episode_id)
+    if removal_due and episode_remove(episode_id=episode_id, now=now):
+        return entered, True, ""
+    reminder = episode_remind(episode_id=episode_id, now=now)
+    if reminder and not entered:
+        _stop_if_paid(episode_id)
+    return entered, False, reminder
+
+
 @dataclass
 class TickReport:
     """What one tick did, for the command's output, logs and tests."""
@@ -462,6 +504,7 @@ class TickReport:
     now: datetime
     entered_debtor: list[int] = field(default_factory=list)
     removed: list[int] = field(default_factory=list)
+    recovered: list[int] = field(default_factory=list)
     reminders: list[str] = field(default_factory=list)
     claim_reminders: list[str] = field(default_factory=list)
     complimentary_ended: list[int] = field(default_factory=list)
@@ -472,6 +515,7 @@ class TickReport:
         lines = [f"billing tick as of {self.now.isoformat()}"]
         lines += [f"episode {pk}: entered Debtor" for pk in self.entered_debtor]
         lines += [f"episode {pk}: removed" for pk in self.removed]
+        lines += [f"episode {pk}: paid in Stripe, recovered" for pk in self.recovered]
         lines += [f"reminder {name}" for name in self.reminders]
         lines += [f"claim reminder {name}" for name in self.claim_reminders]
         lines += [f"complimentary membership {pk}: ended" for pk in self.complimentary_ended]
@@ -508,13 +552,23 @@ def billing_tick(
             report.stopped = True
             return report
         try:
-            if episode_enter_debtor(episode_id=episode_id, now=now):
-                report.entered_debtor.append(episode_id)
-            if episode_remove(episode_id=episode_id, now=now):
-                report.removed.append(episode_id)
+            try:
+                entered, removed, reminder = episode_advance(episode_id=episode_id, now=now)
+            except EpisodeSettled as settled:
+                from billing.services import payment_recovered
+
+                if payment_recovered(
+                    subscription_id=settled.subscription_id,
+                    subscription=settled.subscription,
+                    now=now,
+                ):
+                    report.recovered.append(episode_id)
                 continue
-            reminder = episode_remind(episode_id=episode_id, now=now)
-            if reminder:
+            if entered:
+                report.entered_debtor.append(episode_id)
+            if removed:
+                report.removed.append(episode_id)
+            elif reminder:
                 report.reminders.append(f"episode {episode_id}: {reminder}")
         except Exception as exc:  # noqa: BLE001 — one bad episode must not stop the others
             log.exception("billing_tick_episode_failed", episode_id=episode_id)
@@ -537,6 +591,7 @@ def billing_tick(
         at=now.isoformat(),
         entered_debtor=len(report.entered_debtor),
         removed=len(report.removed),
+        recovered=len(report.recovered),
         reminders=len(report.reminders),
         claim_reminders=len(report.claim_reminders),
         errors=len(report.errors),

@@ -13,9 +13,10 @@ from django.db.models import Q
 class FailureEpisode(models.Model):
     """One run of failed renewals for a subscription: grace, then Debtor, then removal.
 
-    Opened by the first ``invoice.payment_failed`` (``billing_reason=subscription_cycle``),
-    closed by recovery (``invoice.paid``), cancellation or removal. At most one is open per
-    subscription, so repeated failures never restart the timeline.
+    Opened when Stripe shows a renewal (``billing_reason=subscription_cycle``) failing — the
+    invoice open and unpaid, the subscription ``past_due``/``unpaid`` (``billing/truth.py``);
+    closed by recovery (that invoice or a later one paid), cancellation or removal. At most
+    one is open per subscription, so repeated failures never restart the timeline.
     """
 
     class CloseReason(models.TextChoices):

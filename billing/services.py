@@ -28,6 +28,14 @@ from billing import lifecycle
 from billing.entitlement import paid_up, subscription_facts
 from billing.models import FailureEpisode
 from billing.selectors import subscription_item_quantities, subscription_period_end
+from billing.truth import (
+    FAILING_STATUSES,
+    episode_paid_invoice,
+    invoice_is_failing,
+    invoice_read,
+    object_id,
+    subscription_read,
+)
 from discordsync.services import role_sync_request
 from members.models import Member, SeatTier, Team
 from members.team_services import team_end, team_return
@@ -316,20 +324,6 @@ def _access_end(*, member: Member, snapshot: SubscriptionSnapshot, now: datetime
 # --- payment failure timeline -----------------------------------------------------------------
 
 
-def invoice_subscription_id(invoice: dict[str, Any]) -> str:
-    """The subscription an invoice bills (``parent.subscription_details`` since 2025 APIs)."""
-    parent = invoice.get("parent") or {}
-    details = parent.get("subscription_details") or {}
-    if details.get("subscription"):
-        return str(details["subscription"])
-    for line in (invoice.get("lines") or {}).get("data") or []:
-        item_details = (line.get("parent") or {}).get("subscription_item_details") or {}
-        if item_details.get("subscription"):
-            return str(item_details["subscription"])
-    legacy = invoice.get("subscription")
-    return str(legacy.get("id") if isinstance(legacy, dict) else legacy or "")
-
-
 def _episodes_close(*, subscription_id: str, reason: str, now: datetime) -> list[FailureEpisode]:
     episodes = list(
         FailureEpisode.objects.select_for_update().filter(
@@ -349,22 +343,30 @@ def _episodes_close(*, subscription_id: str, reason: str, now: datetime) -> list
     return episodes
 
 
+def _holders_have_access(team: Team | None, members: list[Member]) -> bool:
+    if team is not None:
+        return team.cancelled_at is None
+    return any(member.cancelled_at is None for member in members)
+
+
 @transaction.atomic
 def payment_failed_recorded(
-    *, invoice: dict[str, Any], subscription_id: str, now: datetime | None = None
+    *,
+    subscription_id: str,
+    invoice_id: str,
+    subscription: dict[str, Any] | None = None,
+    now: datetime | None = None,
 ) -> FailureEpisode | None:
-    """Open the failure episode on the first failed renewal; repeats keep the original clock.
+    """Open the failure episode if Stripe says this renewal is failing now; else None.
 
-    Only ``billing_reason=subscription_cycle`` starts the timeline: a failed first payment or
-    seat proration never had access to lose. The lifecycle (grace reminders, Debtor, removal)
-    runs from the episode in ``billing_tick``.
+    Only a ``subscription_cycle`` invoice that is still open and unpaid, on a subscription
+    still ``past_due``/``unpaid``, opens one (a failed first payment or seat proration never
+    had access to lose; a failure Stripe already forgot — paid since — is old news). Repeats
+    keep the original clock. ``subscription`` is Stripe's current copy when the caller has
+    just read it. The lifecycle (grace reminders, Debtor, removal) runs in ``billing_tick``.
     """
     now = now or timezone.now()
-    if invoice.get("billing_reason") != "subscription_cycle":
-        return None
-    team, members = _holders(subscription_id)
-    if team is None and not members:
-        log.warning("payment_failed_unclaimed", subscription_id=subscription_id)
+    if not invoice_id:
         return None
     if subscription_facts(subscription_id).removed:
         # Its members were removed for this unpaid subscription already; Stripe retrying it
@@ -376,6 +378,26 @@ def payment_failed_recorded(
     ).first()
     if existing is not None:
         return existing
+    team, members = _holders(subscription_id)
+    if team is None and not members:
+        log.warning("payment_failed_unclaimed", subscription_id=subscription_id)
+        return None
+    # "unpaid" ends entitlement (SPEC §2): subscription_apply has already ended their access,
+    # so there is no grace left to give.
+    if not _holders_have_access(team, members):
+        return None
+    subscription = subscription or subscription_read(subscription_id)
+    invoice = invoice_read(invoice_id)
+    if not invoice_is_failing(invoice, subscription):
+        log.info(
+            "payment_failure_not_current",
+            subscription_id=subscription_id,
+            invoice_id=invoice_id,
+            invoice_status=invoice.get("status"),
+            billing_reason=invoice.get("billing_reason"),
+            subscription_status=subscription.get("status"),
+        )
+        return None
     grace = timedelta(hours=GatewayConfig.load().grace_hours)
     try:
         with transaction.atomic():
@@ -383,7 +405,7 @@ def payment_failed_recorded(
                 subscription_id=subscription_id,
                 member=members[0] if team is None else None,
                 team=team,
-                invoice_id=str(invoice.get("id") or ""),
+                invoice_id=invoice_id,
                 opened_at=now,
                 grace_ends_at=now + grace,
             )
@@ -408,18 +430,23 @@ def payment_failed_recorded(
 
 @transaction.atomic
 def payment_recovered(
-    *, invoice: dict[str, Any], subscription_id: str, now: datetime | None = None
+    *,
+    subscription_id: str,
+    subscription: dict[str, Any] | None = None,
+    now: datetime | None = None,
 ) -> list[FailureEpisode]:
-    """Close the open failure episode when a renewal (or the failed invoice itself) is paid."""
+    """Close the open failure episode if Stripe says its invoice (or a later one) is paid."""
     now = now or timezone.now()
-    episode = FailureEpisode.objects.filter(
-        subscription_id=subscription_id, closed_at__isnull=True
-    ).first()
+    episode = (
+        FailureEpisode.objects.select_for_update()
+        .filter(subscription_id=subscription_id, closed_at__isnull=True)
+        .first()
+    )
     if episode is None:
         return []
-    if invoice.get("billing_reason") != "subscription_cycle" and invoice.get("id") != (
-        episode.invoice_id
-    ):
+    subscription = subscription or subscription_read(subscription_id)
+    paid = episode_paid_invoice(episode=episode, subscription=subscription)
+    if paid is None:
         return []
     closed = _episodes_close(
         subscription_id=subscription_id, reason=FailureEpisode.CloseReason.RECOVERED, now=now
@@ -430,3 +457,21 @@ def payment_recovered(
     for member in members:
         role_sync_request(member_id=member.pk)
     return closed
+
+
+def payment_state_converge(
+    *, snapshot: SubscriptionSnapshot, invoice_id: str = "", now: datetime | None = None
+) -> None:
+    """After any event about a subscription or its invoices: open or close its episode as
+    Stripe's current state justifies. ``invoice_id`` names the event's invoice; without one
+    the subscription's latest invoice is the candidate for a failure."""
+    if payment_recovered(subscription_id=snapshot.id, subscription=snapshot.data, now=now):
+        return
+    candidate = invoice_id or object_id(snapshot.data.get("latest_invoice"))
+    if snapshot.status in FAILING_STATUSES and candidate:
+        payment_failed_recorded(
+            subscription_id=snapshot.id,
+            invoice_id=candidate,
+            subscription=snapshot.data,
+            now=now,
+        )

@@ -701,7 +701,7 @@ def _apply_fixes(state: _Run) -> list[dict[str, Any]]:
         "remove_managed_roles": 3,
     }
     planned = sorted(_planned_fixes(state), key=lambda f: order[f["action"]])
-    stale, paid = state.world.stale_objects, state.world.paid_invoice
+    stale = state.world.stale_objects
     first_audit = AuditLog.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
     synced: set[int] = set()
     done: list[dict[str, Any]] = []
@@ -728,9 +728,7 @@ def _apply_fixes(state: _Run) -> list[dict[str, Any]]:
                     )
             elif action == "close_failure_episode":
                 sub_id = fix["subscription_id"]
-                closed = payment_recovered(
-                    invoice=paid[sub_id], subscription_id=sub_id, now=state.now
-                )
+                closed = payment_recovered(subscription_id=sub_id, now=state.now)
                 if not closed:
                     outcome.update(ok=False, error="the paid invoice is not the failed renewal")
             elif action == "sync_member_roles":

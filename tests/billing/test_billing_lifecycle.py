@@ -97,19 +97,27 @@ def test_paid_renewal_closes_the_episode(client, stripe_server, subscriber):
     assert AuditLog.objects.filter(action="failure_episode_closed").exists()
 
 
-def test_first_payment_failure_does_not_start_a_grace_period(client, stripe_server, subscriber):
-    invoice = {
-        "id": "in_first",
-        "object": "invoice",
-        "billing_reason": "subscription_create",
-        "parent": {"subscription_details": {"subscription": subscriber.subscription_id}},
-    }
+def test_first_payment_failure_does_not_start_a_grace_period(client, stripe_server):
+    import stripe
+    from django.conf import settings
+
     from billing.services import payment_failed_recorded
 
-    assert (
-        payment_failed_recorded(invoice=invoice, subscription_id=subscriber.subscription_id) is None
+    member = make_member("lee@example.org")
+    stripe_server.state.decline_payments(1)
+    sub = stripe.Subscription.create(
+        customer=member.stripe_customer_id,
+        items=[{"price": settings.STRIPE_INDIVIDUAL_PRICE_ID}],
+        metadata={"plan_type": "individual", "member_id": str(member.pk)},
     )
+    assert sub.status == "incomplete"
+    Member.objects.filter(pk=member.pk).update(subscription_id=sub.id)
+    for event in recorded_events(stripe_server, ("invoice.payment_failed",)):
+        deliver(client, event)
+
+    assert payment_failed_recorded(subscription_id=sub.id, invoice_id=sub.latest_invoice) is None
     assert not FailureEpisode.objects.exists()
+    assert not Notification.objects.filter(kind="payment_failed").exists()
 
 
 def test_status_that_ends_entitlement_cancels_and_a_new_payment_restores(

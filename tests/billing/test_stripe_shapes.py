@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from billing.selectors import subscription_item_quantities, subscription_period_end
-from billing.services import invoice_subscription_id
+from billing.truth import invoice_subscription_id
 
 
 def test_invoice_names_its_subscription_under_parent():

@@ -123,12 +123,30 @@ def test_grace_boundary_is_exact(world):
 
 
 def test_only_subscription_cycle_failures_start_a_timeline(world):
+    import stripe
+
     from billing.services import payment_failed_recorded
 
     kay = subscribe_individual(world, "kay@example.org")
-    for reason in ("subscription_create", "subscription_update", "manual"):
-        invoice = {"id": f"in_{reason}", "billing_reason": reason}
-        assert payment_failed_recorded(invoice=invoice, subscription_id=kay.subscription_id) is None
+    item = world.stripe.state.get_subscription(kay.subscription_id)["items"]["data"][0]
+    world.stripe.state.decline_payments(1)
+    # A seat change invoiced at once whose payment fails: the subscription is past_due and the
+    # invoice open and unpaid, but it is not a renewal, so no access was at stake.
+    stripe.Subscription.modify(
+        kay.subscription_id,
+        items=[{"id": item["id"], "quantity": 2}],
+        proration_behavior="always_invoice",
+    )
+    world.deliver_new()
+    sub = world.stripe.state.get_subscription(kay.subscription_id)
+    assert sub["status"] == "past_due"
+    invoice = world.stripe.state.get_invoice(sub["latest_invoice"])
+    assert (invoice["billing_reason"], invoice["status"]) == ("subscription_update", "open")
+
+    assert (
+        payment_failed_recorded(subscription_id=kay.subscription_id, invoice_id=invoice["id"])
+        is None
+    )
     assert not FailureEpisode.objects.exists()
     assert not Notification.objects.filter(kind__startswith="payment_failed").exists()
 
