@@ -6,6 +6,7 @@ from django.http import HttpRequest
 from django_q.tasks import async_task
 
 from billing.models import Dispute, FailureEpisode, StripeEventInbox
+from billing.tasks import mode_mismatch_reason
 from ops.services import audit_record
 
 
@@ -26,8 +27,19 @@ class StripeEventInboxAdmin(admin.ModelAdmin):
 
     @admin.action(description="Reprocess the selected Stripe events", permissions=["change"])
     def reprocess(self, request: HttpRequest, queryset: QuerySet[StripeEventInbox]) -> None:
+        # An event stored as from the other Stripe mode (a live event at a test gateway, or the
+        # reverse) is never applied: it describes objects this gateway does not bill.
+        ignored = queryset.filter(status=StripeEventInbox.Status.IGNORED)
+        if ignored.exists():
+            self.message_user(
+                request,
+                f"{ignored.count()} event(s) not reprocessed: {mode_mismatch_reason()}.",
+                messages.ERROR,
+            )
+        rows = queryset.exclude(status=StripeEventInbox.Status.IGNORED).only("pk", "event_id")
+        queued = 0
         # Through the worker, like every other delivery: same task, same claim, same retries.
-        for row in queryset.only("pk", "event_id"):
+        for row in rows:
             audit_record(
                 actor_type="staff",
                 actor_id=str(request.user.pk),
@@ -37,9 +49,11 @@ class StripeEventInboxAdmin(admin.ModelAdmin):
                 details={"event_id": row.event_id},
             )
             async_task("billing.tasks.process_stripe_event", row.pk, True)
-        self.message_user(
-            request, f"{queryset.count()} event(s) queued for reprocessing.", messages.SUCCESS
-        )
+            queued += 1
+        if queued:
+            self.message_user(
+                request, f"{queued} event(s) queued for reprocessing.", messages.SUCCESS
+            )
 
 
 @admin.register(FailureEpisode)

@@ -47,8 +47,18 @@ def _scrub(text: str) -> str:
     return text
 
 
+def mode_mismatch_reason() -> str:
+    """Why an ``IGNORED`` row is never applied, in words for the admin and the replay command."""
+    mode, other = ("live", "test") if settings.STRIPE_LIVE_MODE else ("test", "live")
+    return (
+        f"they were sent in {other} mode and this gateway runs in {mode} mode, so they are "
+        "never applied"
+    )
+
+
 def _claim(inbox_id: int, *, now: datetime, force: bool) -> bool:
-    rows = StripeEventInbox.objects.filter(pk=inbox_id)
+    # A row stored as from the other Stripe mode is never applied, not even when forced.
+    rows = StripeEventInbox.objects.filter(pk=inbox_id).exclude(status=Status.IGNORED)
     running = Q(status=Status.PROCESSING, locked_until__gte=now)
     if force:
         rows = rows.exclude(running)
@@ -67,8 +77,8 @@ def process_stripe_event(inbox_id: int, force: bool = False) -> str:
     """Apply one stored event. Returns the row's resulting status (or "skipped").
 
     ``force`` reprocesses a row whatever its state (admin action, replay command) unless
-    another worker holds it right now. Handlers converge to Stripe's current state, so a
-    replay is safe.
+    another worker holds it right now or it was stored as from the other Stripe mode.
+    Handlers decide from Stripe's current state, so a replay is safe.
     """
     now = timezone.now()
     if not _claim(inbox_id, now=now, force=force):

@@ -280,3 +280,63 @@ def test_stored_errors_never_contain_the_api_key(client, stripe_server, paid_ind
     row = StripeEventInbox.objects.get(event_id=completed["id"])
     assert settings.STRIPE_SECRET_KEY not in row.last_error + row.traceback
     assert tasks._scrub(f"key {settings.STRIPE_SECRET_KEY}") == "key [redacted]"
+
+
+def _stored_from_the_other_mode(client, stripe_server) -> list[StripeEventInbox]:
+    """The purchase's events as a live-mode endpoint would send them to this test-mode one."""
+    for event in recorded_events(stripe_server):
+        assert deliver(client, {**event, "livemode": True}).status_code == 200
+    rows = list(StripeEventInbox.objects.order_by("pk"))
+    assert rows and {row.status for row in rows} == {Status.IGNORED}
+    return rows
+
+
+def _nothing_applied(member, rows: list[StripeEventInbox]) -> None:
+    member.refresh_from_db()
+    assert not member.subscription_id and member.paid_at is None
+    assert _welcomes(member) == 0
+    for row in rows:
+        row.refresh_from_db()
+        assert (row.status, row.attempts, row.processed_at) == (Status.IGNORED, 0, None)
+
+
+def test_admin_reprocess_refuses_events_stored_as_from_the_other_mode(
+    admin_client, client, stripe_server, paid_individual
+):
+    rows = _stored_from_the_other_mode(client, stripe_server)
+
+    response = admin_client.post(
+        "/admin/billing/stripeeventinbox/",
+        {"action": "reprocess", "_selected_action": [row.pk for row in rows]},
+        follow=True,
+    )
+
+    assert response.status_code == 200
+    shown = [str(m) for m in response.context["messages"]]
+    assert any("live mode" in m and "not reprocessed" in m for m in shown), shown
+    assert not any("queued" in m for m in shown), shown
+    _nothing_applied(paid_individual, rows)
+    assert not AuditLog.objects.filter(action="stripe_event_reprocess_requested").exists()
+
+
+def test_replay_command_refuses_events_stored_as_from_the_other_mode(
+    client, stripe_server, paid_individual
+):
+    from django.core.management.base import CommandError
+
+    rows = _stored_from_the_other_mode(client, stripe_server)
+
+    with pytest.raises(CommandError, match="live mode.*never applied"):
+        call_command("replay_stripe_events", "--id", rows[0].event_id)
+    call_command("replay_stripe_events", "--since", timezone.now().date().isoformat())
+
+    _nothing_applied(paid_individual, rows)
+
+
+def test_a_forced_reprocess_never_applies_an_ignored_row(client, stripe_server, paid_individual):
+    from billing.tasks import process_stripe_event
+
+    rows = _stored_from_the_other_mode(client, stripe_server)
+
+    assert {process_stripe_event(row.pk, force=True) for row in rows} == {"skipped"}
+    _nothing_applied(paid_individual, rows)

@@ -12,7 +12,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from billing.models import StripeEventInbox
-from billing.tasks import process_stripe_event
+from billing.tasks import mode_mismatch_reason, process_stripe_event
 
 log = structlog.get_logger(__name__)
 
@@ -31,8 +31,9 @@ def _parse_since(value: str) -> datetime:
 
 class Command(BaseCommand):
     help = (
-        "Reprocess stored Stripe events (handlers converge to Stripe's current state, so a "
-        "replay is safe). Select with --id, --failed and/or --since."
+        "Reprocess stored Stripe events through the worker's task (handlers decide from "
+        "Stripe's current state, so a replay is safe). Select with --id, --failed and/or "
+        "--since. Events stored as from the other Stripe mode (live vs test) are never applied."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -51,12 +52,22 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, self._on_sigterm)
         if not (options["event_ids"] or options["failed"] or options["since"]):
             raise CommandError("choose what to replay: --id EVT, --failed and/or --since DATE")
-        rows = StripeEventInbox.objects.exclude(status=StripeEventInbox.Status.IGNORED)
+        rows = StripeEventInbox.objects.all()
         if options["event_ids"]:
             rows = rows.filter(event_id__in=options["event_ids"])
             missing = set(options["event_ids"]) - set(rows.values_list("event_id", flat=True))
             if missing:
                 raise CommandError(f"not stored: {', '.join(sorted(missing))}")
+            ignored = sorted(
+                rows.filter(status=StripeEventInbox.Status.IGNORED).values_list(
+                    "event_id", flat=True
+                )
+            )
+            if ignored:
+                raise CommandError(
+                    f"refused {', '.join(ignored)}: {mode_mismatch_reason()}; nothing replayed"
+                )
+        rows = rows.exclude(status=StripeEventInbox.Status.IGNORED)
         if options["failed"]:
             rows = rows.filter(
                 status__in=[StripeEventInbox.Status.RETRYING, StripeEventInbox.Status.FAILED]
