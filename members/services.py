@@ -80,6 +80,30 @@ def member_signup(*, email: str, password: str) -> User:
     return user
 
 
+def _account_email(*, user: User, kind: str, context: dict, action: str = "") -> None:
+    """Queue an account email (a link for the account's owner) and, with ``action``, audit it.
+
+    Each request is its own occurrence: a fresh episode key, so a second request mails again.
+    """
+    member = Member.objects.filter(user=user).first()
+    notification_enqueue(
+        kind=kind,
+        channel="email",
+        recipient=user.email or "",
+        episode=uuid.uuid4().hex,
+        member=member,
+        context=context,
+    )
+    if action:
+        audit_record(
+            actor_type=AuditLog.Actor.MEMBER,
+            actor_id=str(member.pk) if member else "",
+            actor_label=user.email or "",
+            action=action,
+            target=member or user,
+        )
+
+
 # --- Proving the email ----------------------------------------------------------------------
 
 EMAIL_VERIFY_MAX_AGE = timedelta(days=2)
@@ -113,13 +137,9 @@ def email_verify_send(*, user: User) -> None:
     """Mail a confirmation link to an account whose email is not proven yet."""
     if user.email_proven:
         return
-    member = Member.objects.filter(user=user).first()
-    notification_enqueue(
+    _account_email(
+        user=user,
         kind="email_verify",
-        channel="email",
-        recipient=user.email or "",
-        episode=uuid.uuid4().hex,
-        member=member,
         context={
             "link": email_verify_url(user=user),
             "expires_hours": int(EMAIL_VERIFY_MAX_AGE.total_seconds() // 3600),
@@ -184,46 +204,25 @@ def magic_link_request(*, email: str) -> None:
     if not member_login_allowed(user):
         log.info("magic_link_staff_refused")
         return
-    member = Member.objects.filter(user=user).first()
-    # Each request is its own occurrence: a fresh episode key so a second request mails again.
-    notification_enqueue(
+    _account_email(
+        user=user,
         kind="magic_link",
-        channel="email",
-        recipient=user.email or "",
-        episode=uuid.uuid4().hex,
-        member=member,
         context={
             "link": magic_link_url(user=user),
             "expires_minutes": settings.SESAME_MAX_AGE // 60,
         },
-    )
-    audit_record(
-        actor_type=AuditLog.Actor.MEMBER,
-        actor_id=str(member.pk) if member else "",
-        actor_label=user.email or "",
         action="member.magic_link_requested",
-        target=member or user,
     )
 
 
 @transaction.atomic
 def password_reset_email(*, user: User, link: str) -> None:
     """Queue the password-reset email built by Django's reset form."""
-    member = Member.objects.filter(user=user).first()
-    notification_enqueue(
+    _account_email(
+        user=user,
         kind="password_reset",
-        channel="email",
-        recipient=user.email or "",
-        episode=uuid.uuid4().hex,
-        member=member,
         context={"link": link},
-    )
-    audit_record(
-        actor_type=AuditLog.Actor.MEMBER,
-        actor_id=str(member.pk) if member else "",
-        actor_label=user.email or "",
         action="member.password_reset_requested",
-        target=member or user,
     )
 
 
