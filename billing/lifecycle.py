@@ -215,11 +215,14 @@ def member_access_end(*, member: Member, subscription_id: str, reason: str, now:
     )
     farewell = None
     if member.discord_id:
+        # One farewell per access period: a subscription that comes back (an unpaid one is
+        # settled) and ends again says goodbye again; a replayed ending does not.
+        period = member.paid_at.isoformat() if member.paid_at else ""
         farewell = notification_enqueue(
             kind="farewell",
             channel=DM,
             recipient=member.discord_id,
-            episode=subscription_id,
+            episode=f"{subscription_id}:{period}",
             member=member,
             context={"member_name": _name(member)},
         )

@@ -286,7 +286,9 @@ def _access_grant(
     *, member: Member, snapshot: SubscriptionSnapshot, team: Team | None, now: datetime
 ) -> None:
     returning = member.cancelled_at is not None
-    member.paid_at = member.paid_at or now
+    # A first payment or a return starts a new access period: claim reminders and the
+    # farewell of its ending count from here.
+    member.paid_at = now
     member.cancelled_at = None
     member.save(update_fields=["paid_at", "cancelled_at", "updated_at"])
     audit_record(

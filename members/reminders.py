@@ -4,8 +4,9 @@ Cadence (``ops.GatewayConfig``): ``claim_reminder_hours`` after the first paymen
 current subscription (48 h and 7 days by default, ``claim_reminder``), then every
 ``claim_reminder_every_days`` up to ``claim_reminder_until_days`` (30…180 days,
 ``claim_reminder_late``). Anchored at ``Member.paid_at`` — not account creation — and keyed in
-the outbox by subscription and step, so a reminder is sent once per subscription however often
-the tick runs, and a returning subscriber's new subscription starts its own cadence. After
+the outbox by subscription, access period (``paid_at``) and step, so a reminder is sent once per
+period however often the tick runs, and a return (a new subscription, or the same one settled
+after it ended) starts its own cadence. After
 downtime only the latest due step goes out (original-system bug 17). Linking Discord stops them:
 linked members are simply no longer selected.
 """
@@ -61,6 +62,13 @@ def latest_due_step(steps: list[ClaimStep], paid_at: datetime, now: datetime) ->
     return due[-1] if due else None
 
 
+def claim_episode(member: Member, step: ClaimStep) -> str:
+    """Outbox episode of a claim reminder: per subscription and access period (``paid_at``),
+    so a team or subscriber that returns on the same subscription hears the cadence again."""
+    period = int(member.paid_at.timestamp()) if member.paid_at else 0
+    return f"{member.billing_subscription_id or member.pk}:{period}:{step.name}"
+
+
 def claim_reminders_send(
     *, now: datetime, should_stop: Callable[[], bool] | None = None
 ) -> list[str]:
@@ -104,7 +112,7 @@ def claim_reminders_send(
                 kind=step.kind,
                 channel="email",
                 recipient=member.user.email or "",
-                episode=f"{member.billing_subscription_id or member.pk}:{step.name}",
+                episode=claim_episode(member, step),
                 member=member,
                 context={"days_since_payment": days} if step.kind == "claim_reminder_late" else {},
             )

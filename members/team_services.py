@@ -123,6 +123,14 @@ def invite_create(*, actor: Member, tier: str, email: str = "") -> Invite:
                 "Enter a valid email address for the invite, or leave it empty."
             ) from exc
     team = Team.objects.select_for_update().get(pk=team.pk)
+    # The same rule as claiming: an invite nobody could use must not be made, nor emailed.
+    if team.cancelled_at is not None or not subscription_is_entitled(
+        team.subscription_id or "", timezone.now()
+    ):
+        raise SeatError(
+            "This team's membership is not active right now, so invites cannot be created. "
+            "Check the team's billing first."
+        )
     used, paid = seats_used(team, tier), team.paid_seats(tier)
     if used >= paid:
         raise SeatError(

@@ -240,14 +240,14 @@ class NotificationAdmin(ReadOnlyAdmin):
         "short_error",
     ]
     list_filter = ["status", "channel", "kind"]
-    search_fields = ["recipient", "key", "kind"]
+    search_fields = ["recipient", "episode", "kind"]
     date_hierarchy = "created_at"
     actions = ["retry_now"]
     fields = [
-        "key",
         "kind",
         "channel",
         "recipient",
+        "episode",
         "member",
         "status",
         "attempts",

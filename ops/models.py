@@ -34,7 +34,11 @@ class AuditLog(models.Model):
 
 
 class Notification(models.Model):
-    """The outbox: one row per message, unique per (recipient, kind, episode)."""
+    """The outbox: one row per message, unique per (channel, recipient, kind, episode).
+
+    ``key`` is the SHA-256 of that full tuple (``notification_key``), so addresses and episode
+    names of any length stay distinct; ``episode`` keeps the readable occasion.
+    """
 
     class Channel(models.TextChoices):
         EMAIL = "email", "Email"
@@ -52,6 +56,7 @@ class Notification(models.Model):
     channel = models.CharField(max_length=16, choices=Channel.choices)
     kind = models.CharField(max_length=64, db_index=True)
     recipient = models.CharField(max_length=255)
+    episode = models.TextField(blank=True)
     member = models.ForeignKey(
         "members.Member",
         null=True,

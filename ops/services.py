@@ -6,6 +6,7 @@ audit row nor a message behind; delivery happens after commit in the worker.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -49,6 +50,16 @@ def audit_record(
     )
 
 
+def notification_key(*, channel: str, recipient: str, kind: str, episode: str) -> str:
+    """The outbox's unique key: a digest of the whole tuple, never a prefix of it.
+
+    A cut-off key made two long addresses (or long episode names) that share a prefix one
+    message, and the second was dropped as a duplicate.
+    """
+    full = json.dumps([channel, recipient, kind, episode], ensure_ascii=False)
+    return hashlib.sha256(full.encode()).hexdigest()
+
+
 def notification_enqueue(
     *,
     kind: str,
@@ -76,14 +87,15 @@ def notification_enqueue(
         return None
     # Round-trip through JSON now, so a value the column cannot store fails in the caller.
     context = json.loads(json.dumps(context or {}, cls=DjangoJSONEncoder))
-    key = f"{channel}:{recipient}:{kind}:{episode}"
+    key = notification_key(channel=channel, recipient=recipient, kind=kind, episode=episode)
     try:
         with transaction.atomic():
             notification = Notification.objects.create(
-                key=key[:255],
+                key=key,
                 channel=channel,
                 kind=kind,
                 recipient=recipient,
+                episode=episode,
                 member=member,
                 context=context,
             )

@@ -31,7 +31,7 @@ def _paid_long_ago(member: Member, days: int = 200):
 
 def _reminders(email: str) -> list[tuple[str, str]]:
     rows = Notification.objects.filter(recipient=email, kind__startswith="claim_reminder")
-    return [(n.kind, n.key.rsplit(":", 1)[1]) for n in rows.order_by("pk")]
+    return [(n.kind, n.episode.rsplit(":", 1)[1]) for n in rows.order_by("pk")]
 
 
 def test_claim_reminder_cadence_eight_emails_each_once(world):

@@ -67,11 +67,11 @@ def test_individual_member_walks_the_whole_timeline(world):
         assert world.tick(due).reminders == [f"episode {episode.pk}: {name}"]
         assert world.tick(due + 5 * MIN).reminders == []
     for days in (7, 10, 15, 20, 25):
-        rows = Notification.objects.filter(kind="debtor_reminder", key__endswith=f":{days}")
+        rows = Notification.objects.filter(kind="debtor_reminder", episode__endswith=f":{days}")
         assert sorted(rows.values_list("channel", flat=True)) == ["dm", "email"]
         assert rows.first().context["days_left"] == 30 - days
     for hours in (48, 24, 12):
-        rows = Notification.objects.filter(kind="final_warning", key__endswith=f":{hours}")
+        rows = Notification.objects.filter(kind="final_warning", episode__endswith=f":{hours}")
         assert rows.count() == 2 and rows.first().context["hours_left"] == hours
     assert world.roles(kay) == ["debtor"]
 
@@ -237,7 +237,7 @@ def test_after_three_days_of_downtime_only_the_latest_reminder_goes_out(world):
     assert report.reminders == [f"episode {episode.pk}: debtor_reminder:15"]
     keys = sorted(
         Notification.objects.filter(kind="debtor_reminder", channel="dm").values_list(
-            "key", flat=True
+            "episode", flat=True
         )
     )
     assert [k.rsplit(":", 1)[1] for k in keys] == ["15", "7"]
