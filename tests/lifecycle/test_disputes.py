@@ -6,11 +6,20 @@ from __future__ import annotations
 
 import pytest
 from django.conf import settings as django_settings
+from django.urls import reverse
 
 from billing.entitlement import Access, member_access
 from billing.models import Dispute
+from members.models import SeatTier
 from ops.models import AuditLog
-from tests.lifecycle.conftest import messages, never_sent, sent_once, subscribe_individual
+from tests.lifecycle.conftest import (
+    messages,
+    never_sent,
+    seat,
+    sent_once,
+    subscribe_company,
+    subscribe_individual,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -40,6 +49,11 @@ def test_a_dispute_suspends_access_at_once_and_tells_member_and_staff(world, kay
     sent_once("dispute_staff", "ops@example.org")
     sent_once("dispute_staff", django_settings.DISCORD_ADMIN_CHANNEL_ID)
     assert AuditLog.objects.filter(action="dispute_opened").count() == 1
+    world.client.force_login(kay.user)
+    assert (
+        "Access paused: payment disputed"
+        in world.client.get(reverse("members:dashboard")).content.decode()
+    )
 
     # Evidence submitted: still open, nothing new for anyone.
     world.stripe.state.submit_dispute_evidence(dispute.dispute_id)
@@ -98,3 +112,24 @@ def test_a_refund_is_audited_and_changes_nothing(world, kay):
     assert member_access(kay, entry.created_at) == Access.ENTITLED
     assert world.roles(kay) == ["lord"]
     assert not messages("farewell") and not messages("dispute_staff")
+
+
+def test_a_dispute_on_a_team_payment_suspends_every_seat(world, settings):
+    settings.ADMIN_EMAIL = "ops@example.org"
+    team, owner = subscribe_company(world, "owner@example.org", "Camelot Ltd")
+    owner = world.link(owner, "arthur", role="lord")
+    knight = world.link(seat(team, SeatTier.TEAM, "gawain@example.org"), "gawain", role="knight")
+
+    opened = world.stripe.state.open_dispute(team.subscription_id)
+    world.deliver_new()
+
+    assert world.roles(owner) == [] and world.roles(knight) == []  # suspended, not kicked
+    sent_once("dispute_opened", "owner@example.org")  # the owner pays: email too
+    sent_once("dispute_opened", knight.discord_id)
+    never_sent("dispute_opened", "gawain@example.org")
+    entry = AuditLog.objects.get(action="dispute_opened")
+    assert (entry.target_type, entry.target_id) == ("team", str(team.pk))
+
+    world.stripe.state.close_dispute(opened["id"], won=True)
+    world.deliver_new()
+    assert world.roles(owner) == ["lord"] and world.roles(knight) == ["knight"]
