@@ -104,7 +104,8 @@ def is_entitled(facts: EntitlementFacts, now: datetime) -> bool:
 
 
 class BillingState:
-    """Mutually exclusive states for the staff console and dashboard, most urgent first."""
+    """Mutually exclusive states for the staff console and dashboard (computed in SQL by
+    :func:`with_entitlement`): the outcome of the rule, split by why."""
 
     SUSPENDED = "suspended"
     DEBTOR = "debtor"
@@ -124,22 +125,6 @@ class BillingState:
         (NONE, "No subscription"),
     )
     ENTITLED = (ACTIVE, GRACE, COMPLIMENTARY)
-
-
-def billing_state(facts: EntitlementFacts, now: datetime, *, cancelled: bool) -> str:
-    """The console's state of one member; :func:`with_entitlement` computes the same in SQL."""
-    outcome = access(facts, now)
-    if outcome == Access.SUSPENDED:
-        return BillingState.SUSPENDED
-    if outcome == Access.DEBTOR:
-        return BillingState.DEBTOR
-    if outcome == Access.ENTITLED:
-        if paid_up(facts):
-            return BillingState.GRACE if facts.in_failure else BillingState.ACTIVE
-        return BillingState.COMPLIMENTARY
-    if facts.subscription_status or cancelled:
-        return BillingState.CANCELLED
-    return BillingState.NONE
 
 
 # --- reading the facts ------------------------------------------------------------------------

@@ -22,7 +22,6 @@ from billing.entitlement import (
     BillingState,
     EntitlementFacts,
     access,
-    billing_state,
     entitled_member_ids,
     member_access,
     member_is_entitled,
@@ -103,7 +102,6 @@ def _facts(status, episode, removed, disputed, comp) -> EntitlementFacts:
 @pytest.mark.parametrize("row", ROWS)
 def test_the_pure_rule(row):
     assert access(_facts(*row), NOW) == want_access(*row)
-    assert billing_state(_facts(*row), NOW, cancelled=False) == want_state(*row)
 
 
 def _member(n: int, status, episode, removed, disputed, comp, forced) -> Member:
