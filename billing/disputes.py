@@ -138,8 +138,13 @@ def dispute_apply(
 
 
 def _notify_members(members: list[Member], *, kind: str, row: Dispute) -> None:
-    """The billing contact hears by email, everyone linked by DM (like the failure messages)."""
+    """The billing contact hears by email, everyone linked by DM (like the failure messages).
+
+    Members whose access had already ended are not told about access they no longer have.
+    """
     for member in members:
+        if member.cancelled_at is not None:
+            continue
         channels = [("dm", member.discord_id)]
         if lifecycle.pays(member):
             channels.append(("email", member.user.email))

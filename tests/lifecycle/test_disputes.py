@@ -133,3 +133,16 @@ def test_a_dispute_on_a_team_payment_suspends_every_seat(world, settings):
     world.stripe.state.close_dispute(opened["id"], won=True)
     world.deliver_new()
     assert world.roles(owner) == ["lord"] and world.roles(knight) == ["knight"]
+
+
+def test_a_dispute_after_the_membership_ended_only_tells_staff(world, kay):
+    world.stripe.state.cancel(kay.subscription_id)
+    world.deliver_new()
+    kay.refresh_from_db()
+    assert kay.cancelled_at is not None
+
+    _open(world, kay)
+
+    never_sent("dispute_opened", kay.discord_id)
+    never_sent("dispute_opened", "kay@example.org")
+    sent_once("dispute_staff", "ops@example.org")
