@@ -4,14 +4,16 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django_q.tasks import async_task
+from djstripe.models import APIKey, WebhookEndpoint
 
 from billing.models import Dispute, FailureEpisode, StripeEventInbox
 from billing.tasks import mode_mismatch_reason
+from gateway.admin_guard import GuardedModelAdmin, ReadOnlyAdmin, mask_secret
 from ops.services import audit_record
 
 
 @admin.register(StripeEventInbox)
-class StripeEventInboxAdmin(admin.ModelAdmin):
+class StripeEventInboxAdmin(GuardedModelAdmin):
     list_display = ("event_id", "type", "status", "attempts", "received_at", "processed_at")
     list_filter = ("status", "type", "livemode")
     search_fields = ("event_id", "object_id")
@@ -57,7 +59,7 @@ class StripeEventInboxAdmin(admin.ModelAdmin):
 
 
 @admin.register(FailureEpisode)
-class FailureEpisodeAdmin(admin.ModelAdmin):
+class FailureEpisodeAdmin(GuardedModelAdmin):
     list_display = (
         "subscription_id",
         "member",
@@ -74,7 +76,7 @@ class FailureEpisodeAdmin(admin.ModelAdmin):
 
 
 @admin.register(Dispute)
-class DisputeAdmin(admin.ModelAdmin):
+class DisputeAdmin(ReadOnlyAdmin):
     """Chargebacks as Stripe last reported them; answered in Stripe, never edited here."""
 
     list_display = (
@@ -92,11 +94,38 @@ class DisputeAdmin(admin.ModelAdmin):
     search_fields = ("dispute_id", "subscription_id", "charge_id", "invoice_id")
     readonly_fields = [field.name for field in Dispute._meta.fields]
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
 
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
+# --- dj-stripe's key and endpoint tables, read-only and masked --------------------------------
+# dj-stripe's own admins let a superuser add keys (a secret stored in the database) and create
+# endpoints pointing at its /stripe/webhook/<uuid>/ route, which this gateway does not mount.
+# The Stripe key comes from STRIPE_SECRET_KEY and the one webhook endpoint is configured in
+# the Stripe Dashboard (docs/DEPLOYMENT.md), so these pages only show what is there.
+admin.site.unregister(APIKey)
+admin.site.unregister(WebhookEndpoint)
 
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
+
+@admin.register(APIKey)
+class StripeAPIKeyAdmin(ReadOnlyAdmin):
+    list_display = ("__str__", "type", "livemode", "key_hint")
+    search_fields = ("name",)
+    fields = ("name", "type", "livemode", "key_hint", "djstripe_owner_account")
+    readonly_fields = fields
+
+    @admin.display(description="Key")
+    def key_hint(self, obj: APIKey) -> str:
+        return mask_secret(obj.secret)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[APIKey]:
+        return super().get_queryset(request).select_related("djstripe_owner_account")
+
+
+@admin.register(WebhookEndpoint)
+class StripeWebhookEndpointAdmin(ReadOnlyAdmin):
+    list_display = ("id", "url", "livemode", "status", "signing_key_hint")
+    search_fields = ("id", "url")
+    fields = ("id", "url", "livemode", "status", "enabled_events", "signing_key_hint")
+    readonly_fields = fields
+
+    @admin.display(description="Signing secret")
+    def signing_key_hint(self, obj: WebhookEndpoint) -> str:
+        return mask_secret(obj.secret)

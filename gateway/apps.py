@@ -12,10 +12,13 @@ class GatewayConfig(AppConfig):
 
     def ready(self) -> None:
         from gateway import checks, tasks
+        from gateway.admin_guard import guard_every_admin
         from gateway.schema import create_cache_tables
         from gateway.sentry import init_sentry, process_name
 
         checks.register_all()
+        # The admin (first in INSTALLED_APPS) has registered every app's ModelAdmins by now.
+        guard_every_admin()
 
         # Sent after every migrate once per app with models; the gateway app has none, so the
         # receiver hangs on the app every deployment has.

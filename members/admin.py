@@ -4,7 +4,8 @@ Members are changed only through audited actions that require a reason (revoke o
 access, force a role, grant or end a complimentary membership, reset the Discord claim,
 resync now), never by editing fields: every
 staff change must say who and why, and must be state that ``expected_role`` honours.
-Secrets never render: no password hash, no full invite token.
+Secrets never render: no password hash, no full invite token; no query-string filter reaches
+them either (every admin derives from ``gateway.admin_guard``'s base).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from django.utils.html import format_html, format_html_join
 from billing.entitlement import BillingState, with_entitlement
 from billing.selectors import member_billing_summary
 from discordsync.selectors import member_expected_role
+from gateway.admin_guard import GuardedAdminMixin, GuardedModelAdmin, mask_secret
 from members.models import Invite, ManagedRole, Member, SeatTier, Team, User
 from members.staff_services import (
     MIN_REASON_LENGTH,
@@ -54,7 +56,7 @@ class StaffUserChangeForm(forms.ModelForm):
 
 
 @admin.register(User)
-class UserAdmin(DjangoUserAdmin):
+class UserAdmin(GuardedAdminMixin, DjangoUserAdmin):
     form = StaffUserChangeForm
     add_form = AdminUserCreationForm
     ordering = ["email"]
@@ -253,7 +255,7 @@ def _when(value: Any) -> str:
 
 
 @admin.register(Member)
-class MemberAdmin(admin.ModelAdmin):
+class MemberAdmin(GuardedModelAdmin):
     list_display = [
         "__str__",
         "state",
@@ -507,11 +509,6 @@ class MemberAdmin(admin.ModelAdmin):
 # --- Teams and invites ----------------------------------------------------------------------
 
 
-def mask_token(token: str) -> str:
-    """Enough to tell invites apart, never enough to use one."""
-    return f"…{token[-4:]}" if token else "—"
-
-
 class InviteInline(admin.TabularInline):
     model = Invite
     fk_name = "team"
@@ -525,7 +522,7 @@ class InviteInline(admin.TabularInline):
 
     @admin.display(description="Token")
     def token_hint(self, obj: Invite) -> str:
-        return mask_token(obj.token)
+        return mask_secret(obj.token)
 
 
 class SeatInline(admin.TabularInline):
@@ -548,7 +545,7 @@ class SeatInline(admin.TabularInline):
 
 
 @admin.register(Team)
-class TeamAdmin(admin.ModelAdmin):
+class TeamAdmin(GuardedModelAdmin):
     list_display = ["name", "primary_owner", "owner_seats_used", "team_seats_used", "cancelled_at"]
     search_fields = ["name", "subscription_id", "members__user__email"]
     fields = [
@@ -598,7 +595,7 @@ class TeamAdmin(admin.ModelAdmin):
 
 
 @admin.register(Invite)
-class InviteAdmin(admin.ModelAdmin):
+class InviteAdmin(GuardedModelAdmin):
     list_display = ["team", "tier", "email", "token_hint", "created_at", "revoked_at"]
     list_filter = ["tier"]
     search_fields = ["team__name", "email"]
@@ -623,4 +620,4 @@ class InviteAdmin(admin.ModelAdmin):
 
     @admin.display(description="Token")
     def token_hint(self, obj: Invite) -> str:
-        return mask_token(obj.token)
+        return mask_secret(obj.token)

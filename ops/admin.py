@@ -21,6 +21,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
+from gateway.admin_guard import GuardedModelAdmin, ReadOnlyAdmin
 from ops import notifications
 from ops.flags import KNOWN_FLAGS, flag_set
 from ops.models import (
@@ -71,21 +72,8 @@ class MessageTemplateForm(forms.ModelForm):
         return self._compiled("body")
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """A record of what happened: staff read it, nobody edits or deletes it here."""
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
 @admin.register(MessageTemplate)
-class MessageTemplateAdmin(admin.ModelAdmin):
+class MessageTemplateAdmin(GuardedModelAdmin):
     """Edits of message wording. No row for a kind means the default file is used."""
 
     form = MessageTemplateForm
@@ -274,9 +262,17 @@ class NotificationAdmin(ReadOnlyAdmin):
     def short_error(self, obj: Notification) -> str:
         return obj.last_error[:80]
 
+    def get_object(self, request: HttpRequest, object_id: str, from_field: Any = None):
+        obj = super().get_object(request, object_id, from_field)
+        if obj is not None:
+            # Read by ``visible_context``, which is not given the request.
+            obj.shown_to_superuser = request.user.is_superuser
+        return obj
+
     @admin.display(description="Context")
     def visible_context(self, obj: Notification) -> str:
-        masked = notifications.masked_context(obj)
+        superuser = getattr(obj, "shown_to_superuser", False)
+        masked = notifications.masked_context(obj, superuser=superuser)
         return format_html("<pre>{}</pre>", json.dumps(masked, indent=2, sort_keys=True))
 
     @admin.action(description="Retry now", permissions=["retry"])
@@ -332,7 +328,7 @@ class FeatureFlagForm(forms.ModelForm):
 
 
 @admin.register(FeatureFlag)
-class FeatureFlagAdmin(admin.ModelAdmin):
+class FeatureFlagAdmin(GuardedModelAdmin):
     """Only flags the code reads can exist; a flag without a row uses its default."""
 
     form = FeatureFlagForm
@@ -369,7 +365,7 @@ class FeatureFlagAdmin(admin.ModelAdmin):
 
 
 @admin.register(GatewayConfig)
-class GatewayConfigAdmin(admin.ModelAdmin):
+class GatewayConfigAdmin(GuardedModelAdmin):
     """The one row of database settings: timings, auto-fix and pause. Edits are audited."""
 
     readonly_fields = ["updated_at"]
@@ -403,7 +399,7 @@ class GatewayConfigAdmin(admin.ModelAdmin):
 
 
 @admin.register(Heartbeat)
-class HeartbeatAdmin(admin.ModelAdmin):
+class HeartbeatAdmin(GuardedModelAdmin):
     """Signs of life of the worker and the bot, as readiness sees them."""
 
     list_display = ["name", "beat_at", "age"]

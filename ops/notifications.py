@@ -330,9 +330,13 @@ def send(notification: Notification) -> None:
         raise DeliveryError(f"unknown channel {notification.channel}", permanent=True)
 
 
-def masked_context(notification: Notification) -> dict[str, Any]:
-    """The context as staff may see it: access links hidden."""
-    return {
-        key: "••••" if key in SENSITIVE_VARIABLES and notification.kind in SENSITIVE_KINDS else v
-        for key, v in (notification.context or {}).items()
-    }
+def masked_context(notification: Notification, *, superuser: bool) -> dict[str, Any]:
+    """The context as staff may see it. Login and reset links are hidden from everyone (they
+    sign in as the member); every other access link (a seat invite) only superusers see."""
+
+    def hidden(key: str) -> bool:
+        return key in SENSITIVE_VARIABLES and (
+            notification.kind in SENSITIVE_KINDS or not superuser
+        )
+
+    return {key: "••••" if hidden(key) else v for key, v in (notification.context or {}).items()}
