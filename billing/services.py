@@ -38,7 +38,7 @@ from billing.truth import (
 )
 from discordsync.services import role_sync_request
 from members.models import Member, SeatTier, Team
-from members.team_services import team_end, team_return
+from members.team_services import seats_release_excess, team_end, team_return
 from ops.models import GatewayConfig
 from ops.services import audit_record, notification_enqueue
 
@@ -248,6 +248,9 @@ def subscription_apply(*, snapshot: SubscriptionSnapshot, now: datetime | None =
                 target=team,
                 details={"subscription_id": snapshot.id, "status": snapshot.status},
             )
+        if entitled and seats_release_excess(team_id=team.pk, now=now):
+            # Fewer seats paid than claimed (SPEC §2a): the released are already off the team.
+            team, members = _holders(snapshot.id)
 
     for member in members:
         if entitled and (member.paid_at is None or member.cancelled_at is not None):

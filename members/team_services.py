@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.urls import reverse
 from django.utils import timezone
 
@@ -276,6 +277,23 @@ def seat_claim(*, invite_id: int, discord_user: DiscordUser, now: datetime) -> M
     return member
 
 
+def _farewell_dm(
+    *, member: Member, kind: str, episode: str, context: dict[str, object]
+) -> int | None:
+    """Queue the goodbye DM the kick task delivers before kicking; its id, or None."""
+    if not member.discord_id:
+        return None
+    farewell = notification_enqueue(
+        kind=kind,
+        channel="dm",
+        recipient=member.discord_id,
+        episode=episode,
+        member=member,
+        context=context,
+    )
+    return farewell.pk if farewell is not None else None
+
+
 @transaction.atomic
 def seat_revoke(*, actor: Member, member_id: int, now: datetime) -> Member:
     """Take a seat back: farewell DM, roles removed and kick after commit, seat freed at once."""
@@ -295,16 +313,12 @@ def seat_revoke(*, actor: Member, member_id: int, now: datetime) -> Member:
         raise SeatError("The primary owner's seat cannot be revoked by other team members.")
 
     tier = target.seat_tier
-    farewell = None
-    if target.discord_id:
-        farewell = notification_enqueue(
-            kind="seat_revoked",
-            channel="dm",
-            recipient=target.discord_id,
-            episode=f"team:{team.pk}:{now.isoformat()}",
-            member=target,
-            context={"team_name": team.name, "name": target.discord_username},
-        )
+    farewell_id = _farewell_dm(
+        member=target,
+        kind="seat_revoked",
+        episode=f"team:{team.pk}:{now.isoformat()}",
+        context={"team_name": team.name, "name": target.discord_username},
+    )
     member_detach(member=target, now=now)
     audit_record(
         **_actor(actor),
@@ -316,7 +330,7 @@ def seat_revoke(*, actor: Member, member_id: int, now: datetime) -> Member:
         member_remove_request(
             member_id=target.pk,
             reason="Team seat revoked by an owner",
-            farewell_id=farewell.pk if farewell is not None else None,
+            farewell_id=farewell_id,
         )
     return target
 
@@ -402,3 +416,91 @@ def team_return(*, team_id: int, now: datetime) -> Member | None:
         details={"team_id": team.pk, "subscription_id": team.subscription_id or ""},
     )
     return owner
+
+
+def _seat_name(member: Member) -> str:
+    return member.discord_username or member.user.email or f"member #{member.pk}"
+
+
+@transaction.atomic
+def seats_release_excess(*, team_id: int, now: datetime) -> list[int]:
+    """Stripe's paid seats of a tier fell below the claimed ones: release the excess at once.
+
+    The most recently claimed seats beyond the paid count go (``paid_at`` is when a seat was
+    claimed, or bought for the purchaser); the primary owner is never released. Each released
+    member is detached, told by DM and email and removed from the guild after commit; every
+    owner left gets one email naming them. Returns the released members' ids.
+    """
+    team = Team.objects.select_for_update().get(pk=team_id)
+    released: list[Member] = []
+    for tier in INVITE_TIERS:
+        holders = list(
+            Member.objects.select_for_update(of=("self",))
+            .select_related("user")
+            .filter(team=team, seat_tier=tier)
+            .order_by(F("paid_at").desc(nulls_last=True), "-pk")
+        )
+        excess = len(holders) - team.paid_seats(tier)
+        if excess <= 0:
+            continue
+        candidates = [m for m in holders if m.pk != team.primary_owner_id][:excess]
+        for member in candidates:
+            _seat_release(member=member, team=team, tier=tier, seats=(len(holders), now))
+        released += candidates
+    if not released:
+        return []
+    released.sort(key=lambda m: (m.paid_at or now, m.pk))
+    names = ", ".join(_seat_name(m) for m in released)
+    owners = Member.objects.select_related("user").filter(team=team, seat_tier=SeatTier.OWNER)
+    for owner in owners.order_by("pk"):
+        notification_enqueue(
+            kind="seats_released_owner",
+            channel="email",
+            recipient=owner.user.email or "",
+            episode=f"team:{team.pk}:seats_released:{now.isoformat()}",
+            member=owner,
+            context={
+                "team_name": team.name,
+                "released_names": names,
+                "released_count": len(released),
+            },
+        )
+    return [m.pk for m in released]
+
+
+def _seat_release(*, member: Member, team: Team, tier: str, seats: tuple[int, datetime]) -> None:
+    claimed, now = seats
+    # One message per seat held: the claim (paid_at) names the occasion.
+    episode = f"team:{team.pk}:released:{(member.paid_at or now).isoformat()}"
+    context = {"team_name": team.name, "member_name": _seat_name(member)}
+    farewell_id = _farewell_dm(
+        member=member, kind="seat_released", episode=episode, context=context
+    )
+    notification_enqueue(
+        kind="seat_released",
+        channel="email",
+        recipient=member.user.email or "",
+        episode=episode,
+        member=member,
+        context=context,
+    )
+    member_detach(member=member, now=now)
+    audit_record(
+        actor_type="stripe",
+        action="seat_released",
+        target=member,
+        details={
+            "team_id": team.pk,
+            "tier": tier,
+            "seats_paid": team.paid_seats(tier),
+            "seats_claimed": claimed,
+            "discord_id": member.discord_id or "",
+        },
+        reason="the company reduced its paid seats below the claimed ones",
+    )
+    if member.discord_id:
+        member_remove_request(
+            member_id=member.pk,
+            reason="Team seats reduced below the claimed ones",
+            farewell_id=farewell_id,
+        )

@@ -218,6 +218,26 @@ KINDS: dict[str, MessageKind] = {
             {"team_name": "Acme Ltd"},
         ),
         MessageKind(
+            "seat_released",
+            "Team",
+            "The company reduced its paid seats below the claimed ones; this seat was one of "
+            "the most recent claims beyond the paid count.",
+            (DM, EMAIL),
+            {},
+            {"team_name": "Acme Ltd"},
+        ),
+        MessageKind(
+            "seats_released_owner",
+            "Team",
+            "Sent to each owner when reducing the paid seats released claimed seats.",
+            (EMAIL,),
+            {
+                "released_names": "Who lost their seat, comma-separated",
+                "released_count": "How many seats were released",
+            },
+            {"team_name": "Acme Ltd", "released_names": "ann, bob", "released_count": 2},
+        ),
+        MessageKind(
             "farewell",
             "Welcome",
             "The subscription ended (cancellation or expiry).",

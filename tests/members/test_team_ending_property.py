@@ -202,3 +202,66 @@ def test_the_data_migration_detaches_members_stranded_on_ended_teams(db):
     for member in stranded:
         _free(member, other)
     assert AuditLog.objects.filter(action="team_member_detached").count() == len(stranded)
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    layout=seats,
+    owner_paid=st.integers(min_value=0, max_value=5),
+    team_paid=st.integers(min_value=0, max_value=5),
+    owner_latest=st.booleans(),
+)
+def test_claimed_seats_never_exceed_paid_seats_after_a_reduction(
+    db, layout, owner_paid, team_paid, owner_latest
+):
+    """Any claimed layout, any new quantities: the most recent claims beyond the paid count
+    are released, nobody else, never the primary owner; each released member is told."""
+    from ops.models import Notification
+
+    with transaction.atomic():
+        team = _build(layout)
+        # Claims in a known order: the later the pk, the more recent the claim.
+        base = timezone.now() - timedelta(days=1)
+        for i, member in enumerate(Member.objects.filter(team=team).order_by("pk")):
+            Member.objects.filter(pk=member.pk).update(paid_at=base + timedelta(minutes=i))
+        if owner_latest:  # the primary owner's seat may be the most recent one: still kept
+            Member.objects.filter(pk=team.primary_owner_id).update(
+                paid_at=base + timedelta(hours=1)
+            )
+        before = {m.pk: m for m in Member.objects.filter(team=team).select_related("user")}
+        sub = Subscription.objects.get(id=team.subscription_id)
+        previous = dict(sub.stripe_data)
+        sub.stripe_data = {**previous, "items": _items(owner_paid, team_paid)}
+        sub.save()
+        subscription_apply(snapshot=SubscriptionSnapshot(subscription=sub, previous=previous))
+
+        team.refresh_from_db()
+        kept = {m.pk for m in Member.objects.filter(team=team)}
+        released = set(before) - kept
+        assert team.primary_owner_id in kept
+        for tier, paid in ((SeatTier.OWNER, owner_paid), (SeatTier.TEAM, team_paid)):
+            holders = [pk for pk, m in before.items() if m.seat_tier == tier]
+            staying = [pk for pk in holders if pk in kept]
+            floor = 1 if team.primary_owner_id in holders else 0
+            assert len(staying) == min(len(holders), max(paid, floor))
+            gone = [pk for pk in holders if pk not in kept]
+            others = [pk for pk in staying if pk != team.primary_owner_id]
+            assert not gone or not others or min(gone) > max(others)  # the most recent went
+        for pk in released:
+            member = Member.objects.get(pk=pk)
+            assert member.team_id is None and member.seat_tier == SeatTier.INDIVIDUAL
+            told = Notification.objects.filter(kind="seat_released", member_id=pk)
+            expected = {
+                c for c, r in (("dm", member.discord_id), ("email", member.user.email)) if r
+            }
+            assert set(told.values_list("channel", flat=True)) == expected
+        owner_mails = Notification.objects.filter(kind="seats_released_owner")
+        owners_with_email = Member.objects.filter(
+            team=team, seat_tier=SeatTier.OWNER, user__email__isnull=False
+        ).count()
+        assert owner_mails.count() == (owners_with_email if released else 0)
+        transaction.set_rollback(True)
