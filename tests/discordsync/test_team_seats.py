@@ -245,3 +245,37 @@ def test_concurrent_claims_never_exceed_paid_seats(discord):
     full = "refused: All seats of this kind are taken. Ask the team owner to add seats."
     assert outcomes.count(full) == threads_count - 3, outcomes
     assert Member.objects.filter(team=team, seat_tier=SeatTier.TEAM).count() == 3
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_parallel_invite_emails_never_pass_the_daily_limit(discord, settings):
+    if connection.vendor != "postgresql":
+        pytest.skip(f"needs PostgreSQL (DATABASE_URL); running on {connection.vendor}")
+    from members.team_services import invite_create
+
+    settings.TEAM_INVITE_EMAILS_PER_DAY = 3
+    team = make_team("Lothian Ltd", team_seats=5)
+    owner = team.primary_owner
+    threads_count = 12
+    barrier = threading.Barrier(threads_count)
+    outcomes: list[str] = []
+
+    def send(i: int) -> None:
+        try:
+            barrier.wait()
+            invite_create(actor=owner, tier=SeatTier.TEAM, email=f"guest{i}@example.org")
+            outcomes.append("ok")
+        except SeatError:
+            outcomes.append("refused")
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(threads_count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert outcomes.count("ok") == 3, outcomes
+    assert outcomes.count("refused") == threads_count - 3, outcomes
+    assert Notification.objects.filter(kind="seat_invite").count() == 3
