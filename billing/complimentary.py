@@ -77,11 +77,17 @@ def complimentary_end(*, membership_id: int, reason: str, now: datetime) -> bool
     return True
 
 
-def complimentary_expire_due(*, now: datetime) -> list[int]:
-    """End every open complimentary membership whose end date has passed (the billing tick)."""
-    due = ComplimentaryMembership.objects.filter(ended_at__isnull=True, ends_at__lte=now)
+def complimentary_expiring(*, due_by: datetime) -> list[int]:
+    """Open complimentary memberships whose end date is reached by ``due_by``, read-only."""
+    due = ComplimentaryMembership.objects.filter(ended_at__isnull=True, ends_at__lte=due_by)
+    return list(due.order_by("ends_at", "pk").values_list("pk", flat=True))
+
+
+def complimentary_expire_due(*, now: datetime, due_by: datetime | None = None) -> list[int]:
+    """End at ``now`` every open complimentary membership whose end date is reached by
+    ``due_by`` (default ``now``; the billing tick, ``billing_tick --at``)."""
     ended = []
-    for membership_id in due.order_by("ends_at", "pk").values_list("pk", flat=True):
+    for membership_id in complimentary_expiring(due_by=due_by or now):
         if complimentary_end(membership_id=membership_id, reason="complimentary_expired", now=now):
             ended.append(membership_id)
     return ended

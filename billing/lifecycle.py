@@ -3,7 +3,10 @@
 A ``FailureEpisode`` (opened by ``billing.services.payment_failed_recorded``) is the clock.
 Webhook hooks call :func:`episode_opened`, :func:`episode_recovered` and
 :func:`member_access_end`; everything time-driven runs from :func:`billing_tick`, every five
-minutes, as of an explicit ``now`` (the ``billing_tick --at`` command time-travels with it).
+minutes. Two moments: ``now`` is when the work happens and stamps every change, ``due_by``
+(default ``now``) decides what is due. ``billing_tick --at T`` passes ``due_by=T`` with the
+real ``now``, so it performs now what is due by T and the role policy, which reads the real
+clock, agrees with the messages sent (SPEC §2a). Tests move ``now`` itself into the past.
 
 Exactly once, across concurrent ticks, restarts and downtime:
 
@@ -49,6 +52,8 @@ log = structlog.get_logger(__name__)
 
 DM = "dm"
 EMAIL = "email"
+# How far a tick's ``now`` may run ahead of this process's clock (another host's clock).
+CLOCK_SKEW = timedelta(minutes=1)
 
 
 class LifecycleError(Exception):
@@ -237,8 +242,9 @@ def member_access_end(*, member: Member, subscription_id: str, reason: str, now:
 
 
 @transaction.atomic
-def episode_enter_debtor(*, episode_id: int, now: datetime) -> bool:
-    """Grace is over: the member (or the whole team) enters Debtor. False if not due or done.
+def episode_enter_debtor(*, episode_id: int, now: datetime, due_by: datetime | None = None) -> bool:
+    """Grace is over (by ``due_by``): the member (or the whole team) enters Debtor at ``now``,
+    and the Debtor period runs from then. False if not due or done.
 
     The database moves whether or not the member is still in the guild (bug 13); the role
     sync task converges Discord when it can, and the bot's join handler when they come back.
@@ -246,7 +252,10 @@ def episode_enter_debtor(*, episode_id: int, now: datetime) -> bool:
     config = GatewayConfig.load()
     removal_due_at = now + timedelta(days=config.debtor_days)
     claimed = FailureEpisode.objects.filter(
-        pk=episode_id, closed_at__isnull=True, debtor_at__isnull=True, grace_ends_at__lte=now
+        pk=episode_id,
+        closed_at__isnull=True,
+        debtor_at__isnull=True,
+        grace_ends_at__lte=due_by or now,
     ).update(debtor_at=now, removal_due_at=removal_due_at)
     if not claimed:
         return False
@@ -293,14 +302,14 @@ def cancel_in_stripe(subscription_id: str) -> str:
 
 
 @transaction.atomic
-def episode_remove(*, episode_id: int, now: datetime) -> bool:
+def episode_remove(*, episode_id: int, now: datetime, due_by: datetime | None = None) -> bool:
     """The Debtor period ran out: removal message, subscription cancelled, members removed.
 
     The claim (closing the episode) and the Stripe cancellation share one transaction: if
     Stripe cannot be reached the claim rolls back and the next tick tries again.
     """
     claimed = FailureEpisode.objects.filter(
-        pk=episode_id, closed_at__isnull=True, removal_due_at__lte=now
+        pk=episode_id, closed_at__isnull=True, removal_due_at__lte=due_by or now
     ).update(closed_at=now, close_reason=FailureEpisode.CloseReason.REMOVED)
     if not claimed:
         return False
@@ -427,42 +436,61 @@ def debtor_cadence(episode: FailureEpisode, config: GatewayConfig) -> list[Step]
     return sorted(steps, key=lambda step: step.due_at)
 
 
-@transaction.atomic
-def episode_remind(*, episode_id: int, now: datetime) -> str:
-    """Send the latest due reminder of the episode's current phase; returns its name or "".
+@dataclass(frozen=True)
+class Reminder:
+    """The reminder an episode is due for: outbox kind, key suffix, context, channels."""
+
+    kind: str
+    name: str
+    context: dict[str, Any]
+    email_payers: bool = True
+
+
+def reminder_due(
+    episode: FailureEpisode, config: GatewayConfig, *, now: datetime, due_by: datetime
+) -> Reminder | None:
+    """The latest reminder of the episode's current phase due by ``due_by``, or None.
 
     Grace: the warning at ``grace_reminder_hours`` (skipped once grace is over: the Debtor
     message says more). Debtor: the latest due step of :func:`debtor_cadence` only, so after
     downtime the member hears the current news once instead of a burst of stale reminders.
     """
+    if episode.debtor_at is None:
+        warn_at = episode.opened_at + timedelta(hours=config.grace_reminder_hours)
+        if not (warn_at <= due_by < episode.grace_ends_at):
+            return None
+        hours_left = max(1, round((episode.grace_ends_at - now) / timedelta(hours=1)))
+        return Reminder(
+            "grace_warning",
+            "grace_warning",
+            {"grace_ends_at": episode.grace_ends_at, "hours_left": hours_left},
+            email_payers=False,  # SPEC §2: a DM at 24 h
+        )
+    due = [step for step in debtor_cadence(episode, config) if step.due_at <= due_by]
+    if not due or (episode.removal_due_at is not None and due_by >= episode.removal_due_at):
+        return None
+    step = due[-1]
+    return Reminder(step.kind, step.name, {"removal_at": episode.removal_due_at, **step.context})
+
+
+@transaction.atomic
+def episode_remind(*, episode_id: int, now: datetime, due_by: datetime | None = None) -> str:
+    """Queue the reminder the episode is due for (:func:`reminder_due`); returns its name, or
+    "" when none is due or an earlier tick already queued it."""
     episode = FailureEpisode.objects.filter(pk=episode_id, closed_at__isnull=True).first()
     if episode is None:
         return ""
-    config = GatewayConfig.load()
-    if episode.debtor_at is None:
-        warn_at = episode.opened_at + timedelta(hours=config.grace_reminder_hours)
-        if not (warn_at <= now < episode.grace_ends_at):
-            return ""
-        hours_left = max(1, round((episode.grace_ends_at - now) / timedelta(hours=1)))
-        queued = _send_to_all(
-            episode_members(episode),
-            kind="grace_warning",
-            episode=f"{episode.pk}:grace_warning",
-            context={"grace_ends_at": episode.grace_ends_at, "hours_left": hours_left},
-            email_payers=False,  # SPEC §2: a DM at 24 h
-        )
-        return "grace_warning" if queued else ""
-    due = [step for step in debtor_cadence(episode, config) if step.due_at <= now]
-    if not due or (episode.removal_due_at is not None and now >= episode.removal_due_at):
+    reminder = reminder_due(episode, GatewayConfig.load(), now=now, due_by=due_by or now)
+    if reminder is None:
         return ""
-    step = due[-1]
     queued = _send_to_all(
         episode_members(episode),
-        kind=step.kind,
-        episode=f"{episode.pk}:{step.name}",
-        context={"removal_at": episode.removal_due_at, **step.context},
+        kind=reminder.kind,
+        episode=f"{episode.pk}:{reminder.name}",
+        context=reminder.context,
+        email_payers=reminder.email_payers,
     )
-    return step.name if queued else ""
+    return reminder.name if queued else ""
 
 
 # --- the tick ---------------------------------------------------------------------------------
@@ -478,33 +506,45 @@ def _stop_if_paid(episode_id: int) -> None:
 
 
 @transaction.atomic
-def episode_advance(*, episode_id: int, now: datetime) -> tuple[bool, bool, str]:
-    """One episode's due work: (entered Debtor, removed, reminder sent).
+def episode_advance(
+    *, episode_id: int, now: datetime, due_by: datetime | None = None
+) -> tuple[bool, bool, str]:
+    """One episode's work due by ``due_by``: (entered Debtor, removed, reminder sent).
+
+    One step per run: an episode that enters Debtor now does nothing else in this run, since
+    its Debtor period (reminders, removal) starts now.
 
     Whenever the work would reach the member or Stripe (a Debtor transition, a new reminder,
     the removal), Stripe's current state is read first or before committing; if the renewal
     is paid, :class:`EpisodeSettled` rolls the whole step back — messages, role requests and
     all — and the caller settles the episode as recovered instead.
     """
-    entered = episode_enter_debtor(episode_id=episode_id, now=now)
+    due_by = due_by or now
+    if episode_enter_debtor(episode_id=episode_id, now=now, due_by=due_by):
+        _stop_if_paid(episode_id)
+        return True, False, ""
     removal_due = FailureEpisode.objects.filter(
-        pk=episode_id, closed_at__isnull=True, removal_due_at__lte=now
+        pk=episode_id, closed_at__isnull=True, removal_due_at__lte=due_by
     ).exists()
-    if entered or removal_due:
+    if removal_due:
         _stop_if_paid(episode_id)
-    if removal_due and episode_remove(episode_id=episode_id, now=now):
-        return entered, True, ""
-    reminder = episode_remind(episode_id=episode_id, now=now)
-    if reminder and not entered:
+        if episode_remove(episode_id=episode_id, now=now, due_by=due_by):
+            return False, True, ""
+    reminder = episode_remind(episode_id=episode_id, now=now, due_by=due_by)
+    if reminder:
         _stop_if_paid(episode_id)
-    return entered, False, reminder
+    return False, False, reminder
 
 
 @dataclass
 class TickReport:
-    """What one tick did, for the command's output, logs and tests."""
+    """What one tick did (or, as a dry run, would do), for the command's output, logs and
+    tests."""
 
     now: datetime
+    due_by: datetime
+    dry_run: bool = False
+    cancel_in_stripe: bool = False
     entered_debtor: list[int] = field(default_factory=list)
     removed: list[int] = field(default_factory=list)
     recovered: list[int] = field(default_factory=list)
@@ -515,7 +555,28 @@ class TickReport:
     stopped: bool = False
 
     def lines(self) -> list[str]:
-        lines = [f"billing tick as of {self.now.isoformat()}"]
+        header = f"billing tick as of {self.now.isoformat()}"
+        if self.due_by != self.now:
+            header += f", doing what is due by {self.due_by.isoformat()}"
+        lines = [header]
+        if self.dry_run:
+            cancel = " (subscription would be cancelled in Stripe)" if self.cancel_in_stripe else ""
+            lines += [f"episode {pk}: would enter Debtor" for pk in self.entered_debtor]
+            lines += [f"episode {pk}: would be removed{cancel}" for pk in self.removed]
+            lines += [f"reminder {name} (unless already sent)" for name in self.reminders]
+            lines += [
+                f"complimentary membership {pk}: would end" for pk in self.complimentary_ended
+            ]
+            lines += [
+                f"claim reminder {name} (unless already sent)" for name in self.claim_reminders
+            ]
+            if len(lines) == 1:
+                lines.append("nothing due")
+            lines.append(
+                "dry run: nothing was changed; Stripe is asked before each step for real, and "
+                "a renewal paid meanwhile settles its episode instead"
+            )
+            return lines
         lines += [f"episode {pk}: entered Debtor" for pk in self.entered_debtor]
         lines += [f"episode {pk}: removed" for pk in self.removed]
         lines += [f"episode {pk}: paid in Stripe, recovered" for pk in self.recovered]
@@ -531,32 +592,60 @@ class TickReport:
 
 
 def billing_tick(
-    *, now: datetime | None = None, should_stop: Callable[[], bool] | None = None
+    *,
+    now: datetime | None = None,
+    due_by: datetime | None = None,
+    dry_run: bool = False,
+    should_stop: Callable[[], bool] | None = None,
 ) -> TickReport:
-    """Perform every due transition and message as of ``now``; safe to run concurrently.
+    """Perform at ``now`` every transition and message due by ``due_by`` (default ``now``);
+    safe to run concurrently.
 
-    Each episode is handled in its own transactions, so one that fails (Stripe down while
-    cancelling) is reported and retried next tick without holding up the others.
-    ``should_stop`` is polled between units of work (SIGTERM in the command).
+    Every change is stamped with ``now``, which must not lie in the future: the role policy
+    reads the real clock, so a future stamp would send Debtor messages to members who keep
+    their role. A later moment goes in ``due_by``. Each episode is handled in its own
+    transaction, so one that fails (Stripe down while cancelling) is reported and retried
+    next tick without holding up the others. ``dry_run`` only lists what is due: no database
+    write, no outbox row, no Stripe call. ``should_stop`` is polled between units of work
+    (SIGTERM in the command).
     """
-    from billing.complimentary import complimentary_expire_due
-    from members.reminders import claim_reminders_send
+    from billing.complimentary import complimentary_expire_due, complimentary_expiring
+    from members.reminders import claim_reminders_due, claim_reminders_send
 
-    now = now or timezone.now()
+    real_now = timezone.now()
+    now = now or real_now
+    if now > real_now + CLOCK_SKEW:
+        raise LifecycleError(
+            f"a tick cannot happen at {now.isoformat()}, later than the clock "
+            f"({real_now.isoformat()}); pass the later moment as due_by"
+        )
+    due_by = due_by or now
     stop = should_stop or (lambda: False)
-    report = TickReport(now=now)
-    open_ids = list(
-        FailureEpisode.objects.filter(closed_at__isnull=True, opened_at__lte=now)
-        .order_by("opened_at", "pk")
-        .values_list("pk", flat=True)
+    config = GatewayConfig.load()
+    report = TickReport(
+        now=now, due_by=due_by, dry_run=dry_run, cancel_in_stripe=config.cancel_stripe_on_removal
     )
-    for episode_id in open_ids:
+    episodes = FailureEpisode.objects.filter(closed_at__isnull=True, opened_at__lte=now).order_by(
+        "opened_at", "pk"
+    )
+    if dry_run:
+        for episode in episodes:
+            _plan(report, episode, config)
+        report.complimentary_ended = complimentary_expiring(due_by=due_by)
+        report.claim_reminders = [
+            f"member {member.pk}: would send {step.name}"
+            for member, step in claim_reminders_due(now=now, due_by=due_by)
+        ]
+        return report
+    for episode_id in list(episodes.values_list("pk", flat=True)):
         if stop():
             report.stopped = True
             return report
         try:
             try:
-                entered, removed, reminder = episode_advance(episode_id=episode_id, now=now)
+                entered, removed, reminder = episode_advance(
+                    episode_id=episode_id, now=now, due_by=due_by
+                )
             except EpisodeSettled as settled:
                 from billing.services import payment_recovered
 
@@ -580,18 +669,19 @@ def billing_tick(
         report.stopped = True
         return report
     try:
-        report.complimentary_ended = complimentary_expire_due(now=now)
+        report.complimentary_ended = complimentary_expire_due(now=now, due_by=due_by)
     except Exception as exc:  # noqa: BLE001 — reported; the next tick tries again
         log.exception("billing_tick_complimentary_failed")
         report.errors.append(f"complimentary memberships: {type(exc).__name__}: {exc}")
     try:
-        report.claim_reminders = claim_reminders_send(now=now, should_stop=stop)
+        report.claim_reminders = claim_reminders_send(now=now, due_by=due_by, should_stop=stop)
     except Exception as exc:  # noqa: BLE001 — reported; the next tick tries again
         log.exception("billing_tick_claim_reminders_failed")
         report.errors.append(f"claim reminders: {type(exc).__name__}: {exc}")
     log.info(
         "billing_tick_done",
         at=now.isoformat(),
+        due_by=due_by.isoformat(),
         entered_debtor=len(report.entered_debtor),
         removed=len(report.removed),
         recovered=len(report.recovered),
@@ -600,3 +690,15 @@ def billing_tick(
         errors=len(report.errors),
     )
     return report
+
+
+def _plan(report: TickReport, episode: FailureEpisode, config: GatewayConfig) -> None:
+    """What :func:`episode_advance` would do with this episode, read-only (``--dry-run``)."""
+    if episode.debtor_at is None and episode.grace_ends_at <= report.due_by:
+        report.entered_debtor.append(episode.pk)
+    elif episode.removal_due_at is not None and episode.removal_due_at <= report.due_by:
+        report.removed.append(episode.pk)
+    else:
+        reminder = reminder_due(episode, config, now=report.now, due_by=report.due_by)
+        if reminder is not None:
+            report.reminders.append(f"episode {episode.pk}: {reminder.name}")

@@ -69,44 +69,60 @@ def claim_episode(member: Member, step: ClaimStep) -> str:
     return f"{member.billing_subscription_id or member.pk}:{period}:{step.name}"
 
 
-def claim_reminders_send(
-    *, now: datetime, should_stop: Callable[[], bool] | None = None
-) -> list[str]:
-    """Queue the latest due claim reminder of every paid, unlinked member; returns what was new.
-
-    Safe to run concurrently: the outbox key makes a second insert of the same step a no-op.
-    """
+def claim_reminders_due(
+    *, now: datetime, due_by: datetime | None = None
+) -> list[tuple[Member, ClaimStep]]:
+    """Every paid, unlinked, entitled member and the latest claim reminder due by ``due_by``
+    (default ``now``); read-only, so ``billing_tick --dry-run`` can list them."""
+    due_by = due_by or now
     config = GatewayConfig.load()
     steps = claim_cadence(config)
     if not steps:
         return []
-    stop = should_stop or (lambda: False)
     # Members past the last step by more than one interval were reminded for the last time
     # already (or missed it during a long outage and are better left alone).
-    oldest = now - steps[-1].offset - timedelta(days=max(config.claim_reminder_every_days, 1))
+    oldest = due_by - steps[-1].offset - timedelta(days=max(config.claim_reminder_every_days, 1))
     candidates = list(
         Member.objects.select_related("user", "team")
         .filter(
             discord_id__isnull=True,
             cancelled_at__isnull=True,
             paid_at__isnull=False,
-            paid_at__lte=now - steps[0].offset,
+            paid_at__lte=due_by - steps[0].offset,
             paid_at__gte=oldest,
             user__email__isnull=False,
         )
         .order_by("paid_at", "pk")
     )
     entitled = entitled_member_ids(candidates, now)
-    sent: list[str] = []
+    due: list[tuple[Member, ClaimStep]] = []
     for member in candidates:
-        if stop():
-            break
         if member.pk not in entitled or member.paid_at is None:
             continue
-        step = latest_due_step(steps, member.paid_at, now)
-        if step is None:
-            continue
-        days = int((now - member.paid_at) / timedelta(days=1))
+        step = latest_due_step(steps, member.paid_at, due_by)
+        if step is not None:
+            due.append((member, step))
+    return due
+
+
+def claim_reminders_send(
+    *,
+    now: datetime,
+    due_by: datetime | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> list[str]:
+    """Queue the latest claim reminder due by ``due_by`` of every paid, unlinked member;
+    returns what was new.
+
+    Safe to run concurrently: the outbox key makes a second insert of the same step a no-op.
+    """
+    stop = should_stop or (lambda: False)
+    sent: list[str] = []
+    for member, step in claim_reminders_due(now=now, due_by=due_by):
+        if stop():
+            break
+        paid_at = member.paid_at or now
+        days = int((now - paid_at) / timedelta(days=1))
         with transaction.atomic():
             queued = notification_enqueue(
                 kind=step.kind,

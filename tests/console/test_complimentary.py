@@ -74,10 +74,10 @@ def test_an_expired_complimentary_membership_ends_through_the_normal_ending(
     assert managed(discord, LANCELOT) == ["lord"]
 
     with django_capture_on_commit_callbacks(execute=True):
-        early = billing_tick(now=ends_at - timedelta(minutes=5))
+        early = billing_tick(due_by=ends_at - timedelta(minutes=5))
     assert early.complimentary_ended == []
     with django_capture_on_commit_callbacks(execute=True):
-        report = billing_tick(now=ends_at + timedelta(minutes=5))
+        report = billing_tick(due_by=ends_at + timedelta(minutes=5))
 
     membership = ComplimentaryMembership.objects.get()
     assert report.complimentary_ended == [membership.pk] and membership.ended_at is not None
@@ -88,7 +88,7 @@ def test_an_expired_complimentary_membership_ends_through_the_normal_ending(
     farewell = Notification.objects.get(kind="farewell", recipient=LANCELOT)
     assert farewell.status == Notification.Status.SENT
     # A second tick ends nothing again.
-    assert billing_tick(now=ends_at + timedelta(hours=1)).complimentary_ended == []
+    assert billing_tick(due_by=ends_at + timedelta(hours=1)).complimentary_ended == []
 
 
 def test_ending_a_complimentary_membership_keeps_a_paying_member(bulk_action, admin_web, discord):

@@ -1,6 +1,8 @@
-"""``manage.py billing_tick [--at ISO-DATETIME]``: run the billing lifecycle once and say what
-it did. The worker runs the same thing every five minutes; operators use this to catch up by
-hand, and ``--at`` to rehearse what a later moment would do (it acts for real)."""
+"""``manage.py billing_tick [--at ISO-DATETIME] [--dry-run]``: run the billing lifecycle once
+and say what it did. The worker runs the same thing every five minutes; operators use this to
+catch up by hand. ``--at T`` performs now what is due by T (it acts for real, stamping every
+change with the real time, so roles and messages agree); ``--dry-run`` lists what would happen
+and changes nothing (SPEC §2a)."""
 
 from __future__ import annotations
 
@@ -36,23 +38,39 @@ class Command(BaseCommand):
     help = (
         "Apply due billing-failure transitions (grace → Debtor → removal), reminders and "
         "claim reminders once. SIGTERM finishes the current member, then exits."
+        " With --at T it performs now what is due by T, stamped with the real time;"
+        " --dry-run only lists what would happen."
     )
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument(
             "--at",
             metavar="ISO-DATETIME",
-            help="act as of this moment instead of now (naive values are UTC)",
+            help=(
+                "perform now what is due by this moment (naive values are UTC); every change "
+                "is stamped with the real time, one step per episode per run"
+            ),
+        )
+        parser.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="list what would happen; no database write, no message, no Stripe call",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        now = parse_moment(options["at"]) if options.get("at") else timezone.now()
+        now = timezone.now()
+        due_by = parse_moment(options["at"]) if options.get("at") else now
         self.stopping = False
         previous = {
             sig: signal.signal(sig, self.on_signal) for sig in (signal.SIGTERM, signal.SIGINT)
         }
         try:
-            report = billing_tick(now=now, should_stop=lambda: self.stopping)
+            report = billing_tick(
+                now=now,
+                due_by=due_by,
+                dry_run=options["dry_run"],
+                should_stop=lambda: self.stopping,
+            )
         except LifecycleError as exc:
             raise CommandError(str(exc)) from exc
         finally:
