@@ -20,13 +20,8 @@ class GatewayConfig(AppConfig):
         # The admin (first in INSTALLED_APPS) has registered every app's ModelAdmins by now.
         guard_every_admin()
 
-        # Sent after every migrate once per app with models; the gateway app has none, so the
-        # receiver hangs on the app every deployment has.
-        post_migrate.connect(
-            create_cache_tables,
-            sender=self.apps.get_app_config("members"),
-            dispatch_uid="gateway_cache_tables",
-        )
+        # Sent after every migrate once per app with models (the receiver acts on one of them).
+        post_migrate.connect(create_cache_tables, dispatch_uid="gateway_cache_tables")
         tasks.connect()
         # Every process (gunicorn worker, qcluster, runbot, one-off command) loads Django
         # through here once; tests start Sentry themselves against a local server.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.apps import AppConfig
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.cache import caches
@@ -52,7 +53,14 @@ def missing_cache_tables(database: str = DEFAULT_DB_ALIAS) -> list[str]:
     return [table for table in wanted if table not in existing]
 
 
-def create_cache_tables(*, using: str = DEFAULT_DB_ALIAS, verbosity: int = 0, **_: Any) -> None:
-    """post_migrate receiver: the database cache's table (idempotent, like the command)."""
-    if database_caches():
+def create_cache_tables(
+    *, app_config: AppConfig, using: str = DEFAULT_DB_ALIAS, verbosity: int = 0, **_: Any
+) -> None:
+    """post_migrate receiver: the database cache's table (idempotent, like the command).
+
+    post_migrate is sent once per app with models; the gateway app has none, so this acts
+    when the app every deployment has (members) comes by, matched by label: a sender object
+    would not match once a test swapped the app registry's configs.
+    """
+    if app_config.label == "members" and database_caches():
         call_command("createcachetable", database=using, verbosity=verbosity)

@@ -4,20 +4,16 @@ process refuses to start, saying why, when the table is missing."""
 from __future__ import annotations
 
 import importlib
+import sqlite3
+import subprocess
 import sys
-from datetime import timedelta
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
-from django.core.management import call_command
 from django.db import connection
-from django.urls import reverse
-from django.utils import timezone
 
 from gateway.checks import check_cache_table
-from members.models import User
-from ops.models import Heartbeat, ReconciliationRun
-from tests.members.conftest import PASSWORD
+from tests.processes import ROOT, base_env
 
 pytestmark = pytest.mark.django_db
 
@@ -41,41 +37,25 @@ def tables() -> set[str]:
         return set(connection.introspection.table_names(cursor))
 
 
-def test_migrate_creates_the_database_cache_table(database_cache):
-    assert TABLE not in tables()
-    assert [error.id for error in check_cache_table()] == ["gateway.E008"]
-
-    call_command("migrate", verbosity=0)
-
-    assert TABLE in tables()
-    assert check_cache_table() == []
-
-
-def test_after_migrate_sign_up_login_and_readiness_work(database_cache, client):
-    call_command("migrate", verbosity=0)
-    now = timezone.now()
-    Heartbeat.objects.create(name="worker", beat_at=now)
-    Heartbeat.objects.create(name="bot", beat_at=now, details={"selfcheck": {"ok": True}})
-    ReconciliationRun.objects.create(
-        status=ReconciliationRun.Status.CLEAN,
-        started_at=now - timedelta(minutes=2),
-        finished_at=now,
-    )
-
-    signed_up = client.post(
-        reverse("members:signup"),
-        {"email": "first@example.org", "password": PASSWORD, "password_confirm": PASSWORD},
-    )
-    assert signed_up.status_code == 302
-    client.logout()
-    logged_in = client.post(
-        reverse("members:login"), {"email": "first@example.org", "password": PASSWORD}
-    )
-    assert logged_in.status_code == 302
-    assert logged_in["Location"] == reverse("members:dashboard")
-    assert User.objects.filter(email="first@example.org").exists()
-    ready = client.get("/health/ready")
-    assert ready.status_code == 200, ready.json()
+@pytest.mark.slow
+def test_migrate_creates_the_database_cache_table(tmp_path):
+    """A real ``manage.py migrate`` in its own process, on an empty database, with the database
+    cache configured (no REDIS_URL): the table exists afterwards and ``check`` passes."""
+    database = tmp_path / "fresh.sqlite3"
+    env = base_env(database, DJANGO_SETTINGS_MODULE="tests.gateway.process_settings")
+    for command in (["migrate", "--run-syncdb", "--noinput"], ["check"]):
+        done = subprocess.run(
+            [sys.executable, "manage.py", *command],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+    with sqlite3.connect(database) as conn:
+        names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+    assert "gateway_cache" in names
 
 
 def test_missing_table_stops_a_process_start_with_the_remedy(database_cache):
