@@ -25,7 +25,7 @@ from django.utils import timezone
 from djstripe.models import Customer, Subscription
 
 from billing import lifecycle
-from billing.entitlement import paid_up, subscription_facts
+from billing.entitlement import complimentary_active, member_facts, paid_up, subscription_facts
 from billing.models import FailureEpisode
 from billing.selectors import subscription_item_quantities, subscription_period_end
 from billing.truth import (
@@ -257,6 +257,11 @@ def subscription_apply(*, snapshot: SubscriptionSnapshot, now: datetime | None =
             _access_grant(member=member, snapshot=snapshot, team=team, now=now)
             changed.add(member.pk)
         elif not entitled and member.paid_at is not None and member.cancelled_at is None:
+            if complimentary_active(member_facts(member), now):
+                # Entitled without a subscription (SPEC §2a): access ends when the
+                # complimentary membership does, through its own ending.
+                changed.add(member.pk)
+                continue
             _access_end(member=member, snapshot=snapshot, now=now)
             changed.add(member.pk)
     if team is not None and not entitled and snapshot.status != "incomplete":

@@ -1,0 +1,35 @@
+"""Counterexamples the stateful model test found, kept as plain, readable tests.
+
+Each test is the shrunk sequence of one counterexample of ``tests/model/machine.py``, written
+with the lifecycle suite's personas: the fake Stripe and the fake Discord over HTTP, our signed
+webhook endpoint, the billing tick. ``python -m bench.model_run`` lists them in
+``docs/RELIABILITY.md``.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from members.models import User
+from members.staff_services import member_complimentary_end, member_complimentary_grant
+from tests.lifecycle.conftest import World, messages, never_sent, subscribe_individual
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_a_complimentary_member_outlives_the_subscription_and_leaves_when_it_ends(world: World):
+    """Staff grant a paying member a complimentary membership, then the subscription ends:
+    the member keeps access (entitled without a subscription). When staff end the complimentary
+    membership, it ends through the normal path: farewell, roles removed, kicked."""
+    staff = User.objects.create_superuser("staff@example.org", "correct horse battery")
+    kay = world.link(subscribe_individual(world, "kay@example.org"), "kay", role="lord")
+    member_complimentary_grant(member=kay, actor=staff, reason="speaker at the summit")
+
+    world.stripe.state.cancel(kay.subscription_id)
+    world.deliver_new()
+    assert world.roles(kay) == ["lord"]
+    never_sent("farewell", kay.discord_id)
+
+    member_complimentary_end(member=kay, actor=staff, reason="summit is over")
+    assert world.roles(kay) is None
+    assert len(messages("farewell", kay.discord_id)) == 1
