@@ -8,8 +8,9 @@ endpoint, the fake Discord over HTTP, and the task functions the worker runs (th
 drain and role/outbox tasks run inline in tests, ``billing_tick``, reconciliation).
 
 Stripe's events are collected from the fake's event list into ``pending`` and handed to our
-webhook signed, as Stripe would. Once every pending event is delivered ("settled") the
-invariants compare the gateway with the reference model (``tests/model/reference.py``).
+webhook signed, as Stripe would, in Stripe's order. Once every pending event is delivered
+("settled") the invariants compare the gateway with the reference model
+(``tests/model/reference.py``).
 
 Time travel: the whole process (and the fake servers' threads) shares one clock moved with
 ``time-machine``, so the billing tick, the role policy, the outbox and Stripe's signatures all
@@ -22,7 +23,7 @@ import json
 import os
 from collections import Counter
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -37,10 +38,21 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from discordsync.bot.services import member_guild_join, member_guild_leave
-from discordsync.introductions import MessageFacts, introduction_handle
+from discordsync.introductions import (
+    CATCH_UP_FIRST_WINDOW,
+    MessageFacts,
+    introduction_handle,
+    introductions_catch_up,
+    introductions_mark_handled,
+)
 from members.models import Invite, Member, User
 from members.models import Team as TeamRow
-from members.staff_services import member_access_restore, member_access_revoke
+from members.staff_services import (
+    member_access_restore,
+    member_access_revoke,
+    member_complimentary_end,
+    member_complimentary_grant,
+)
 from ops.models import Notification
 from tests.billing.conftest import deliver, pay_checkout, recorded_events
 from tests.conftest import FAKE_ROLE_IDS as ROLE_IDS
@@ -113,9 +125,12 @@ def build(world: World, staff: dict[str, Any], stats: Stats) -> type[RuleBasedSt
                 self.model.people[name] = Person(name=name, email=email, discord_id=user["id"])
                 self.clients[name] = Client()
             self.pending: list[dict[str, Any]] = []
-            self.delivered: list[dict[str, Any]] = []
             self.seen_notifications = 0
             self.team_rows: dict[str, int] = {}
+            self.bot_online = True
+            self.missed: list[tuple[Person, datetime]] = []  # posted while the bot was away
+            self.intro_mark = False  # the bot has handled an introduction (its catch-up mark)
+            self.disputes: dict[str, str] = {}  # dispute id → subscription id
 
         def teardown(self) -> None:
             self.clock.stop()
@@ -137,23 +152,26 @@ def build(world: World, staff: dict[str, Any], stats: Stats) -> type[RuleBasedSt
             now = timezone.now()
             response = deliver(world.client, event)
             assert response.status_code == 200, response.content
-            self.delivered.append(event)
             obj = event["data"]["object"]
             sub_id = ""
             if event["type"].startswith("invoice."):
                 sub_id = world.stripe.state.invoice_subscription_id(obj) or ""
             elif event["type"].startswith("customer.subscription."):
                 sub_id = obj["id"]
+            elif event["type"].startswith("charge.dispute."):
+                sub_id = self.disputes.get(obj["id"], "")
             sub = self.model.subs.get(sub_id)
             if sub is None:
                 return
             if event["type"] == "invoice.payment_failed":
                 if obj.get("billing_reason") == "subscription_cycle":
-                    self.model.on_payment_failed(sub, now)
+                    self.model.on_payment_failed(sub, obj["id"], now)
             elif event["type"] == "invoice.paid":
                 self.model.on_invoice_paid(sub)
             elif event["type"].startswith("customer.subscription."):
                 self.model.on_ended(sub)
+            elif event["type"].startswith("charge.dispute."):
+                self.model.on_dispute_event(sub)
 
         def _tick(self) -> None:
             now = timezone.now()
@@ -165,9 +183,10 @@ def build(world: World, staff: dict[str, Any], stats: Stats) -> type[RuleBasedSt
             """Deliver everything pending, in Stripe's order, then run the tick."""
             self._collect()
             while self.pending:
-                self._hand_over(self.pending.pop(0))
-                if not self.pending:
-                    self._tick()
+                for event in self.pending[:]:
+                    self.pending.remove(event)
+                    self._hand_over(event)
+                self._tick()
 
         def _person(self, name: str) -> Person:
             return self.model.people[name]
@@ -194,12 +213,8 @@ def build(world: World, staff: dict[str, Any], stats: Stats) -> type[RuleBasedSt
 
         # --- people -----------------------------------------------------------------------
 
-        def _after_team_ending(self, person: Person) -> bool:
-            """Held a seat of a team that ended (finding 2 of issue 11 is fixed elsewhere)."""
-            return any(self.model.teams[key].ended for key in person.teams_ever)
-
         def _may_buy(self, person: Person) -> bool:
-            return self.model.may_buy(person) and not self._after_team_ending(person)
+            return self.model.may_buy(person)
 
         @precondition(lambda self: self._anyone(self._may_buy))
         @rule(data=st.data())
@@ -297,27 +312,60 @@ def build(world: World, staff: dict[str, Any], stats: Stats) -> type[RuleBasedSt
             person.linked = True
             person.in_guild = True
 
-        @precondition(lambda self: self._anyone(lambda p: p.in_guild and not p.introduced))
+        def _may_introduce(self, person: Person) -> bool:
+            waiting = any(p is person for p, _ in self.missed)
+            return person.in_guild and not person.introduced and not waiting
+
+        @precondition(lambda self: self._anyone(self._may_introduce))
         @rule(data=st.data())
         def introduce(self, data: st.DataObject) -> None:
-            """A top-level message of ≥100 characters in #introductions, seen by the bot."""
-            self._step("introduce")
+            """A top-level message of ≥100 characters in #introductions: the bot handles it
+            live, or, while no bot is connected, on its next connect (§2a)."""
+            self._step("introduce" if self.bot_online else "introduce_while_bot_offline")
             self.settle()
-            person = self._pick(data, lambda p: p.in_guild and not p.introduced)
+            person = self._pick(data, self._may_introduce)
             if person is None:
                 return
-            message = world.discord.post_message(
-                settings.DISCORD_INTRODUCTIONS_CHANNEL_ID, person.discord_id, INTRO
-            )
+            channel = settings.DISCORD_INTRODUCTIONS_CHANNEL_ID
+            message = world.discord.post_message(channel, person.discord_id, INTRO)
+            if not self.bot_online:
+                self.missed.append((person, timezone.now()))
+                return
             facts = MessageFacts(
-                channel_id=settings.DISCORD_INTRODUCTIONS_CHANNEL_ID,
+                channel_id=channel,
                 author_id=person.discord_id,
                 author_is_bot=False,
                 content=INTRO,
             )
             introduction_handle(facts=facts, message_id=message["id"], now=timezone.now())
+            introductions_mark_handled(channel_id=channel, message_id=message["id"])
+            self.intro_mark = True
             if self.model.expected_role(person) == "squire":
                 person.introduced = True
+
+        @precondition(lambda self: self.bot_online)
+        @rule()
+        def bot_goes_offline(self) -> None:
+            self._step("bot_offline")
+            self.bot_online = False
+
+        @precondition(lambda self: not self.bot_online)
+        @rule()
+        def bot_connects(self) -> None:
+            """The bot connects and reads #introductions since the last message it handled
+            (the last week when it never handled one)."""
+            self._step("bot_connects")
+            self.settle()
+            now = timezone.now()
+            introductions_catch_up(now=now)
+            for person, posted_at in self.missed:
+                if not self.intro_mark and posted_at < now - CATCH_UP_FIRST_WINDOW:
+                    continue
+                self.intro_mark = True
+                if self.model.expected_role(person) == "squire":
+                    person.introduced = True
+            self.missed = []
+            self.bot_online = True
 
         @precondition(lambda self: self._anyone(lambda p: p.in_guild))
         @rule(data=st.data())
@@ -354,7 +402,13 @@ def build(world: World, staff: dict[str, Any], stats: Stats) -> type[RuleBasedSt
             return self._client(self.model.people[team.primary])
 
         def _may_claim(self, person: Person) -> bool:
-            return not person.email and person.team is None and not self._after_team_ending(person)
+            # Anyone without a live membership; someone with an email account claims with the
+            # Discord account linked to it (§2a: a cancelled individual may take a seat).
+            sub = self.model.sub_of(person)
+            free = (
+                person.team is None and (sub is None or not sub.live) and not person.complimentary
+            )
+            return free and (not person.email or person.linked)
 
         @precondition(lambda self: self._live_teams() and self._anyone(self._may_claim))
         @rule(data=st.data(), tier=st.sampled_from(["owner", "team"]))
@@ -383,8 +437,8 @@ def build(world: World, staff: dict[str, Any], stats: Stats) -> type[RuleBasedSt
             assert response.status_code == 302, response.content
             back = authorize(response["Location"])
             response = client.get("/oauth/discord/callback/", back)
-            episode = self.model.subs[team.sub].episode
-            if episode is not None and episode.debtor_at is not None:
+            if not self.model.sub_entitles(self.model.subs[team.sub]):
+                # Claims are refused unless the team is entitled and not in Debtor (§2).
                 assert response.status_code == 400, response.content
                 return
             assert response.status_code == 302, response.content
@@ -452,6 +506,28 @@ def build(world: World, staff: dict[str, Any], stats: Stats) -> type[RuleBasedSt
             action(member=self._member(person), actor=self.staff, reason="model test")
             person.revoked = revoke
 
+        @precondition(lambda self: self._anyone(lambda p: p.signed_up))
+        @rule(data=st.data(), days=st.sampled_from([None, 3, 40]))
+        def admin_complimentary(self, data: st.DataObject, days: int | None) -> None:
+            """Staff grant a complimentary membership (open-ended or until a date), or end it."""
+            self.settle()
+            person = self._pick(data, lambda p: p.signed_up)
+            if person is None:
+                return
+            member = self._member(person)
+            if person.complimentary:
+                self._step("complimentary_end")
+                member_complimentary_end(member=member, actor=self.staff, reason="model test")
+                self.model.complimentary_ended(person)
+                return
+            self._step("complimentary_grant")
+            ends_at = timezone.now() + timedelta(days=days) if days else None
+            member_complimentary_grant(
+                member=member, actor=self.staff, reason="model test", ends_at=ends_at
+            )
+            person.complimentary = True
+            person.complimentary_ends_at = ends_at
+
         # --- Stripe (events wait in ``pending``) ------------------------------------------
 
         def _subs(self, test: Callable[[Sub], bool]) -> list[Sub]:
@@ -467,8 +543,7 @@ def build(world: World, staff: dict[str, Any], stats: Stats) -> type[RuleBasedSt
             self._step("renewal")
             sub = data.draw(st.sampled_from(self._subs(lambda sub: not sub.failing)))
             world.stripe.state.renew(sub.id)
-            if sub.cancel_at_period_end:
-                sub.status = "canceled"
+            self.model.renewed(sub)
             self.settle()
 
         @precondition(lambda self: self._subs(lambda sub: not sub.cancel_at_period_end))
@@ -477,9 +552,8 @@ def build(world: World, staff: dict[str, Any], stats: Stats) -> type[RuleBasedSt
             """The renewal payment fails; again while open, it is Stripe's retry failing."""
             self._step("renewal_fails")
             sub = data.draw(st.sampled_from(self._subs(lambda sub: not sub.cancel_at_period_end)))
-            world.stripe.state.fail_renewal(sub.id)
-            sub.failing = True
-            sub.status = "past_due"
+            outcome = world.stripe.state.fail_renewal(sub.id)
+            self.model.renewal_failed(sub, outcome["invoice"]["id"])
             self.settle()
 
         @precondition(lambda self: self._subs(lambda sub: sub.failing))
@@ -488,8 +562,7 @@ def build(world: World, staff: dict[str, Any], stats: Stats) -> type[RuleBasedSt
             self._step("recover")
             sub = data.draw(st.sampled_from(self._subs(lambda sub: sub.failing)))
             world.stripe.state.recover(sub.id)
-            sub.failing = False
-            sub.status = "active"
+            self.model.paid_up(sub)
             self.settle()
 
         @precondition(lambda self: self._subs(lambda sub: not sub.failing))
@@ -508,6 +581,40 @@ def build(world: World, staff: dict[str, Any], stats: Stats) -> type[RuleBasedSt
             sub = data.draw(st.sampled_from(self._subs(lambda sub: True)))
             world.stripe.state.cancel(sub.id)
             sub.status = "canceled"
+            self.settle()
+
+        @precondition(
+            lambda self: self._subs(lambda sub: not sub.dispute and not sub.charge_disputed)
+        )
+        @rule(data=st.data())
+        def dispute_opened(self, data: st.DataObject) -> None:
+            """The bank disputes the latest payment (``charge.dispute.created``)."""
+            self._step("dispute_opened")
+            sub = data.draw(
+                st.sampled_from(self._subs(lambda s: not s.dispute and not s.charge_disputed))
+            )
+            dispute = world.stripe.state.open_dispute(sub.id)
+            self.disputes[dispute["id"]] = sub.id
+            sub.dispute, sub.charge_disputed = dispute["id"], True
+            self.settle()
+
+        @precondition(lambda self: any(s.dispute for s in self.model.subs.values()))
+        @rule(data=st.data(), won=st.booleans())
+        def dispute_closed(self, data: st.DataObject, won: bool) -> None:
+            """The bank decides: won (access back) or lost (the membership ends)."""
+            self._step("dispute_won" if won else "dispute_lost")
+            sub = data.draw(st.sampled_from([s for s in self.model.subs.values() if s.dispute]))
+            world.stripe.state.close_dispute(sub.dispute, won=won)
+            sub.dispute, sub.dispute_lost = "", not won
+            self.settle()
+
+        @precondition(lambda self: self._subs(lambda sub: True))
+        @rule(data=st.data())
+        def refund(self, data: st.DataObject) -> None:
+            """A refund of the latest payment: audited, changes nothing by itself (§2a)."""
+            self._step("refund")
+            sub = data.draw(st.sampled_from(self._subs(lambda s: True)))
+            world.stripe.state.refund(sub.id)
             self.settle()
 
         # --- time -------------------------------------------------------------------------
@@ -591,12 +698,13 @@ def build(world: World, staff: dict[str, Any], stats: Stats) -> type[RuleBasedSt
         def _check_seats(self) -> None:
             """Claimed seats never exceed paid seats; the counts follow Stripe's quantities."""
             for team in self.model.teams.values():
-                if team.ended:
-                    continue
                 row = TeamRow.objects.get(pk=self.team_rows[team.key])
                 for tier in ("owner", "team"):
                     claimed = Member.objects.filter(team=row, seat_tier=tier).count()
+                    # §2a: ending a team detaches every member.
                     assert claimed == len(self.model.seats(team, tier)), (team.key, tier, claimed)
+                    if team.ended:
+                        continue
                     assert row.paid_seats(tier) == team.paid[tier], (team.key, tier)
                     assert claimed <= row.paid_seats(tier), (team.key, tier, claimed)
 
@@ -605,7 +713,8 @@ def build(world: World, staff: dict[str, Any], stats: Stats) -> type[RuleBasedSt
                 if entry["method"] == "DELETE" and entry["path"].startswith("/v1/subscriptions/"):
                     sub_id = entry["path"].rsplit("/", 1)[-1]
                     sub = self.model.subs[sub_id]
-                    assert sub.cancelled_by_us and sub.failing, f"we cancelled paid {sub_id}"
+                    allowed = sub.failing or sub.dispute_lost
+                    assert sub.cancelled_by_us and allowed, f"we cancelled paid {sub_id}"
 
     return Gateway
 

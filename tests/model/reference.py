@@ -34,8 +34,10 @@ DUNNING_KINDS = frozenset(
 
 @dataclass
 class Episode:
+    invoice: str  # the failed renewal that opened it
     opened_at: datetime
     debtor_at: datetime | None = None
+    paid: bool = False  # Stripe shows that invoice (or a later one) paid
 
 
 @dataclass
@@ -46,9 +48,13 @@ class Sub:
     holder: str  # the person (individual plan) or the team (company plan) it bills
     status: str = "active"  # active | past_due | canceled
     failing: bool = False  # the latest renewal invoice is open and unpaid
+    open_invoice: str = ""  # that invoice, while failing
     cancel_at_period_end: bool = False
     episode: Episode | None = None
     cancelled_by_us: bool = False
+    dispute: str = ""  # a dispute of one of its payments, open in Stripe
+    dispute_lost: bool = False
+    charge_disputed: bool = False  # its latest payment was disputed already
     # Open while an episode existed at any moment since the last check (dunning is allowed).
     dunning_allowed: bool = False
 
@@ -80,6 +86,8 @@ class Person:
     in_guild: bool = False
     introduced: bool = False
     revoked: bool = False
+    complimentary: bool = False  # staff granted a complimentary membership (§2a)
+    complimentary_ends_at: datetime | None = None
     # Messages that must exist in the outbox, by kind (email and DM counted apart).
     expected: Counter[str] = field(default_factory=Counter)
 
@@ -121,19 +129,30 @@ class Reference:
             person.expected[f"{kind}:dm"] += 1
 
     def entitled(self, person: Person) -> bool:
-        """§2: the subscription is active/trialing/past_due and not in the Debtor phase."""
+        """§2: the subscription is active/trialing/past_due and not in the Debtor phase; §2a:
+        or an open complimentary membership."""
+        if person.complimentary:
+            return True
         sub = self.sub_of(person)
-        if sub is None or not sub.live:
+        return sub is not None and self.sub_entitles(sub)
+
+    @staticmethod
+    def sub_entitles(sub: Sub) -> bool:
+        """Live, not disputed, not in the Debtor phase."""
+        if not sub.live or sub.dispute:
             return False
         return sub.episode is None or sub.episode.debtor_at is None
 
     def expected_role(self, person: Person) -> str | None:
         """§2 ``expected_role``: none → Debtor → Squire → Lord (individual members)."""
         sub = self.sub_of(person)
-        if not person.linked or person.revoked or sub is None or not sub.live:
+        if not person.linked or person.revoked:
             return None
-        if sub.episode is not None and sub.episode.debtor_at is not None:
-            return "debtor"
+        if not person.complimentary:
+            if sub is None or not sub.live or sub.dispute:
+                return None  # §2a: a dispute suspends access (role removed, not kicked)
+            if sub.episode is not None and sub.episode.debtor_at is not None:
+                return "debtor"
         if not person.introduced:
             return "squire"
         return "knight" if person.tier == "team" else "lord"
@@ -144,12 +163,39 @@ class Reference:
 
     # --- what the gateway learns from Stripe (a delivered event, read against the truth) --
 
-    def on_payment_failed(self, sub: Sub, now: datetime) -> None:
-        """§2a: an episode opens only for an open unpaid renewal of a past_due subscription;
-        a repeat (Stripe's retry) never restarts it."""
-        if sub.episode is not None or not sub.failing or sub.status != "past_due":
+    # --- Stripe's truth changes -----------------------------------------------------------
+
+    def renewed(self, sub: Sub) -> None:
+        sub.charge_disputed = False  # a new payment, not disputed
+        if sub.cancel_at_period_end:
+            sub.status = "canceled"
+
+    def renewal_failed(self, sub: Sub, invoice: str) -> None:
+        sub.failing, sub.open_invoice, sub.status = True, invoice, "past_due"
+
+    def paid_up(self, sub: Sub) -> None:
+        """Every open invoice is paid (the card was fixed): the episode's invoice too."""
+        sub.failing, sub.open_invoice, sub.status = False, "", "active"
+        sub.charge_disputed = False
+        if sub.episode is not None:
+            sub.episode.paid = True
+
+    def on_dispute_event(self, sub: Sub) -> list[Sub]:
+        """§2a: a lost dispute ends the membership like a cancellation, and the subscription
+        is cancelled in Stripe if still active. Returns what the gateway must have cancelled."""
+        if not sub.dispute_lost or not sub.live:
+            return []
+        sub.status = "canceled"
+        sub.cancelled_by_us = True
+        self.on_ended(sub)
+        return [sub]
+
+    def on_payment_failed(self, sub: Sub, invoice: str, now: datetime) -> None:
+        """§2a: an episode opens only for a renewal invoice that is still open and unpaid, of a
+        past_due subscription; a repeat (Stripe's retry) never restarts it."""
+        if sub.episode is not None or sub.status != "past_due" or invoice != sub.open_invoice:
             return
-        sub.episode = Episode(opened_at=now)
+        sub.episode = Episode(invoice=invoice, opened_at=now)
         sub.dunning_allowed = True
         for person in self.billed(sub):
             if self.pays(person):
@@ -159,7 +205,7 @@ class Reference:
 
     def on_invoice_paid(self, sub: Sub) -> None:
         """§2a: the episode closes only when its invoice (or a later one) is paid."""
-        if sub.episode is None or sub.failing:
+        if sub.episode is None or not sub.episode.paid:
             return
         kind = "recovered_debtor" if sub.episode.debtor_at else "recovered_grace"
         for person in self.billed(sub):
@@ -181,6 +227,16 @@ class Reference:
             person.sub = None
             person.team = None
             person.tier = ""
+            if not person.complimentary:
+                person.in_guild = False
+                person.introduced = False
+
+    def complimentary_ended(self, person: Person) -> None:
+        """Staff ended it, or its end date passed: the normal ending path, unless a
+        subscription still entitles the person."""
+        person.complimentary = False
+        person.complimentary_ends_at = None
+        if not self.entitled(person):
             person.in_guild = False
             person.introduced = False
 
@@ -197,11 +253,21 @@ class Reference:
         """Grace → Debtor → removal (the subscription is cancelled in Stripe, the default).
         Returns the subscriptions the gateway must have cancelled."""
         removed: list[Sub] = []
+        for person in self.people.values():
+            ends = person.complimentary_ends_at
+            if person.complimentary and ends is not None and ends <= now:
+                self.complimentary_ended(person)
         for sub in self.subs.values():
             episode = sub.episode
             if episode is None or not sub.live:
                 continue
-            if episode.debtor_at is None and now >= episode.opened_at + GRACE:
+            due = (episode.debtor_at is None and now >= episode.opened_at + GRACE) or (
+                episode.debtor_at is not None and now >= episode.debtor_at + DEBTOR_DAYS
+            )
+            if due and episode.paid:
+                # Stripe is asked before anyone hears of Debtor or removal: paid means recovered.
+                self.on_invoice_paid(sub)
+            elif episode.debtor_at is None and now >= episode.opened_at + GRACE:
                 episode.debtor_at = now
                 for person in self.billed(sub):
                     self._tell(person, "debtor_entered", email=self.pays(person))
