@@ -426,8 +426,12 @@ def build(world: World, staff: dict[str, Any], stats: Stats) -> type[RuleBasedSt
             before = invites.count()
             response = self._owner_client(team).post("/team/invites/", {"tier": tier, "email": ""})
             assert response.status_code == 302, response.content
-            if len(self.model.seats(team, tier)) >= team.paid[tier]:
-                assert invites.count() == before, "an invite was created for a full tier"
+            sub = self.model.subs[team.sub]
+            full = len(self.model.seats(team, tier)) >= team.paid[tier]
+            if full or not self.model.sub_entitles(sub):
+                # No invites for a full tier, nor while the team is not entitled (claims need
+                # an entitled team not in Debtor, §2).
+                assert invites.count() == before, "an invite was created that nobody may claim"
                 return
             invite = invites.latest("pk")
             client = self.clients[person.name]
@@ -437,10 +441,6 @@ def build(world: World, staff: dict[str, Any], stats: Stats) -> type[RuleBasedSt
             assert response.status_code == 302, response.content
             back = authorize(response["Location"])
             response = client.get("/oauth/discord/callback/", back)
-            if not self.model.sub_entitles(self.model.subs[team.sub]):
-                # Claims are refused unless the team is entitled and not in Debtor (§2).
-                assert response.status_code == 400, response.content
-                return
             assert response.status_code == 302, response.content
             person.signed_up = True
             person.team, person.tier = team.key, tier
