@@ -152,7 +152,7 @@ def test_only_subscription_cycle_failures_start_a_timeline(world):
 
 
 def test_company_moves_together_owners_get_the_billing_detail(world):
-    team, purchaser = subscribe_company(world, "pat@acme.example", "Acme Ltd", team_seats=1)
+    team, purchaser = subscribe_company(world, "pat@acme.example", "Acme Ltd", team_seats=2)
     invite = Invite.objects.create(team=team, tier=SeatTier.TEAM, token="t" * 43)
     pat = world.link(purchaser, "pat", role="lord")
     olga = world.link(seat(team, SeatTier.OWNER, None), "olga", role="lord")
