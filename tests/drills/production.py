@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import unquote_plus, urlencode, urlsplit, urlunsplit
 
 import psycopg
 import requests
@@ -177,6 +177,27 @@ def wait_ready(browser: Browser, timeout: float = 90) -> dict[str, Any]:
     return wait_until(ready, timeout, "/health/ready 200")
 
 
+def confirm_email(browser: Browser, mail: Path, email: str) -> None:
+    """Open the confirmation link the gateway emailed (its page confirms on POST)."""
+
+    def link() -> str | None:
+        for path in sorted(mail.glob("*.log"), key=lambda p: p.stat().st_mtime, reverse=True):
+            text = path.read_text()
+            if f"To: {email}" in text:
+                found = re.findall(r"https://[^\s\"'<>/]+/email/verify/\?token=[^\s\"'<>]+", text)
+                if found:
+                    return found[-1]
+        return None
+
+    url = wait_until(link, 30, f"the confirmation email to {email}")
+    token = url.split("token=", 1)[1]
+    path = url.split("://", 1)[1].split("/", 1)[1].split("?", 1)[0]
+    confirmed = browser.submit(
+        "/" + path, {"token": unquote_plus(token)}, on=f"/{path}?token={token}"
+    )
+    assert confirmed.status_code == 200, (confirmed.status_code, confirmed.url)
+
+
 def sign_up(browser: Browser, email: str) -> None:
     """Sign up, then log in again on a new visit (the password must work)."""
     signed_up = browser.submit(
@@ -221,11 +242,13 @@ def link_discord(browser: Browser, discord: FakeDiscordServer, discord_user: str
 
 
 def member_journey(
-    browser: Browser, discord: FakeDiscordServer, *, email: str, discord_user: str
+    browser: Browser, discord: FakeDiscordServer, mail: Path, *, email: str, discord_user: str
 ) -> None:
-    """Sign up, log in again, pay on the fake Checkout, link Discord as ``discord_user``;
+    """Sign up, log in again, confirm the email, pay on the fake Checkout, link Discord as
+    ``discord_user``;
     returns once the fake guild shows that user as Squire."""
     sign_up(browser, email)
+    confirm_email(browser, mail, email)
     pay(browser, browser.submit("/checkout/individual/", {}, on="/dashboard/"))
     wait_until(
         lambda: "Active" in browser.get("/dashboard/").text, 60, "the dashboard to say Active"
@@ -233,7 +256,7 @@ def member_journey(
     link_discord(browser, discord, discord_user)
 
 
-def run_shell(script: str, *, cwd: Path, env: dict[str, str], timeout: float = 600) -> str:
+def run_shell(script: str, *, cwd: Path, env: dict[str, str], timeout: float = 900) -> str:
     """Run a documented block with bash -e, as an operator pastes it; its output."""
     started = time.monotonic()
     done = subprocess.run(

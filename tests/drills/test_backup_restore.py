@@ -32,6 +32,7 @@ from tests.drills.production import (
     SERVER,
     Browser,
     Units,
+    confirm_email,
     drop_database,
     fresh_database,
     member_journey,
@@ -129,13 +130,16 @@ def test_dump_drop_restore_and_nothing_sent_twice(tmp_path):
             browser = Browser(proxy.url, proxy.cert)
             wait_ready(browser)
 
-            member_journey(browser, discord, email="arthur@example.org", discord_user=ARTHUR_ID)
+            member_journey(
+                browser, discord, mail, email="arthur@example.org", discord_user=ARTHUR_ID
+            )
             guinevere = Browser(proxy.url, proxy.cert)
             member_journey(
-                guinevere, discord, email="guinevere@example.org", discord_user=GUINEVERE_ID
+                guinevere, discord, mail, email="guinevere@example.org", discord_user=GUINEVERE_ID
             )
             owner = Browser(proxy.url, proxy.cert)
             sign_up(owner, "owner@camelot.example")
+            confirm_email(owner, mail, "owner@camelot.example")
             pay(
                 owner,
                 owner.submit(
