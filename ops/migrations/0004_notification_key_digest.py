@@ -9,6 +9,10 @@ is sent once more.
 Claim reminders are now keyed per access period as well (``members.reminders.claim_episode``);
 the ones already sent are moved to that form with the member's current ``paid_at``, so the
 step a member already heard is not sent again.
+
+Reversed (a rollback to the release before), every row gets back the key that release computes
+— the tuple joined with ``:`` and cut at 255 characters, claim reminders without the access
+period — so the older code still finds what was already sent and sends nothing twice.
 """
 
 from __future__ import annotations
@@ -41,6 +45,25 @@ def rekey(apps, schema_editor):
         )
 
 
+def unkey(apps, schema_editor):
+    Notification = apps.get_model("ops", "Notification")
+    rows = Notification.objects.only("pk", "channel", "recipient", "kind", "episode")
+    taken: set[str] = set()
+    for row in rows.order_by("pk").iterator():
+        episode = row.episode
+        if row.kind in CLAIM_KINDS:
+            owner, _, rest = episode.partition(":")
+            _, sep, step = rest.partition(":")
+            episode = f"{owner}:{step}" if sep else episode
+        key = f"{row.channel}:{row.recipient}:{row.kind}:{episode}"[:255]
+        if key in taken:
+            # Two messages the older release cannot tell apart (the cut key): the first keeps
+            # it, and the older code, finding it, sends neither again.
+            continue
+        taken.add(key)
+        Notification.objects.filter(pk=row.pk).update(key=key)
+
+
 class Migration(migrations.Migration):
     dependencies = [
         ("ops", "0003_staff_groups_and_feature_flags"),
@@ -53,5 +76,5 @@ class Migration(migrations.Migration):
             name="episode",
             field=models.TextField(blank=True),
         ),
-        migrations.RunPython(rekey, migrations.RunPython.noop),
+        migrations.RunPython(rekey, unkey),
     ]

@@ -108,3 +108,48 @@ def test_the_migration_keeps_existing_messages_de_duplicated(db):
     )
     assert reminder is None  # already heard in this access period
     assert Notification.objects.get(kind="welcome").episode == "sub_kay"
+
+
+def test_reversing_the_migration_gives_back_the_keys_the_older_release_computes(db):
+    """A rollback to the release before: its code builds the key as the joined tuple cut at 255
+    characters (claim reminders without the access period) and must find every message already
+    sent."""
+    import importlib
+    from datetime import timedelta
+
+    from django.apps import apps
+    from django.utils import timezone
+
+    from members.models import Member, User
+
+    migration = importlib.import_module("ops.migrations.0004_notification_key_digest")
+    member = Member.objects.create(
+        user=User.objects.create_user("kay@example.org", None),
+        subscription_id="sub_kay",
+        paid_at=timezone.now() - timedelta(days=3),
+    )
+    long = "x" * 300
+    old = [  # (channel, recipient, kind, episode as the older release wrote it)
+        ("email", "kay@example.org", "welcome", "sub_kay"),
+        ("email", "kay@example.org", "claim_reminder", "sub_kay:first"),
+        ("email", f"{long}a@example.org", "welcome", "e1"),
+        ("email", f"{long}b@example.org", "welcome", "e2"),  # same cut key as the one above
+    ]
+    for channel, recipient, kind, episode in old[:3]:  # as the older release stored them
+        Notification.objects.create(
+            key=f"{channel}:{recipient}:{kind}:{episode}"[:255],
+            channel=channel,
+            kind=kind,
+            recipient=recipient,
+            member=member,
+        )
+    migration.rekey(apps, None)  # the upgrade
+    channel, recipient, kind, episode = old[3]  # sent by the new release only
+    notification_enqueue(kind=kind, channel=channel, recipient=recipient, episode=episode)
+
+    migration.unkey(apps, None)
+
+    keys = set(Notification.objects.values_list("key", flat=True))
+    for channel, recipient, kind, episode in old[:3]:
+        assert f"{channel}:{recipient}:{kind}:{episode}"[:255] in keys
+    assert Notification.objects.count() == len(old)  # nothing deleted
