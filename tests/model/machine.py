@@ -8,9 +8,10 @@ endpoint, the fake Discord over HTTP, and the task functions the worker runs (th
 drain and role/outbox tasks run inline in tests, ``billing_tick``, reconciliation).
 
 Stripe's events are collected from the fake's event list into ``pending`` and handed to our
-webhook signed, as Stripe would, in Stripe's order. Once every pending event is delivered
-("settled") the invariants compare the gateway with the reference model
-(``tests/model/reference.py``).
+webhook signed, as Stripe would, but not at once: steps deliver one out of order, deliver an old
+one again days later, lose one (reconciliation with ``--fix`` then repairs), or let time pass
+first. Once every pending event is delivered ("settled") the invariants compare the gateway
+with the reference model (``tests/model/reference.py``).
 
 Time travel: the whole process (and the fake servers' threads) shares one clock moved with
 ``time-machine``, so the billing tick, the role policy, the outbox and Stripe's signatures all
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -54,6 +56,7 @@ from members.staff_services import (
     member_complimentary_grant,
 )
 from ops.models import Notification
+from ops.reconciliation import reconcile
 from tests.billing.conftest import deliver, pay_checkout, recorded_events
 from tests.conftest import FAKE_ROLE_IDS as ROLE_IDS
 from tests.discordsync.conftest import authorize
@@ -66,6 +69,8 @@ NAMES = ["ann", "bob", "cat"]
 SEAT_NAMES = ["dan", "eve"]
 PASSWORD = "correct horse battery staple"
 INTRO = "Hello all, I run revenue operations at a mid-size company and I am here to learn. " * 2
+# Events a lost delivery may swallow: reconciliation rebuilds what they carry from Stripe.
+LOSABLE = ("customer.subscription.updated", "customer.subscription.deleted", "invoice.paid")
 JUMPS = [timedelta(hours=1), timedelta(hours=23), timedelta(days=2), timedelta(days=9)]
 JUMPS += [timedelta(days=31)]
 
@@ -125,6 +130,8 @@ def build(world: World, staff: dict[str, Any], stats: Stats) -> type[RuleBasedSt
                 self.model.people[name] = Person(name=name, email=email, discord_id=user["id"])
                 self.clients[name] = Client()
             self.pending: list[dict[str, Any]] = []
+            self.delivered: list[dict[str, Any]] = []
+            self.lost = False
             self.seen_notifications = 0
             self.team_rows: dict[str, int] = {}
             self.bot_online = True
@@ -152,6 +159,7 @@ def build(world: World, staff: dict[str, Any], stats: Stats) -> type[RuleBasedSt
             now = timezone.now()
             response = deliver(world.client, event)
             assert response.status_code == 200, response.content
+            self.delivered.append(event)
             obj = event["data"]["object"]
             sub_id = ""
             if event["type"].startswith("invoice."):
@@ -179,13 +187,22 @@ def build(world: World, staff: dict[str, Any], stats: Stats) -> type[RuleBasedSt
             self.model.tick(now)
             self._collect()
 
-        def settle(self) -> None:
-            """Deliver everything pending, in Stripe's order, then run the tick."""
+        def settle(self, rnd: random.Random | None = None) -> None:
+            """Deliver everything pending (in Stripe's order, or shuffled by ``rnd``), repair
+            lost deliveries with reconciliation (``--fix``), then run the tick."""
             self._collect()
-            while self.pending:
-                for event in self.pending[:]:
-                    self.pending.remove(event)
+            while self.pending or self.lost:
+                order, self.pending = self.pending, []
+                if rnd is not None:
+                    rnd.shuffle(order)
+                for event in order:
                     self._hand_over(event)
+                if self.lost:
+                    self.lost = False
+                    reconcile(fix=True, dry_run=False, trigger="command")
+                    for sub in self.model.subs.values():
+                        self.model.on_invoice_paid(sub)
+                        self.model.on_ended(sub)
                 self._tick()
 
         def _person(self, name: str) -> Person:
@@ -544,7 +561,7 @@ def build(world: World, staff: dict[str, Any], stats: Stats) -> type[RuleBasedSt
             sub = data.draw(st.sampled_from(self._subs(lambda sub: not sub.failing)))
             world.stripe.state.renew(sub.id)
             self.model.renewed(sub)
-            self.settle()
+            self._collect()
 
         @precondition(lambda self: self._subs(lambda sub: not sub.cancel_at_period_end))
         @rule(data=st.data())
@@ -554,7 +571,7 @@ def build(world: World, staff: dict[str, Any], stats: Stats) -> type[RuleBasedSt
             sub = data.draw(st.sampled_from(self._subs(lambda sub: not sub.cancel_at_period_end)))
             outcome = world.stripe.state.fail_renewal(sub.id)
             self.model.renewal_failed(sub, outcome["invoice"]["id"])
-            self.settle()
+            self._collect()
 
         @precondition(lambda self: self._subs(lambda sub: sub.failing))
         @rule(data=st.data())
@@ -563,7 +580,7 @@ def build(world: World, staff: dict[str, Any], stats: Stats) -> type[RuleBasedSt
             sub = data.draw(st.sampled_from(self._subs(lambda sub: sub.failing)))
             world.stripe.state.recover(sub.id)
             self.model.paid_up(sub)
-            self.settle()
+            self._collect()
 
         @precondition(lambda self: self._subs(lambda sub: not sub.failing))
         @rule(data=st.data(), value=st.booleans())
@@ -572,7 +589,7 @@ def build(world: World, staff: dict[str, Any], stats: Stats) -> type[RuleBasedSt
             sub = data.draw(st.sampled_from(self._subs(lambda sub: not sub.failing)))
             world.stripe.state.set_cancel_at_period_end(sub.id, value)
             sub.cancel_at_period_end = value
-            self.settle()
+            self._collect()
 
         @precondition(lambda self: self._subs(lambda sub: True))
         @rule(data=st.data())
@@ -581,7 +598,7 @@ def build(world: World, staff: dict[str, Any], stats: Stats) -> type[RuleBasedSt
             sub = data.draw(st.sampled_from(self._subs(lambda sub: True)))
             world.stripe.state.cancel(sub.id)
             sub.status = "canceled"
-            self.settle()
+            self._collect()
 
         @precondition(
             lambda self: self._subs(lambda sub: not sub.dispute and not sub.charge_disputed)
@@ -596,7 +613,7 @@ def build(world: World, staff: dict[str, Any], stats: Stats) -> type[RuleBasedSt
             dispute = world.stripe.state.open_dispute(sub.id)
             self.disputes[dispute["id"]] = sub.id
             sub.dispute, sub.charge_disputed = dispute["id"], True
-            self.settle()
+            self._collect()
 
         @precondition(lambda self: any(s.dispute for s in self.model.subs.values()))
         @rule(data=st.data(), won=st.booleans())
@@ -606,7 +623,7 @@ def build(world: World, staff: dict[str, Any], stats: Stats) -> type[RuleBasedSt
             sub = data.draw(st.sampled_from([s for s in self.model.subs.values() if s.dispute]))
             world.stripe.state.close_dispute(sub.dispute, won=won)
             sub.dispute, sub.dispute_lost = "", not won
-            self.settle()
+            self._collect()
 
         @precondition(lambda self: self._subs(lambda sub: True))
         @rule(data=st.data())
@@ -615,7 +632,38 @@ def build(world: World, staff: dict[str, Any], stats: Stats) -> type[RuleBasedSt
             self._step("refund")
             sub = data.draw(st.sampled_from(self._subs(lambda s: True)))
             world.stripe.state.refund(sub.id)
-            self.settle()
+            self._collect()
+
+        # --- deliveries -------------------------------------------------------------------
+
+        @precondition(lambda self: self.pending)
+        @rule(index=st.integers(min_value=0))
+        def deliver_one_out_of_order(self, index: int) -> None:
+            self._step("deliver_out_of_order")
+            self._hand_over(self.pending.pop(index % len(self.pending)))
+
+        @precondition(lambda self: self.delivered)
+        @rule(index=st.integers(min_value=0))
+        def deliver_again(self, index: int) -> None:
+            """Stripe's retry, or an operator's replay, of an event already delivered."""
+            self._step("deliver_again")
+            self._hand_over(self.delivered[index % len(self.delivered)])
+
+        @precondition(lambda self: any(e["type"] in LOSABLE for e in self.pending))
+        @rule(index=st.integers(min_value=0))
+        def lose_one(self, index: int) -> None:
+            """Every retry of a delivery failed: only reconciliation can bring it back."""
+            self._step("lose_delivery")
+            losable = [e for e in self.pending if e["type"] in LOSABLE]
+            self.pending.remove(losable[index % len(losable)])
+            self.lost = True
+
+        @precondition(lambda self: self.pending or self.lost)
+        @rule(rnd=st.randoms(use_true_random=False))
+        def settle_deliveries(self, rnd: random.Random) -> None:
+            """Everything pending arrives, in any order."""
+            self._step("settle")
+            self.settle(rnd)
 
         # --- time -------------------------------------------------------------------------
 
@@ -637,7 +685,7 @@ def build(world: World, staff: dict[str, Any], stats: Stats) -> type[RuleBasedSt
 
         @invariant()
         def gateway_agrees_with_the_model(self) -> None:
-            if self.pending:
+            if self.pending or self.lost:
                 return
             stats.checks += 1
             self._check_roles()

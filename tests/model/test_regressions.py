@@ -10,11 +10,26 @@ from __future__ import annotations
 
 import pytest
 
+from billing.models import FailureEpisode
 from members.models import User
 from members.staff_services import member_complimentary_end, member_complimentary_grant
+from ops.models import Notification
 from tests.lifecycle.conftest import World, messages, never_sent, subscribe_individual
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_a_failed_renewal_delivered_after_the_cancellation_sends_no_dunning(world: World):
+    """A renewal fails, the member cancels, and only then Stripe's payment_failed arrives:
+    no failure episode and no "your payment failed" for a subscription that has ended."""
+    kay = subscribe_individual(world, "kay@example.org")
+    world.stripe.state.fail_renewal(kay.subscription_id)
+    world.stripe.state.cancel(kay.subscription_id)
+    world.deliver_new()  # in Stripe's order, but after both happened
+
+    assert not FailureEpisode.objects.filter(subscription_id=kay.subscription_id).exists()
+    never_sent("payment_failed", "kay@example.org")
+    assert not Notification.objects.filter(kind__startswith="debtor").exists()
 
 
 def test_a_complimentary_member_outlives_the_subscription_and_leaves_when_it_ends(world: World):
