@@ -339,13 +339,16 @@ def member_detach(*, member: Member, now: datetime) -> None:
     """Take the member off their team: team and seat cleared, intro to redo, Discord kept.
 
     The person stays one Member (same login, same Discord link), free to buy an individual
-    plan, start a company or claim a seat again; the caller audits why.
+    plan, start a company or claim a seat again; the caller audits why. Someone a
+    complimentary membership still entitles keeps their access (not ended, intro kept): it
+    ends through the complimentary membership's own ending.
     """
     member.team = None
     member.seat_tier = SeatTier.INDIVIDUAL
-    member.introduced_at = None
-    member.intro_message_id = ""
-    member.cancelled_at = member.cancelled_at or now
+    if not member_is_entitled(member, now):
+        member.introduced_at = None
+        member.intro_message_id = ""
+        member.cancelled_at = member.cancelled_at or now
     member.save(
         update_fields=[
             "team",
