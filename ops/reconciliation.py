@@ -93,6 +93,7 @@ DRIFT_KINDS = (
     "db_status_differs_from_stripe",
     "stale_failure_episode",
     "seats_over_paid",
+    "seat_counts_differ_from_stripe",
 )
 INFO_KINDS = ("override",)
 ROLE_KINDS = frozenset(
@@ -132,6 +133,10 @@ class _World:
     # Full Stripe objects, kept only for subscriptions whose mirror row is stale (drift).
     stale_objects: dict[str, Any] = field(default_factory=dict)
     db_status: dict[str, str] = field(default_factory=dict)
+    # subscription id -> the (owner, team) seat counts our team row holds, for live teams.
+    db_seats: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # subscription id -> (ours, Stripe's) seat counts where they differ (a lost update).
+    seat_drift: dict[str, tuple[tuple[int, int], tuple[int, int]]] = field(default_factory=dict)
     # subscription id -> (episode id, debtor_at) for open failure episodes.
     episodes: dict[str, tuple[int, datetime | None]] = field(default_factory=dict)
     in_guild: set[int] = field(default_factory=set)
@@ -352,6 +357,11 @@ def _read_db_statuses(state: _Run, world: _World, ids: list[str] | None) -> None
     for sub_id, data in rows.values_list("id", "stripe_data").iterator(chunk_size=DB_CHUNK):
         world.db_status[sub_id] = str((data or {}).get("status") or "")
     state.counts["db_subscriptions"] = len(world.db_status)
+    teams = Team.objects.filter(subscription_id__isnull=False, cancelled_at__isnull=True)
+    if ids is not None:
+        teams = teams.filter(subscription_id__in=[i for i in ids if i])
+    for sub_id, owner, team in teams.values_list("subscription_id", "owner_seats", "team_seats"):
+        world.db_seats[sub_id] = (owner, team)
 
 
 def _read_episodes(world: _World, ids: list[str] | None) -> None:
@@ -381,6 +391,16 @@ def _remember_subscription(state: _Run, world: _World, sub: Any) -> None:
             quantities[price_id] = quantities.get(price_id, 0) + int(item.get("quantity") or 0)
     if quantities:
         world.stripe_seats[sub_id] = quantities
+    ours = world.db_seats.get(sub_id)
+    theirs = (
+        quantities.get(settings.STRIPE_OWNER_SEAT_PRICE_ID, 0),
+        quantities.get(settings.STRIPE_TEAM_SEAT_PRICE_ID, 0),
+    )
+    if ours is not None and ours != theirs:
+        # A lost customer.subscription.updated: the counts (and any seats beyond them) follow
+        # Stripe only when the subscription is applied again.
+        world.seat_drift[sub_id] = (ours, theirs)
+        world.stale_objects[sub_id] = sub
     invoice = sub.get("latest_invoice")
     if (
         sub_id in world.episodes
@@ -593,7 +613,17 @@ def _describe(kind: str, expected: str | None, held: tuple[str, ...]) -> str:
 
 
 def _diff_subscriptions(state: _Run, world: _World) -> None:
+    for sub_id, (ours, theirs) in world.seat_drift.items():
+        state.add(
+            "seat_counts_differ_from_stripe",
+            f"c{sub_id}",
+            subscription_id=sub_id,
+            detail=f"team holds {ours[0]} owner / {ours[1]} team seats as paid, Stripe says "
+            f"{theirs[0]} / {theirs[1]}",
+        )
     for sub_id, sub in world.stale_objects.items():
+        if world.db_status.get(sub_id) == str(sub.get("status") or ""):
+            continue  # kept for its seat counts only
         state.add(
             "db_status_differs_from_stripe",
             f"s{sub_id}",
@@ -679,6 +709,7 @@ def _fix_action(kind: str) -> str:
         return "sync_member_roles"
     return {
         "db_status_differs_from_stripe": "resync_subscription",
+        "seat_counts_differ_from_stripe": "resync_subscription",
         "stale_failure_episode": "close_failure_episode",
         "unknown_discord_user_with_managed_roles": "remove_managed_roles",
     }.get(kind, "")
@@ -704,6 +735,7 @@ def _apply_fixes(state: _Run) -> list[dict[str, Any]]:
     stale = state.world.stale_objects
     first_audit = AuditLog.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
     synced: set[int] = set()
+    resynced: set[str] = set()
     done: list[dict[str, Any]] = []
     for n, fix in enumerate(planned, start=1):
         action = fix["action"]
@@ -711,6 +743,9 @@ def _apply_fixes(state: _Run) -> list[dict[str, Any]]:
         try:
             if action == "resync_subscription":
                 sub_id = fix["subscription_id"]
+                if sub_id in resynced:
+                    continue  # its status and its seat counts are one re-application
+                resynced.add(sub_id)
                 with transaction.atomic():
                     previous = (
                         Subscription.objects.filter(id=sub_id)

@@ -11,7 +11,7 @@ from django.core import mail
 from django.utils import timezone
 
 from billing.models import FailureEpisode
-from members.models import ManagedRole, Member, Override, SeatTier
+from members.models import ManagedRole, Member, Override, SeatTier, Team
 from ops.models import Notification, ReconciliationRun
 from ops.reconciliation import reconcile
 
@@ -282,3 +282,32 @@ def test_a_stripe_outage_fails_the_run_with_the_reason_stored(world):
     assert run.status == ReconciliationRun.Status.FAILED
     assert "APIError" in run.error or "500" in run.error
     assert world.discord_role_writes() == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_lost_seat_reduction_is_found_and_fixing_applies_it(world):
+    """The company lowered its team seats in Stripe and every delivery of the update failed:
+    reconciliation finds the stale counts, and --fix applies the subscription again, which
+    releases the most recently claimed seat beyond the paid count (SPEC §2a)."""
+    team = world.team(owner_seats=1, team_seats=2)
+    owner = world.member("owner", team=team, tier=SeatTier.OWNER, holds=("lord",))
+    Team.objects.filter(pk=team.pk).update(primary_owner=owner)
+    first = world.member("knight-1", team=team, tier=SeatTier.TEAM, holds=("knight",))
+    last = world.member("knight-2", team=team, tier=SeatTier.TEAM, holds=("knight",))
+    world.mirror(team.subscription_id)
+    subscription = stripe.Subscription.retrieve(team.subscription_id)
+    item = next(i for i in subscription["items"]["data"] if i["price"]["id"] == "price_team_seat")
+    stripe.SubscriptionItem.modify(item["id"], quantity=1, proration_behavior="none")
+
+    report = reconcile(fix=False, dry_run=False, trigger="test")
+    kinds = {f["kind"] for f in report.findings}
+    assert {"seat_counts_differ_from_stripe", "seats_over_paid"} <= kinds
+
+    reconcile(fix=True, dry_run=False, trigger="test")
+
+    team.refresh_from_db()
+    assert (team.owner_seats, team.team_seats) == (1, 1)
+    assert Member.objects.get(pk=first.pk).team_id == team.pk
+    assert Member.objects.get(pk=last.pk).team_id is None
+    assert world.roles_of(last) == set()
+    assert reconcile(fix=False, dry_run=False, trigger="test").status == "clean"
