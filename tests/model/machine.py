@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+import stripe
 import time_machine
 from django.conf import settings
 from django.core.management.color import no_style
@@ -130,6 +131,7 @@ def build(world: World, staff: dict[str, Any], stats: Stats) -> type[RuleBasedSt
                 self.model.people[name] = Person(name=name, email=email, discord_id=user["id"])
                 self.clients[name] = Client()
             self.pending: list[dict[str, Any]] = []
+            self.claims = 0
             self.delivered: list[dict[str, Any]] = []
             self.lost = False
             self.seen_notifications = 0
@@ -171,12 +173,12 @@ def build(world: World, staff: dict[str, Any], stats: Stats) -> type[RuleBasedSt
             sub = self.model.subs.get(sub_id)
             if sub is None:
                 return
-            if event["type"] == "invoice.payment_failed":
-                if obj.get("billing_reason") == "subscription_cycle":
-                    self.model.on_payment_failed(sub, obj["id"], now)
-            elif event["type"] == "invoice.paid":
+            if event["type"].startswith(("invoice.", "customer.subscription.")):
+                # §2a: any event about the subscription or its invoices is a reason to look at
+                # Stripe's current state; what it shows decides, whichever event arrived.
                 self.model.on_invoice_paid(sub)
-            elif event["type"].startswith("customer.subscription."):
+                invoice = obj["id"] if event["type"].startswith("invoice.") else sub.open_invoice
+                self.model.on_payment_failed(sub, invoice, now)
                 self.model.on_ended(sub)
             elif event["type"].startswith("charge.dispute."):
                 self.model.on_dispute_event(sub)
@@ -302,6 +304,7 @@ def build(world: World, staff: dict[str, Any], stats: Stats) -> type[RuleBasedSt
                 paid={"owner": owner_seats, "team": team_seats},
             )
             person.team, person.tier = key, "owner"
+            person.claimed_seq = self._claim_seq()
             person.teams_ever.add(key)
             person.expected["welcome:email"] += 1
             self.settle()
@@ -461,6 +464,7 @@ def build(world: World, staff: dict[str, Any], stats: Stats) -> type[RuleBasedSt
             assert response.status_code == 302, response.content
             person.signed_up = True
             person.team, person.tier = team.key, tier
+            person.claimed_seq = self._claim_seq()
             person.teams_ever.add(team.key)
             person.linked = True
             person.in_guild = True
@@ -506,6 +510,40 @@ def build(world: World, staff: dict[str, Any], stats: Stats) -> type[RuleBasedSt
             assert response.status_code == 302, response.content
             team.paid[tier] += quantity
             self.settle()
+
+        def _claim_seq(self) -> int:
+            self.claims += 1
+            return self.claims
+
+        def _reducible(self) -> list[tuple[Team, str]]:
+            # Owner seats never drop below one: the primary owner is never released (§2a), so
+            # a team paying for no owner seat at all would hold more seats than it pays for.
+            return [
+                (team, tier)
+                for team in self._live_teams()
+                for tier in ("owner", "team")
+                if team.paid[tier] > (1 if tier == "owner" else 0)
+            ]
+
+        @precondition(lambda self: self._reducible())
+        @rule(data=st.data())
+        def reduce_seats(self, data: st.DataObject) -> None:
+            """The company lowers a seat quantity in Stripe (the portal or Stripe's dashboard);
+            seats claimed beyond the new count are released when the gateway hears of it."""
+            self._step("reduce_seats")
+            team, tier = data.draw(st.sampled_from(self._reducible()))
+            floor = 1 if tier == "owner" else 0
+            paid = data.draw(st.integers(floor, team.paid[tier] - 1))
+            price = (
+                settings.STRIPE_OWNER_SEAT_PRICE_ID
+                if tier == "owner"
+                else (settings.STRIPE_TEAM_SEAT_PRICE_ID)
+            )
+            subscription = stripe.Subscription.retrieve(team.sub)
+            item = next(i for i in subscription["items"]["data"] if i["price"]["id"] == price)
+            stripe.SubscriptionItem.modify(item["id"], quantity=paid, proration_behavior="none")
+            self.model.seats_reduced(team, tier, paid)
+            self._collect()
 
         # --- staff ------------------------------------------------------------------------
 

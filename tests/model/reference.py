@@ -88,6 +88,7 @@ class Person:
     revoked: bool = False
     complimentary: bool = False  # staff granted a complimentary membership (§2a)
     complimentary_ends_at: datetime | None = None
+    claimed_seq: int = 0  # when the seat they hold was claimed (or bought), in claim order
     # Messages that must exist in the outbox, by kind (email and DM counted apart).
     expected: Counter[str] = field(default_factory=Counter)
 
@@ -204,8 +205,9 @@ class Reference:
                 self._tell(person, "payment_failed_member", email=False)
 
     def on_invoice_paid(self, sub: Sub) -> None:
-        """§2a: the episode closes only when its invoice (or a later one) is paid."""
-        if sub.episode is None or not sub.episode.paid:
+        """§2a: the episode closes only when its invoice (or a later one) is paid. Paid, then
+        cancelled before the gateway heard of either: the ending speaks, not a recovery."""
+        if sub.episode is None or not sub.episode.paid or not sub.live:
             return
         kind = "recovered_debtor" if sub.episode.debtor_at else "recovered_grace"
         for person in self.billed(sub):
@@ -239,6 +241,17 @@ class Reference:
         if not self.entitled(person):
             person.in_guild = False
             person.introduced = False
+
+    def seats_reduced(self, team: Team, tier: str, paid: int) -> list[Person]:
+        """§2a: Stripe's paid seats of a tier fell below the claimed ones: the most recently
+        claimed seats beyond the paid count are released at once; never the primary owner."""
+        team.paid[tier] = paid
+        holders = sorted(self.seats(team, tier), key=lambda p: p.claimed_seq, reverse=True)
+        excess = len(holders) - paid
+        released = [p for p in holders if p.name != team.primary][: max(0, excess)]
+        for person in released:
+            self.seat_released(person)
+        return released
 
     def seat_released(self, person: Person) -> None:
         """An owner revoked the seat: roles removed, kicked, the seat free at once."""

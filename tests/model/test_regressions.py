@@ -14,7 +14,13 @@ from billing.models import FailureEpisode
 from members.models import User
 from members.staff_services import member_complimentary_end, member_complimentary_grant
 from ops.models import Notification
-from tests.lifecycle.conftest import World, messages, never_sent, subscribe_individual
+from tests.lifecycle.conftest import (
+    World,
+    messages,
+    never_sent,
+    subscribe_company,
+    subscribe_individual,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -48,3 +54,24 @@ def test_a_complimentary_member_outlives_the_subscription_and_leaves_when_it_end
     member_complimentary_end(member=kay, actor=staff, reason="summit is over")
     assert world.roles(kay) is None
     assert len(messages("farewell", kay.discord_id)) == 1
+
+
+def test_a_complimentary_owner_outlives_the_team_and_leaves_when_it_ends(world: World):
+    """Found by the model test: a company owner with a complimentary membership keeps access
+    when the team's subscription ends (detached from the team, still entitled), and leaves
+    through the normal ending once staff end the complimentary membership."""
+    staff = User.objects.create_superuser("staff@example.org", "correct horse battery")
+    _, ann = subscribe_company(world, "ann@example.org", "Acme", owner_seats=1, team_seats=0)
+    ann = world.link(ann, "ann", role="lord")
+    member_complimentary_grant(member=ann, actor=staff, reason="community partner")
+
+    world.stripe.state.cancel(ann.billing_subscription_id)
+    world.deliver_new()
+    ann.refresh_from_db()
+    assert ann.team_id is None
+    assert world.roles(ann) == ["lord"]
+    never_sent("farewell", ann.discord_id)
+
+    member_complimentary_end(member=ann, actor=staff, reason="partnership over")
+    assert world.roles(ann) is None
+    assert len(messages("farewell", ann.discord_id)) == 1
