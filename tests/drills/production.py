@@ -13,6 +13,7 @@ import re
 import secrets
 import shlex
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -25,6 +26,7 @@ from urllib.parse import unquote_plus, urlencode, urlsplit, urlunsplit
 import psycopg
 import requests
 
+from fakes.discord.seed import ARTHUR_ID, GUINEVERE_ID
 from fakes.discord.server import FakeDiscordServer
 from fakes.stripe.server import FakeStripeServer
 from tests.drills.stack import Process, wait_until
@@ -118,6 +120,7 @@ class Units:
                 env,
                 logs / f"{unit}-{tag}.log",
                 group=True,
+                cwd=checkout,  # the units' WorkingDirectory
             )
             for unit in ("web", "worker", "bot")
         ]
@@ -242,13 +245,20 @@ def link_discord(browser: Browser, discord: FakeDiscordServer, discord_user: str
 
 
 def member_journey(
-    browser: Browser, discord: FakeDiscordServer, mail: Path, *, email: str, discord_user: str
+    browser: Browser,
+    discord: FakeDiscordServer,
+    mail: Path,
+    *,
+    email: str,
+    discord_user: str,
+    confirm: bool = True,
 ) -> None:
-    """Sign up, log in again, confirm the email, pay on the fake Checkout, link Discord as
-    ``discord_user``;
-    returns once the fake guild shows that user as Squire."""
+    """Sign up, log in again, confirm the email (``confirm``: releases before email
+    confirmation have no such step), pay on the fake Checkout, link Discord as
+    ``discord_user``; returns once the fake guild shows that user as Squire."""
     sign_up(browser, email)
-    confirm_email(browser, mail, email)
+    if confirm:
+        confirm_email(browser, mail, email)
     pay(browser, browser.submit("/checkout/individual/", {}, on="/dashboard/"))
     wait_until(
         lambda: "Active" in browser.get("/dashboard/").text, 60, "the dashboard to say Active"
@@ -270,3 +280,110 @@ def run_shell(script: str, *, cwd: Path, env: dict[str, str], timeout: float = 9
     assert done.returncode == 0, f"$ {script}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     print(f"{time.monotonic() - started:.1f}s: {script.splitlines()[0]} ...")  # in -s output
     return done.stdout
+
+
+# The tables that hold the state an operator would miss (members, teams, payment failures,
+# the Stripe inbox, the notification outbox).
+TABLES = (
+    "members_user",
+    "members_member",
+    "members_team",
+    "billing_failureepisode",
+    "billing_stripeeventinbox",
+    "ops_notification",
+)
+
+
+def counts(url: str) -> dict[str, int]:
+    with psycopg.connect(url, connect_timeout=5) as conn:
+        return {
+            table: conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # noqa: S608
+            for table in TABLES
+        }
+
+
+def pending_notifications(url: str) -> int:
+    with psycopg.connect(url, connect_timeout=5) as conn:
+        return conn.execute(
+            "SELECT count(*) FROM ops_notification WHERE status = 'pending'"
+        ).fetchone()[0]
+
+
+def messages_sent(mail: Path, discord: FakeDiscordServer) -> int:
+    """Emails written by the file backend plus messages the bot posted or sent as DMs."""
+    emails = sum(path.read_text().count("\nSubject: ") for path in mail.glob("*.log"))
+    with discord.state.lock:
+        bot = discord.state.bot.id
+        posted = sum(1 for m in discord.state.messages.values() if m.author_id == bot)
+    return emails + posted
+
+
+def manage(
+    env: dict[str, str], *args: str, checkout: Path = ROOT
+) -> subprocess.CompletedProcess[str]:
+    """``manage.py`` of ``checkout`` with its virtual environment's Python."""
+    python = sys.executable if checkout == ROOT else str(checkout / ".venv" / "bin" / "python")
+    return subprocess.run(
+        [python, "manage.py", *args],
+        cwd=checkout,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def populate(
+    browser: Browser,
+    discord: FakeDiscordServer,
+    stripe: FakeStripeServer,
+    mail: Path,
+    database_url: str,
+    *,
+    confirm: bool = True,
+) -> None:
+    """The state an operator would miss, made through the gateway's own pages and webhooks:
+    arthur@ (``browser``) pays and links Discord, guinevere@ too and then her renewal fails (a
+    payment-failure episode and its messages), owner@camelot buys a company with team seats.
+    Returns once every event is processed and every queued message sent."""
+    member_journey(
+        browser, discord, mail, email="arthur@example.org", discord_user=ARTHUR_ID, confirm=confirm
+    )
+    guinevere = Browser(browser.app_url, Path(browser.verify))
+    member_journey(
+        guinevere,
+        discord,
+        mail,
+        email="guinevere@example.org",
+        discord_user=GUINEVERE_ID,
+        confirm=confirm,
+    )
+    owner = Browser(browser.app_url, Path(browser.verify))
+    sign_up(owner, "owner@camelot.example")
+    if confirm:
+        confirm_email(owner, mail, "owner@camelot.example")
+    pay(
+        owner,
+        owner.submit(
+            "/company/",
+            {"company_name": "Camelot Consulting", "owner_seats": "1", "team_seats": "2"},
+        ),
+    )
+    with stripe.state.lock:
+        failing = next(
+            sub["id"]
+            for sub in stripe.state.subscriptions.values()
+            if stripe.state.customers.get(sub["customer"])["email"] == "guinevere@example.org"
+        )
+    stripe.state.fail_renewal(failing)
+
+    def settled() -> bool:
+        rows = counts(database_url)
+        return (
+            rows["billing_failureepisode"] >= 1
+            and rows["members_team"] >= 1
+            and pending_notifications(database_url) == 0
+            and all(d["status"] == "succeeded" for d in stripe.webhooks.deliveries())
+        )
+
+    wait_until(settled, 90, "episode, team, every event processed and message sent")

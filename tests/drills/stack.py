@@ -82,7 +82,14 @@ class Process:
     """One child process with its output in a log file."""
 
     def __init__(
-        self, name: str, argv: list[str], env: dict[str, str], log: Path, *, group: bool = False
+        self,
+        name: str,
+        argv: list[str],
+        env: dict[str, str],
+        log: Path,
+        *,
+        group: bool = False,
+        cwd: Path = ROOT,
     ) -> None:
         self.name = name
         self.log_path = log
@@ -91,7 +98,7 @@ class Process:
         # as the OOM killer or a power cut would.
         self.proc = subprocess.Popen(
             argv,
-            cwd=ROOT,
+            cwd=cwd,
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,

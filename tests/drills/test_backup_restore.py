@@ -16,15 +16,12 @@ from __future__ import annotations
 import json
 import secrets
 import subprocess
-import sys
 import time
-from pathlib import Path
 
-import psycopg
 import pytest
 
 from bench.reliability import record
-from fakes.discord.seed import ARTHUR_ID, GUINEVERE_ID
+from fakes.discord.seed import ARTHUR_ID
 from fakes.discord.server import FakeDiscordServer
 from fakes.stripe.server import FakeStripeServer
 from tests.drills.caddy import CaddyProxy
@@ -32,65 +29,19 @@ from tests.drills.production import (
     SERVER,
     Browser,
     Units,
-    confirm_email,
+    counts,
     drop_database,
     fresh_database,
-    member_journey,
-    pay,
+    manage,
+    messages_sent,
+    populate,
     production_env,
-    sign_up,
     wait_ready,
 )
 from tests.drills.stack import wait_until
 from tests.processes import ROOT, free_port
 
 pytestmark = pytest.mark.slow
-
-# The tables that hold the state an operator would miss (members, teams, payment failures,
-# the Stripe inbox, the notification outbox).
-TABLES = (
-    "members_user",
-    "members_member",
-    "members_team",
-    "billing_failureepisode",
-    "billing_stripeeventinbox",
-    "ops_notification",
-)
-
-
-def counts(url: str) -> dict[str, int]:
-    with psycopg.connect(url, connect_timeout=5) as conn:
-        return {
-            table: conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # noqa: S608
-            for table in TABLES
-        }
-
-
-def pending_notifications(url: str) -> int:
-    with psycopg.connect(url, connect_timeout=5) as conn:
-        return conn.execute(
-            "SELECT count(*) FROM ops_notification WHERE status = 'pending'"
-        ).fetchone()[0]
-
-
-def messages_sent(mail: Path, discord: FakeDiscordServer) -> int:
-    """Emails written by the file backend plus messages the bot posted or sent as DMs."""
-    emails = sum(path.read_text().count("\nSubject: ") for path in mail.glob("*.log"))
-    with discord.state.lock:
-        bot = discord.state.bot.id
-        posted = sum(1 for m in discord.state.messages.values() if m.author_id == bot)
-    return emails + posted
-
-
-def manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 def test_dump_drop_restore_and_nothing_sent_twice(tmp_path):
@@ -130,42 +81,7 @@ def test_dump_drop_restore_and_nothing_sent_twice(tmp_path):
             browser = Browser(proxy.url, proxy.cert)
             wait_ready(browser)
 
-            member_journey(
-                browser, discord, mail, email="arthur@example.org", discord_user=ARTHUR_ID
-            )
-            guinevere = Browser(proxy.url, proxy.cert)
-            member_journey(
-                guinevere, discord, mail, email="guinevere@example.org", discord_user=GUINEVERE_ID
-            )
-            owner = Browser(proxy.url, proxy.cert)
-            sign_up(owner, "owner@camelot.example")
-            confirm_email(owner, mail, "owner@camelot.example")
-            pay(
-                owner,
-                owner.submit(
-                    "/company/",
-                    {"company_name": "Camelot Consulting", "owner_seats": "1", "team_seats": "2"},
-                ),
-            )
-            with stripe.state.lock:
-                failing = next(
-                    sub["id"]
-                    for sub in stripe.state.subscriptions.values()
-                    if stripe.state.customers.get(sub["customer"])["email"]
-                    == "guinevere@example.org"
-                )
-            stripe.state.fail_renewal(failing)
-
-            def settled() -> bool:
-                rows = counts(database_url)
-                return (
-                    rows["billing_failureepisode"] >= 1
-                    and rows["members_team"] >= 1
-                    and pending_notifications(database_url) == 0
-                    and all(d["status"] == "succeeded" for d in stripe.webhooks.deliveries())
-                )
-
-            wait_until(settled, 90, "episode, team, every event processed and message sent")
+            populate(browser, discord, stripe, mail, database_url)
             units.stop()
             units = None
             before_rows = counts(database_url)
