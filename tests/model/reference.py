@@ -254,11 +254,14 @@ class Reference:
         return released
 
     def seat_released(self, person: Person) -> None:
-        """An owner revoked the seat: roles removed, kicked, the seat free at once."""
+        """An owner revoked the seat: roles removed, kicked, the seat free at once — unless a
+        complimentary membership still entitles the person (§2a: the role the usual rules
+        give)."""
         person.team = None
         person.tier = ""
-        person.in_guild = False
-        person.introduced = False
+        if not person.complimentary:
+            person.in_guild = False
+            person.introduced = False
 
     # --- the billing tick (§2 "Billing failure" timings) --------------------------------
 
