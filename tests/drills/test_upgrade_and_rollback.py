@@ -162,7 +162,7 @@ def test_upgrade_from_the_previous_release_and_roll_back(tmp_path):
     port = free_port()
     units = proxy = None
     with (
-        fresh_database("gw_deploy2_upgrade") as database_url,
+        fresh_database("gw_upgrade_drill") as database_url,
         FakeDiscordServer() as discord,
         FakeStripeServer(webhook_secret=webhook_secret) as stripe,
     ):
