@@ -77,6 +77,9 @@ def test_dump_drop_restore_and_nothing_sent_twice(tmp_path):
             }
             done = manage(env, "migrate", "--run-syncdb", "--noinput")
             assert done.returncode == 0, done.stderr[-3000:]
+            # Production serves hashed static files: the release step a host runs once.
+            done = manage(env, "collectstatic", "--noinput")
+            assert done.returncode == 0, done.stderr[-3000:]
             units = Units.start(env, ROOT, tmp_path, "before")
             browser = Browser(proxy.url, proxy.cert)
             wait_ready(browser)
