@@ -84,6 +84,9 @@ def world(tmp_path_factory) -> Iterator[tuple[FakeDiscordServer, Bot, Path]]:
         bot = Bot(env, tmp / "runbot.log")
         try:
             bot.wait_log("bot_connected", timeout=30)
+            # The connect's catch-up pass reads #introductions first; the tests below are about
+            # messages the bot sees live, so they start once that pass is over.
+            bot.wait_log("introductions_caught_up", timeout=30)
             yield server, bot, database
         finally:
             code = bot.stop()
