@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: run test lint install test-fast browser-deps proxy-deps clean lock lock-check
+.PHONY: run test test-in-process lint install test-fast browser-deps proxy-deps clean lock lock-check
 
 # Installs come only from the hashed lock files (requirements.txt for production hosts,
 # requirements-dev.txt for development and CI); pyproject.toml holds the allowed ranges.
@@ -45,11 +45,23 @@ lock-check: $(UV)
 run: install
 	PORT=$(PORT) $(PY) -m gateway.devserver
 
+# The suite in two passes: the in-process tests on TEST_WORKERS workers (pytest-xdist; each
+# worker has its own test database), then the suites that start real processes or drive the
+# browser one at a time (their timings and ports are measured on a quiet machine). Pass 2
+# selecting nothing (e.g. PYTEST_ARGS=tests/billing) is not a failure.
+TEST_WORKERS ?= 2
+FAST := -m "not slow and not browser"
+
 test: install browser-deps proxy-deps
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) $(FAST) $(PYTEST_ARGS)
+	$(PY) -m pytest -m "slow or browser" $(PYTEST_ARGS) || [ $$? -eq 5 ]
+
+# Only the first pass (what .ci/run repeats on PostgreSQL).
+test-in-process: install
+	$(PY) -m pytest -n $(TEST_WORKERS) $(FAST) $(PYTEST_ARGS)
 
 test-fast: install
-	$(PY) -m pytest -m "not slow and not browser" --nomigrations -x $(PYTEST_ARGS)
+	$(PY) -m pytest $(FAST) --nomigrations -x $(PYTEST_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .
