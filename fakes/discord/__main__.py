@@ -11,6 +11,7 @@ import logging
 
 from aiohttp import web
 
+from ..latency import Latency, add_arguments
 from .app import create_app
 from .seed import Seed
 from .state import FakeDiscordState
@@ -29,6 +30,7 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="show a 'who are you?' page on /oauth2/authorize instead of auto-consenting",
     )
+    add_arguments(parser)
     args = parser.parse_args(argv)
 
     seed = Seed.from_file(args.seed_file) if args.seed_file else Seed()
@@ -42,7 +44,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"Fake Discord on {base_url}/ (sandbox page); settings for the project:", flush=True)
     for name, value in seed.settings(base_url).items():
         print(f"  {name}={value}", flush=True)
-    web.run_app(create_app(FakeDiscordState(seed)), host=args.host, port=args.port, print=None)
+    app = create_app(FakeDiscordState(seed), Latency(args.latency_ms, args.latency_jitter_ms))
+    web.run_app(app, host=args.host, port=args.port, print=None)
 
 
 if __name__ == "__main__":

@@ -6,9 +6,10 @@
     /_control/...       control API for tests and the sandbox
     /                   the sandbox page
 
-Every REST request goes: route -> auth -> injected fault -> global limit -> route bucket ->
-handler; every answer carries the bucket's X-RateLimit-* headers, and lands in the request
-log with its status and decoded X-Audit-Log-Reason.
+Every REST request goes: latency (`fakes.latency`, zero by default) -> route -> auth ->
+injected fault -> global limit -> route bucket -> handler; every answer carries the bucket's
+X-RateLimit-* headers, and lands in the request log with its status and decoded
+X-Audit-Log-Reason.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from urllib.parse import parse_qsl, unquote
 
 from aiohttp import web
 
+from ..latency import Latency
 from . import control, gateway, oauth, rest, sandbox
-from .calls import GATEWAY_SOCKETS, STATE, Call, Reply, Route, unauthorized
+from .calls import GATEWAY_SOCKETS, LATENCY, STATE, Call, Reply, Route, unauthorized
 from .models import DiscordError
 from .ratelimit import normalise_api_path, rate_limited_body, rate_limited_headers
 from .state import Auth, FakeDiscordState
@@ -65,6 +67,7 @@ async def api(request: web.Request) -> web.Response:
     auth = state.authenticate(request.headers.get("Authorization"))
     reason_header = request.headers.get("X-Audit-Log-Reason")
     text = await request.text() if request.can_read_body else ""
+    await request.app[LATENCY].wait()
 
     headers: dict[str, str] = {}
     forced = False
@@ -169,9 +172,10 @@ async def _close_sockets(app: web.Application) -> None:
         await ws.close(code=1001, message=b"Server going away.")
 
 
-def create_app(state: FakeDiscordState) -> web.Application:
+def create_app(state: FakeDiscordState, latency: Latency | None = None) -> web.Application:
     app = web.Application(client_max_size=8 * 1024 * 1024)
     app[STATE] = state
+    app[LATENCY] = latency or Latency()
     app[GATEWAY_SOCKETS] = set()
     app.router.add_route("*", "/api/{tail:.*}", api)
     app.router.add_get("/oauth2/authorize", oauth.authorize)

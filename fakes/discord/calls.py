@@ -9,12 +9,14 @@ from typing import Any
 
 from aiohttp import web
 
+from ..latency import Latency
 from .models import DiscordError
 from .state import Auth, FakeDiscordState
 
 # aiohttp application keys (typed, instead of bare strings).
 STATE = web.AppKey("fake_discord_state", FakeDiscordState)
 GATEWAY_SOCKETS: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("gateway_sockets")
+LATENCY = web.AppKey("latency", Latency)
 
 
 @dataclass

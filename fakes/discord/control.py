@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .calls import STATE
+from .calls import LATENCY, STATE
 from .models import DiscordError
 from .state import FakeDiscordState
 
@@ -222,6 +222,14 @@ def _gateway_dispatch(state: FakeDiscordState, request: web.Request, body: dict[
     state.dispatch(str(body["event"]), dict(body["data"]), intent=body.get("intent"))
 
 
+def _latency(state: FakeDiscordState, request: web.Request, body: dict[str, Any]) -> Any:
+    """The delay added to every REST call (`fakes.latency`); POST changes it."""
+    latency = request.app[LATENCY]
+    if request.method == "POST":
+        return latency.configure(ms=body.get("ms"), jitter_ms=body.get("jitter_ms"))
+    return latency.as_dict()
+
+
 def register(app: web.Application) -> None:
     routes: list[tuple[str, str, ControlHandler]] = [
         ("GET", "/state", _state),
@@ -242,6 +250,8 @@ def register(app: web.Application) -> None:
         ("GET", "/faults", _faults),
         ("POST", "/faults", _add_fault),
         ("DELETE", "/faults", _clear_faults),
+        ("GET", "/latency", _latency),
+        ("POST", "/latency", _latency),
         ("POST", "/bot_role_position", _bot_role_position),
         ("POST", "/bot_permissions", _bot_permissions),
         ("POST", "/rate_limits", _rate_limits),

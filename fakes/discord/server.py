@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..latency import Latency
 from ..threaded import BackgroundServer
 from .app import create_app
 from .seed import Seed
@@ -26,6 +27,8 @@ class FakeDiscordServer(BackgroundServer):
         *,
         host: str = "127.0.0.1",
         port: int = 0,
+        latency_ms: float = 0.0,
+        latency_jitter_ms: float = 0.0,
         **seed_overrides: Any,
     ) -> None:
         seed = seed or Seed()
@@ -33,7 +36,9 @@ class FakeDiscordServer(BackgroundServer):
             seed = seed.replace(**seed_overrides)
         self.seed = seed
         self.state = FakeDiscordState(seed)
-        super().__init__(create_app(self.state), name="fake-discord", host=host, port=port)
+        self.latency = Latency(latency_ms, latency_jitter_ms)
+        app = create_app(self.state, self.latency)
+        super().__init__(app, name="fake-discord", host=host, port=port)
 
     @property
     def api_base(self) -> str:

@@ -14,6 +14,7 @@ import sys
 
 from aiohttp import web
 
+from ..latency import Latency, add_arguments
 from .app import build_app
 from .catalogue import load_catalogue
 from .state import StripeState
@@ -46,6 +47,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--webhook-attempts", type=int, default=3)
     parser.add_argument("--webhook-backoff", type=float, default=0.5)
+    add_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -60,7 +62,12 @@ def main(argv: list[str] | None = None) -> int:
         [WebhookEndpoint(url, args.webhook_secret) for url in args.webhook_url],
         DeliveryOptions(attempts=args.webhook_attempts, backoff=args.webhook_backoff),
     )
-    app = build_app(state, dispatcher, api_keys=frozenset(args.api_key))
+    app = build_app(
+        state,
+        dispatcher,
+        api_keys=frozenset(args.api_key),
+        latency=Latency(args.latency_ms, args.latency_jitter_ms),
+    )
     print(f"fake Stripe listening on {public_url} (dashboard at {public_url}/)", flush=True)
     web.run_app(app, host=args.host, port=args.port, print=None, shutdown_timeout=5.0)
     return 0

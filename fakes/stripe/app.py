@@ -4,7 +4,8 @@
 form-encoded bodies, ``expand[]``, cursor pagination, idempotency keys, Stripe-shaped errors
 (``Unrecognized request URL`` for routes Stripe does not have). Every ``/v1`` call is logged and
 can be made to fail on purpose (``/_control/faults``), which is how tests count API calls and
-exercise retries.
+exercise retries, and can be slowed to a real round trip (``/_control/latency``,
+``fakes.latency``).
 
 ``/_control`` is JSON for tests and benchmarks; ``/``, ``/checkout``, ``/portal`` and
 ``/invoices`` are HTML for people.
@@ -23,6 +24,7 @@ from urllib.parse import parse_qsl, urlencode
 
 from aiohttp import web
 
+from ..latency import Latency
 from . import pages
 from .errors import StripeError, invalid, no_such
 from .forms import get_bool, get_int, get_list, get_str, parse_form, parse_query
@@ -34,6 +36,7 @@ STATE = web.AppKey("state", StripeState)
 DISPATCHER = web.AppKey("dispatcher", WebhookDispatcher)
 API_KEYS = web.AppKey("api_keys", frozenset)
 IDEMPOTENCY = web.AppKey("idempotency", collections.OrderedDict)
+LATENCY = web.AppKey("latency", Latency)
 LIVEMODE = web.RequestKey("livemode", bool)
 PARAMS = web.RequestKey("params", dict)
 
@@ -130,6 +133,7 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
         "idempotency_key": idempotency_key,
     }
     state.log_request(entry)
+    await request.app[LATENCY].wait()
     cache_key: tuple[str, str] | None = None
     fingerprint = ""
     try:
@@ -864,6 +868,15 @@ async def control_clear_faults(request: web.Request) -> web.Response:
     return _json({"ok": True})
 
 
+async def control_latency(request: web.Request) -> web.Response:
+    """``GET``/``POST /_control/latency``: the delay added to every ``/v1`` call."""
+    latency = request.app[LATENCY]
+    if request.method == "POST":
+        body = await _body(request)
+        return _json(latency.configure(ms=body.get("ms"), jitter_ms=body.get("jitter_ms")))
+    return _json(latency.as_dict())
+
+
 async def control_decline_payments(request: web.Request) -> web.Response:
     body = await _body(request)
     state = _state(request)
@@ -963,10 +976,12 @@ def build_app(
     dispatcher: WebhookDispatcher,
     *,
     api_keys: frozenset[str] = frozenset(),
+    latency: Latency | None = None,
 ) -> web.Application:
     """The aiohttp application; starting it starts webhook delivery."""
     app = web.Application(middlewares=[api_middleware, control_middleware])
     app[STATE] = state
+    app[LATENCY] = latency or Latency()
     app[DISPATCHER] = dispatcher
     app[API_KEYS] = api_keys
     app[IDEMPOTENCY] = collections.OrderedDict()
@@ -1054,6 +1069,8 @@ def build_app(
     r.add_post("/_control/faults", control_add_fault)
     r.add_delete("/_control/faults", control_clear_faults)
     r.add_post("/_control/payments/decline", control_decline_payments)
+    r.add_get("/_control/latency", control_latency)
+    r.add_post("/_control/latency", control_latency)
     r.add_get("/_control/requests", control_requests)
     r.add_post("/_control/requests/clear", control_clear_requests)
     r.add_post("/_control/seed", control_seed)

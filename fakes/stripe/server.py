@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ..latency import Latency
 from ..threaded import BackgroundServer
 from .app import build_app
 from .catalogue import Catalogue
@@ -33,12 +34,17 @@ class FakeStripeServer(BackgroundServer):
         catalogue: Catalogue | None = None,
         api_keys: frozenset[str] | set[str] = frozenset(),
         options: DeliveryOptions | None = None,
+        latency_ms: float = 0.0,
+        latency_jitter_ms: float = 0.0,
     ) -> None:
         self.state = StripeState(catalogue=catalogue)
         endpoints = [WebhookEndpoint(webhook_url, webhook_secret)] if webhook_url else []
         self.webhooks = WebhookDispatcher(self.state, endpoints, options)
         self.webhook_secret = webhook_secret
-        app = build_app(self.state, self.webhooks, api_keys=frozenset(api_keys))
+        self.latency = Latency(latency_ms, latency_jitter_ms)
+        app = build_app(
+            self.state, self.webhooks, api_keys=frozenset(api_keys), latency=self.latency
+        )
         super().__init__(app, name="fake-stripe", host=host, port=port)
         self.state.public_url = (public_url or self.url).rstrip("/")
 

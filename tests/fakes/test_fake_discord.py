@@ -40,6 +40,7 @@ from fakes.discord.seed import (
     ROLE_LORD_ID,
     ROLE_SQUIRE_ID,
 )
+from tests.fakes.latency import check_latency
 
 BOT = {"Authorization": f"Bot {BOT_TOKEN}"}
 REDIRECT_URI = "http://testserver/oauth/discord/callback/"
@@ -313,6 +314,10 @@ def test_global_limit_applies_across_routes(srv: FakeDiscordServer) -> None:
     assert answers[-1].json()["global"] is True
     assert answers[-1].headers["X-RateLimit-Scope"] == "global"
     assert srv.state.snapshot()["stats"]["rate_limited"]["global"] == 1
+
+
+def test_latency_delays_every_rest_call_side_by_side(srv: FakeDiscordServer) -> None:
+    check_latency(f"{srv.url}/_control/latency", lambda: api(srv, "GET", "/users/@me"))
 
 
 def test_injected_faults_count_down_or_expire(srv: FakeDiscordServer) -> None:

@@ -33,8 +33,10 @@ from fakes.stripe import (
     FakeStripeServer,
     sign_payload,
 )
+from fakes.stripe.__main__ import parse_args
 from fakes.stripe.errors import StripeError as FakeStripeError
 from fakes.stripe.forms import parse_query
+from tests.fakes.latency import check_latency
 
 API_KEY = "sk_test_fake_suite"
 SECRET = "whsec_fake_suite"
@@ -847,6 +849,26 @@ def test_fault_injection_fails_then_recovers(
         ("GET", f"/v1/subscriptions/{sub_id}", 503),
         ("GET", f"/v1/subscriptions/{sub_id}", 200),
     ]
+
+
+def test_latency_delays_every_api_call_side_by_side(
+    srv: FakeStripeServer, client: stripe.StripeClient
+) -> None:
+    check_latency(
+        f"{srv.url}/_control/latency",
+        lambda: requests.get(
+            f"{srv.url}/v1/customers", headers={"Authorization": f"Bearer {API_KEY}"}, timeout=10
+        ),
+    )
+
+
+def test_latency_is_a_server_setting() -> None:
+    """The CLI options and the in-process server take the same setting."""
+    args = parse_args(["--latency-ms", "150", "--latency-jitter-ms", "30"])
+    assert (args.latency_ms, args.latency_jitter_ms) == (150.0, 30.0)
+    with FakeStripeServer(latency_ms=150, latency_jitter_ms=30) as server:
+        answer = requests.get(f"{server.url}/_control/latency", timeout=10).json()
+    assert answer == {"ms": 150.0, "jitter_ms": 30.0}
 
 
 def test_request_log_records_queries(srv: FakeStripeServer, client: stripe.StripeClient) -> None:
