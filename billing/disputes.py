@@ -130,7 +130,9 @@ def dispute_apply(
     _notify_staff(row, members=members, team=team)
     if opened and is_open:
         _notify_members(members, kind="dispute_opened", row=row)
-    elif row.outcome == Dispute.Outcome.WON:
+    elif row.outcome == Dispute.Outcome.WON and not opened:
+        # Only a suspension we applied is lifted: a dispute first seen already won (its
+        # events arrived late, or in reverse) never paused anyone's access.
         _notify_members(members, kind="dispute_won", row=row)
     for member in members:
         role_sync_request(member_id=member.pk)
