@@ -25,6 +25,7 @@ from django.utils import timezone
 from djstripe.models import Customer, Subscription
 
 from billing import lifecycle
+from billing.checkout import LIVE_STATUSES
 from billing.entitlement import complimentary_active, member_facts, paid_up, subscription_facts
 from billing.models import FailureEpisode
 from billing.selectors import subscription_item_quantities, subscription_period_end
@@ -47,6 +48,8 @@ log = structlog.get_logger(__name__)
 # Statuses in which Stripe holds nothing unpaid on the subscription: a removal after the Debtor
 # period is settled by them (past_due would still be the unpaid subscription it removed).
 PAID_STATUSES = frozenset({"active", "trialing"})
+# A duplicate subscription (``_duplicate_cancel``) already in one of these needs nothing more.
+DUPLICATE_ENDED_STATUSES = frozenset({"canceled", "incomplete_expired"})
 
 
 class BillingError(Exception):
@@ -161,8 +164,10 @@ def checkout_completed(*, session: dict[str, Any], now: datetime | None = None) 
         )
         if team is None:
             raise BillingError(f"checkout {session.get('id')} names no known team")
-        if team.subscription_id not in (None, "", subscription_id):
-            raise BillingError(f"team {team.pk} already holds {team.subscription_id}")
+        if team.subscription_id not in (None, "", subscription_id) and _duplicate_cancel(
+            held=team.subscription_id, duplicate=snapshot, target=team
+        ):
+            return
         team.subscription_id = subscription_id
         team.stripe_customer_id = customer_id
         team.checkout_session_id = str(session.get("id") or "")
@@ -187,6 +192,10 @@ def checkout_completed(*, session: dict[str, Any], now: datetime | None = None) 
     else:
         if purchaser is None:
             raise BillingError(f"checkout {session.get('id')} names no known member")
+        if purchaser.subscription_id not in ("", subscription_id) and _duplicate_cancel(
+            held=purchaser.subscription_id, duplicate=snapshot, target=purchaser
+        ):
+            return
         if purchaser.subscription_id != subscription_id:
             # A new subscription (first purchase or a return): its own paid_at anchors claim
             # reminders and its own welcome email (the outbox episode is the subscription).
@@ -201,6 +210,31 @@ def checkout_completed(*, session: dict[str, Any], now: datetime | None = None) 
             details={"subscription_id": subscription_id, "plan": "individual"},
         )
     subscription_apply(snapshot=snapshot, now=now)
+
+
+def _duplicate_cancel(*, held: str, duplicate: SubscriptionSnapshot, target: Member | Team) -> bool:
+    """A second Checkout of the same plan was paid (two tabs, both paid) while the member or
+    team already holds a subscription that Stripe still bills: the later one is a duplicate.
+
+    It is cancelled in Stripe so it never renews, and audited for staff to refund its first
+    payment; the membership stays on the subscription it holds, whichever completion arrives
+    first. True when ``duplicate`` is one (then nothing else is done); False when the held
+    subscription has ended, so the new one is a fresh start.
+    """
+    if subscription_sync(subscription_id=held).status not in LIVE_STATUSES:
+        return False
+    status = duplicate.status
+    if status not in DUPLICATE_ENDED_STATUSES:
+        status = lifecycle.cancel_in_stripe(duplicate.id)
+        audit_record(
+            actor_type="stripe",
+            action="duplicate_subscription_cancelled",
+            target=target,
+            details={"subscription_id": duplicate.id, "kept": held, "status": status},
+            reason="a second checkout of the same plan was paid; refund its payment",
+        )
+    log.warning("duplicate_subscription", subscription_id=duplicate.id, kept=held, status=status)
+    return True
 
 
 # --- subscription state -----------------------------------------------------------------------

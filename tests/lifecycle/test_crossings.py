@@ -9,11 +9,30 @@ that did not happen).
 from __future__ import annotations
 
 import pytest
+from django.utils import timezone
 
-from billing.models import Dispute
-from tests.lifecycle.conftest import messages, never_sent, subscribe_individual
+from billing.checkout import checkout_company_start, checkout_individual_start
+from billing.entitlement import Access, member_access, member_is_entitled
+from billing.models import Dispute, StripeEventInbox
+from members.models import Member, SeatTier, Team
+from ops.models import AuditLog
+from tests.billing.conftest import deliver, make_member, pay_checkout, recorded_events
+from tests.lifecycle.conftest import messages, never_sent, sent_once, subscribe_individual
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _session_id(url: str) -> str:
+    return url.rstrip("/").rsplit("/", 1)[-1]
+
+
+def _live(world, subscription_ids: list[str]) -> list[str]:
+    return [s for s in subscription_ids if world.stripe_status(s) in ("active", "trialing")]
+
+
+def _stuck_events() -> list[str]:
+    rows = StripeEventInbox.objects.exclude(status=StripeEventInbox.Status.PROCESSED)
+    return [f"{row.type}: {row.last_error}" for row in rows]
 
 
 # --- disputes ---------------------------------------------------------------------------------
@@ -36,3 +55,72 @@ def test_a_dispute_first_seen_already_won_tells_the_member_nothing(world, settin
         never_sent("dispute_opened", recipient)
         never_sent("dispute_won", recipient)
     assert messages("dispute_staff", "ops@example.org")
+
+
+# --- checkout completed twice -----------------------------------------------------------------
+
+
+def _deliver_all(world, *, reverse: bool) -> None:
+    events = [e for e in recorded_events(world.stripe) if e["id"] not in world.seen]
+    for event in reversed(events) if reverse else events:
+        world.seen.add(event["id"])
+        assert deliver(world.client, event).status_code == 200
+
+
+@pytest.mark.parametrize("reverse", [False, True], ids=["in_order", "reversed"])
+def test_an_individual_checkout_paid_in_two_tabs_leaves_one_subscription_and_access(world, reverse):
+    """Two Checkout tabs, both paid: one membership, one welcome, and the duplicate
+    subscription cancelled so it is never charged again, whatever order the events arrive in."""
+    kay = make_member("kay@example.org")
+    first = checkout_individual_start(member=kay)
+    second = checkout_individual_start(member=kay)  # the other tab, before either was paid
+    pay_checkout(world.stripe, _session_id(first), email="kay@example.org")
+    pay_checkout(world.stripe, _session_id(second), email="kay@example.org")
+    _deliver_all(world, reverse=reverse)
+
+    kay.refresh_from_db()
+    subscriptions = sorted(
+        str(s["id"])
+        for s in world.stripe.state.subscriptions.values()
+        if s["customer"] == kay.stripe_customer_id
+    )
+    assert len(subscriptions) == 2
+    assert _live(world, subscriptions) == [kay.subscription_id]  # the duplicate is cancelled
+    assert member_is_entitled(kay, timezone.now()) and kay.cancelled_at is None
+    sent_once("welcome", "kay@example.org")
+    assert _stuck_events() == []
+    assert AuditLog.objects.filter(action="duplicate_subscription_cancelled").count() == 1
+
+    # Cancelling the membership later ends it: nothing else bills the member.
+    world.stripe.state.cancel(kay.subscription_id)
+    world.deliver_new()
+    kay.refresh_from_db()
+    assert kay.cancelled_at is not None
+
+
+def test_a_company_checkout_paid_in_two_tabs_is_not_stuck_and_not_charged_twice(world):
+    """Both tabs of the same pending company paid: the team keeps one subscription, the
+    other is cancelled, and no event is left failing forever."""
+    pat = make_member("pat@acme.example")
+    first = checkout_company_start(member=pat, company_name="Acme Ltd", owner_seats=1, team_seats=1)
+    second = checkout_company_start(
+        member=pat, company_name="Acme Ltd", owner_seats=1, team_seats=1
+    )
+    pay_checkout(world.stripe, _session_id(first), email="pat@acme.example")
+    pay_checkout(world.stripe, _session_id(second), email="pat@acme.example")
+    world.deliver_new()
+
+    team = Team.objects.get(name="Acme Ltd")
+    pat.refresh_from_db()
+    subscriptions = sorted(
+        str(s["id"])
+        for s in world.stripe.state.subscriptions.values()
+        if s["customer"] == team.stripe_customer_id
+    )
+    assert len(subscriptions) == 2
+    assert _live(world, subscriptions) == [team.subscription_id]
+    assert pat.team_id == team.pk and pat.seat_tier == SeatTier.OWNER
+    assert member_access(pat, timezone.now()) == Access.ENTITLED
+    sent_once("welcome", "pat@acme.example")
+    assert _stuck_events() == []
+    assert Member.objects.count() == 1
