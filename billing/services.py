@@ -37,7 +37,7 @@ from billing.truth import (
     object_id,
     subscription_read,
 )
-from discordsync.services import role_sync_request
+from discordsync.services import guild_absence_record, role_sync_request
 from members.models import Member, SeatTier, Team
 from members.team_services import seats_release_excess, team_end, team_return
 from ops.models import GatewayConfig
@@ -339,6 +339,10 @@ def _access_grant(
         target=member,
         details={"subscription_id": snapshot.id, "status": snapshot.status},
     )
+    if returning and member.discord_id and not member.in_guild:
+        # Removed (kicked) when access ended: the way back into the guild, once per absence
+        # (the same email the daily reconciliation would send a day later).
+        guild_absence_record(member_id=member.pk, now=now)
     # Seats claimed through an invite get their own welcome with the claim; the purchaser (or
     # individual subscriber) gets this one, once per subscription.
     if team is None or team.primary_owner_id == member.pk:

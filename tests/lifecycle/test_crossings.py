@@ -8,18 +8,25 @@ that did not happen).
 
 from __future__ import annotations
 
+import contextlib
+from datetime import timedelta
+from io import StringIO
+
 import pytest
+from django.core.management import call_command
 from django.utils import timezone
 
 from billing.checkout import checkout_company_start, checkout_individual_start
 from billing.entitlement import Access, member_access, member_is_entitled
 from billing.models import Dispute, StripeEventInbox
 from members.models import Member, SeatTier, Team
-from ops.models import AuditLog
+from ops.models import AuditLog, GatewayConfig
 from tests.billing.conftest import deliver, make_member, pay_checkout, recorded_events
 from tests.lifecycle.conftest import messages, never_sent, sent_once, subscribe_individual
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+D = timedelta(days=1)
 
 
 def _session_id(url: str) -> str:
@@ -124,3 +131,37 @@ def test_a_company_checkout_paid_in_two_tabs_is_not_stuck_and_not_charged_twice(
     sent_once("welcome", "pat@acme.example")
     assert _stuck_events() == []
     assert Member.objects.count() == 1
+
+
+# --- paying again after the removal -----------------------------------------------------------
+
+
+def test_paying_after_the_removal_tells_the_kicked_member_the_way_back_in_once(world):
+    """Removed after the Debtor period with the subscription kept in Stripe, then the member
+    pays it: access is back, but they were kicked, so they are emailed the way back into the
+    guild (once for this absence), and nobody hears that they are welcome a second time."""
+    config = GatewayConfig.load()
+    config.cancel_stripe_on_removal = False
+    config.save()
+    kay = world.link(subscribe_individual(world, "kay@example.org"), "kay", role="lord")
+    episode = world.fail_renewal(kay.subscription_id)
+    t0 = world.rewind(episode)
+    world.tick(t0 + 3 * D)  # Debtor
+    episode.refresh_from_db()
+    world.tick(episode.removal_due_at)  # removal: kicked, subscription left past_due
+    assert world.roles(kay) is None
+
+    world.recover(kay.subscription_id)
+
+    kay.refresh_from_db()
+    assert member_is_entitled(kay, timezone.now()) and not kay.in_guild
+    sent_once("guild_rejoin", "kay@example.org")
+    sent_once("welcome", "kay@example.org")  # the purchase's, not a second one
+
+    # Stripe's events again (a replay) and the daily reconciliation: nothing new.
+    world.seen.clear()
+    StripeEventInbox.objects.all().delete()
+    world.deliver_new()
+    with contextlib.suppress(SystemExit):  # exit code 1: the member is still not in the guild
+        call_command("reconcile", "--fix", stdout=StringIO())
+    assert len(messages("guild_rejoin")) == 1
