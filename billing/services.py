@@ -339,15 +339,12 @@ def _access_grant(
         target=member,
         details={"subscription_id": snapshot.id, "status": snapshot.status},
     )
-    if returning and member.discord_id and not member.in_guild:
-        # Removed (kicked) when access ended: the way back into the guild, once per absence
-        # (the same email the daily reconciliation would send a day later).
-        guild_absence_record(member_id=member.pk, now=now)
     # Seats claimed through an invite get their own welcome with the claim; the purchaser (or
     # individual subscriber) gets this one, once per subscription.
+    welcomed = None
     if team is None or team.primary_owner_id == member.pk:
         period_end = subscription_period_end(snapshot.data)
-        notification_enqueue(
+        welcomed = notification_enqueue(
             kind="welcome",
             channel="email",
             recipient=member.user.email or "",
@@ -360,6 +357,11 @@ def _access_grant(
                 "period_end": period_end.isoformat() if period_end else "",
             },
         )
+    if returning and welcomed is None and member.discord_id and not member.in_guild:
+        # The same subscription paid again after access ended and we kicked them (a removal
+        # after Debtor, the subscription kept): no new welcome, so the way back into the
+        # guild, once per absence (the email the daily reconciliation would send a day later).
+        guild_absence_record(member_id=member.pk, now=now)
 
 
 def _access_end(*, member: Member, snapshot: SubscriptionSnapshot, now: datetime) -> None:

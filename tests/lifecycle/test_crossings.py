@@ -21,7 +21,13 @@ from billing.entitlement import Access, member_access, member_is_entitled
 from billing.models import Dispute, StripeEventInbox
 from members.models import Member, SeatTier, Team
 from ops.models import AuditLog, GatewayConfig
-from tests.billing.conftest import deliver, make_member, pay_checkout, recorded_events
+from tests.billing.conftest import (
+    deliver,
+    make_member,
+    pay_checkout,
+    recorded_events,
+    start_individual_checkout,
+)
 from tests.lifecycle.conftest import messages, never_sent, sent_once, subscribe_individual
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -165,3 +171,23 @@ def test_paying_after_the_removal_tells_the_kicked_member_the_way_back_in_once(w
     with contextlib.suppress(SystemExit):  # exit code 1: the member is still not in the guild
         call_command("reconcile", "--fix", stdout=StringIO())
     assert len(messages("guild_rejoin")) == 1
+
+
+def test_a_returning_subscriber_hears_one_welcome_for_the_new_subscription(world):
+    """Cancelled (farewell, kicked), then bought again: the new subscription's welcome is the
+    way back in; no second email saying the same thing."""
+    kay = world.link(subscribe_individual(world, "kay@example.org"), "kay", role="lord")
+    world.stripe.state.cancel(kay.subscription_id)
+    world.deliver_new()
+    assert world.roles(kay) is None
+    kay.refresh_from_db()
+
+    session = start_individual_checkout(kay)
+    pay_checkout(world.stripe, session.id, email="kay@example.org")
+    world.deliver_new()
+
+    kay.refresh_from_db()
+    assert member_is_entitled(kay, timezone.now()) and kay.cancelled_at is None
+    assert len(messages("welcome", "kay@example.org")) == 2  # one per subscription
+    sent_once("farewell", kay.discord_id)
+    never_sent("guild_rejoin", "kay@example.org")
