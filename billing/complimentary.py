@@ -6,7 +6,8 @@ entitled and the role policy gives them the role the usual rules give (Squire un
 introduced, then the seat role). It ends by staff action or, at its end date, by the billing
 tick — through the normal ending path (``lifecycle.member_access_end``: farewell, roles
 removed, kicked) unless a paid subscription still entitles the member, in which case only
-their roles are converged.
+their roles are converged. Granted to a linked member outside the guild (kicked when an
+earlier access ended), it emails them the way back in, once per absence.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from django.db import IntegrityError, transaction
 from billing import lifecycle
 from billing.entitlement import member_is_entitled
 from billing.models import ComplimentaryMembership
-from discordsync.services import role_sync_request
+from discordsync.services import guild_absence_record, role_sync_request
 from members.models import Member
 
 log = structlog.get_logger(__name__)
@@ -46,6 +47,10 @@ def complimentary_grant(
     # Access starts again like a return: the ending of any earlier access is history now.
     Member.objects.filter(pk=member.pk).update(cancelled_at=None, updated_at=now)
     role_sync_request(member_id=member.pk)
+    if Member.objects.filter(pk=member.pk, in_guild=False).exists():
+        # Linked but outside the guild (kicked when an earlier access ended): the way back
+        # in, once per absence.
+        guild_absence_record(member_id=member.pk, now=now)
     return membership
 
 

@@ -19,7 +19,8 @@ from django.utils import timezone
 from billing.checkout import checkout_company_start, checkout_individual_start
 from billing.entitlement import Access, member_access, member_is_entitled
 from billing.models import Dispute, StripeEventInbox
-from members.models import Member, SeatTier, Team
+from members.models import Member, SeatTier, Team, User
+from members.staff_services import member_complimentary_end, member_complimentary_grant
 from ops.models import AuditLog, GatewayConfig
 from tests.billing.conftest import (
     deliver,
@@ -190,4 +191,37 @@ def test_a_returning_subscriber_hears_one_welcome_for_the_new_subscription(world
     assert member_is_entitled(kay, timezone.now()) and kay.cancelled_at is None
     assert len(messages("welcome", "kay@example.org")) == 2  # one per subscription
     sent_once("farewell", kay.discord_id)
+    never_sent("guild_rejoin", "kay@example.org")
+
+
+# --- complimentary memberships ----------------------------------------------------------------
+
+
+def test_a_complimentary_membership_for_a_kicked_former_member_brings_the_way_back_in(world):
+    """Staff grant a complimentary membership to someone whose subscription ended (farewell,
+    kicked): they are entitled again but outside the guild, so they are emailed the way back
+    in, once; the membership's end later says goodbye once."""
+    staff = User.objects.create_superuser("staff@example.org", "correct horse battery")
+    kay = world.link(subscribe_individual(world, "kay@example.org"), "kay", role="lord")
+    world.stripe.state.cancel(kay.subscription_id)
+    world.deliver_new()
+    kay.refresh_from_db()
+    assert world.roles(kay) is None and not kay.in_guild
+
+    member_complimentary_grant(member=kay, actor=staff, reason="speaker at the summit")
+
+    kay.refresh_from_db()
+    assert member_is_entitled(kay, timezone.now())
+    sent_once("guild_rejoin", "kay@example.org")
+
+    member_complimentary_end(member=kay, actor=staff, reason="summit is over")
+    assert len(messages("farewell", kay.discord_id)) == 2  # the subscription's, then this one
+    assert len(messages("guild_rejoin")) == 1
+
+
+def test_a_complimentary_membership_for_a_member_in_the_guild_sends_no_rejoin_email(world):
+    staff = User.objects.create_superuser("staff@example.org", "correct horse battery")
+    kay = world.link(subscribe_individual(world, "kay@example.org"), "kay", role="lord")
+    member_complimentary_grant(member=kay, actor=staff, reason="community partner")
+    assert world.roles(kay) == ["lord"]
     never_sent("guild_rejoin", "kay@example.org")
