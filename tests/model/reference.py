@@ -99,6 +99,8 @@ class Reference:
         self.subs: dict[str, Sub] = {}
         self.teams: dict[str, Team] = {}
         self.names = names
+        # What the gateway has recorded of each dispute it was told about: "open" or "closed".
+        self.disputes_seen: dict[str, str] = {}
 
     # --- queries ------------------------------------------------------------------------
 
@@ -190,6 +192,24 @@ class Reference:
         sub.cancelled_by_us = True
         self.on_ended(sub)
         return [sub]
+
+    def on_dispute_seen(self, sub: Sub, dispute_id: str) -> None:
+        """§2a: an event about a dispute makes the gateway re-read it. Seen open for the first
+        time: access is suspended and the members hear it once. Seen closed as won after it was
+        seen open: they hear that access is back, once. First seen already closed: nobody's
+        access was ever paused, so the members hear nothing (staff still do)."""
+        seen = self.disputes_seen.get(dispute_id)
+        is_open = sub.dispute == dispute_id
+        if seen is None:
+            self.disputes_seen[dispute_id] = "open" if is_open else "closed"
+            if is_open:
+                for person in self.billed(sub):
+                    self._tell(person, "dispute_opened", email=self.pays(person))
+        elif seen == "open" and not is_open:
+            self.disputes_seen[dispute_id] = "closed"
+            if not sub.dispute_lost:
+                for person in self.billed(sub):
+                    self._tell(person, "dispute_won", email=self.pays(person))
 
     def on_payment_failed(self, sub: Sub, invoice: str, now: datetime) -> None:
         """§2a: an episode opens only for a renewal invoice that is still open and unpaid, of a
