@@ -16,7 +16,12 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from billing.checkout import checkout_company_start, checkout_individual_start
+from billing.checkout import (
+    CheckoutError,
+    checkout_company_start,
+    checkout_individual_start,
+    seats_add,
+)
 from billing.entitlement import Access, member_access, member_is_entitled
 from billing.models import Dispute, StripeEventInbox
 from members.models import Member, SeatTier, Team, User
@@ -29,7 +34,13 @@ from tests.billing.conftest import (
     recorded_events,
     start_individual_checkout,
 )
-from tests.lifecycle.conftest import messages, never_sent, sent_once, subscribe_individual
+from tests.lifecycle.conftest import (
+    messages,
+    never_sent,
+    sent_once,
+    subscribe_company,
+    subscribe_individual,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -225,3 +236,26 @@ def test_a_complimentary_membership_for_a_member_in_the_guild_sends_no_rejoin_em
     member_complimentary_grant(member=kay, actor=staff, reason="community partner")
     assert world.roles(kay) == ["lord"]
     never_sent("guild_rejoin", "kay@example.org")
+
+
+# --- seats added with a card that declines ----------------------------------------------------
+
+
+def test_seats_added_with_a_declining_card_are_refused_and_not_claimable(world):
+    """The proration of a seat add is declined: the owner is told, the team keeps the seats it
+    paid for, and the subscription is not left past_due with seats nobody paid (Stripe's
+    default ``allow_incomplete`` would keep the new quantity, unpaid, with no failure episode
+    since only renewals start one)."""
+    team, owner = subscribe_company(world, "pat@acme.example", "Acme Ltd", team_seats=1)
+    world.stripe.state.decline_payments(1)
+
+    with pytest.raises(CheckoutError, match="declined"):
+        seats_add(team=team, tier=SeatTier.TEAM, quantity=2, actor=owner)
+    world.deliver_new()
+
+    team.refresh_from_db()
+    assert team.team_seats == 1
+    assert world.stripe_status(team.subscription_id) == "active"
+    items = world.stripe.state.get_subscription(team.subscription_id)["items"]["data"]
+    assert sorted(item["quantity"] for item in items) == [1, 2]  # owner seats 2, team seats 1
+    assert _stuck_events() == []
