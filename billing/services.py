@@ -164,8 +164,10 @@ def checkout_completed(*, session: dict[str, Any], now: datetime | None = None) 
         )
         if team is None:
             raise BillingError(f"checkout {session.get('id')} names no known team")
-        if team.subscription_id not in (None, "", subscription_id) and _duplicate_cancel(
-            held=team.subscription_id, duplicate=snapshot, target=team
+        if team.subscription_id != subscription_id and _duplicate_cancel(
+            held=[team.subscription_id or "", *_memberships_held(purchaser, team_id=team.pk)],
+            duplicate=snapshot,
+            target=team,
         ):
             return
         team.subscription_id = subscription_id
@@ -192,8 +194,8 @@ def checkout_completed(*, session: dict[str, Any], now: datetime | None = None) 
     else:
         if purchaser is None:
             raise BillingError(f"checkout {session.get('id')} names no known member")
-        if purchaser.subscription_id not in ("", subscription_id) and _duplicate_cancel(
-            held=purchaser.subscription_id, duplicate=snapshot, target=purchaser
+        if purchaser.subscription_id != subscription_id and _duplicate_cancel(
+            held=_memberships_held(purchaser, team_id=None), duplicate=snapshot, target=purchaser
         ):
             return
         if purchaser.subscription_id != subscription_id:
@@ -212,17 +214,39 @@ def checkout_completed(*, session: dict[str, Any], now: datetime | None = None) 
     subscription_apply(snapshot=snapshot, now=now)
 
 
-def _duplicate_cancel(*, held: str, duplicate: SubscriptionSnapshot, target: Member | Team) -> bool:
-    """A second Checkout of the same plan was paid (two tabs, both paid) while the member or
-    team already holds a subscription that Stripe still bills: the later one is a duplicate.
+def _memberships_held(purchaser: Member | None, *, team_id: int | None) -> list[str]:
+    """The subscriptions that bill the purchaser's membership now: their own plan, and the
+    plan of a team other than ``team_id`` whose seat they hold."""
+    if purchaser is None:
+        return []
+    held = [purchaser.subscription_id]
+    if purchaser.team_id is not None and purchaser.team_id != team_id:
+        held.append(purchaser.team.subscription_id or "")
+    return held
+
+
+def _duplicate_cancel(
+    *, held: list[str], duplicate: SubscriptionSnapshot, target: Member | Team
+) -> bool:
+    """A second Checkout was paid (two tabs, both paid: the same plan twice, or an individual
+    plan and a company) while the person or team already holds a membership that Stripe still
+    bills (one of ``held``): the later subscription is a duplicate.
 
     It is cancelled in Stripe so it never renews, and audited for staff to refund its first
     payment; the membership stays on the subscription it holds, whichever completion arrives
-    first. True when ``duplicate`` is one (then nothing else is done); False when the held
+    first. True when ``duplicate`` is one (then nothing else is done); False when every held
     subscription has ended, so the new one is a fresh start.
     """
-    if subscription_sync(subscription_id=held).status not in LIVE_STATUSES:
+    live = [
+        sid
+        for sid in dict.fromkeys(held)
+        if sid
+        and sid != duplicate.id
+        and subscription_sync(subscription_id=sid).status in LIVE_STATUSES
+    ]
+    if not live:
         return False
+    kept = live[0]
     status = duplicate.status
     if status not in DUPLICATE_ENDED_STATUSES:
         status = lifecycle.cancel_in_stripe(duplicate.id)
@@ -230,10 +254,10 @@ def _duplicate_cancel(*, held: str, duplicate: SubscriptionSnapshot, target: Mem
             actor_type="stripe",
             action="duplicate_subscription_cancelled",
             target=target,
-            details={"subscription_id": duplicate.id, "kept": held, "status": status},
+            details={"subscription_id": duplicate.id, "kept": kept, "status": status},
             reason="a second checkout of the same plan was paid; refund its payment",
         )
-    log.warning("duplicate_subscription", subscription_id=duplicate.id, kept=held, status=status)
+    log.warning("duplicate_subscription", subscription_id=duplicate.id, kept=kept, status=status)
     return True
 
 

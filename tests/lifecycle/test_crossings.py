@@ -26,7 +26,7 @@ from billing.entitlement import Access, member_access, member_is_entitled
 from billing.models import Dispute, StripeEventInbox
 from members.models import Member, SeatTier, Team, User
 from members.staff_services import member_complimentary_end, member_complimentary_grant
-from ops.models import AuditLog, GatewayConfig
+from ops.models import AuditLog, GatewayConfig, Notification
 from tests.billing.conftest import (
     deliver,
     make_member,
@@ -258,4 +258,63 @@ def test_seats_added_with_a_declining_card_are_refused_and_not_claimable(world):
     assert world.stripe_status(team.subscription_id) == "active"
     items = world.stripe.state.get_subscription(team.subscription_id)["items"]["data"]
     assert sorted(item["quantity"] for item in items) == [1, 2]  # owner seats 2, team seats 1
+    assert _stuck_events() == []
+
+
+@pytest.mark.parametrize("reverse", [False, True], ids=["in_order", "reversed"])
+def test_an_individual_plan_and_a_company_bought_in_two_tabs_leave_one_membership(world, reverse):
+    """One tab buys the individual plan, the other a company plan, both paid before either
+    event arrived: the person holds one membership and is billed by one subscription; the
+    other is cancelled (never renewed), whichever completion arrives first."""
+    pat = make_member("pat@acme.example")
+    individual = checkout_individual_start(member=pat)
+    company = checkout_company_start(
+        member=pat, company_name="Acme Ltd", owner_seats=1, team_seats=1
+    )
+    pay_checkout(world.stripe, _session_id(individual), email="pat@acme.example")
+    pay_checkout(world.stripe, _session_id(company), email="pat@acme.example")
+    _deliver_all(world, reverse=reverse)
+
+    pat.refresh_from_db()
+    team = Team.objects.get(name="Acme Ltd")
+    customers = {pat.stripe_customer_id, team.stripe_customer_id}
+    everything = world.stripe.state.subscriptions.values()
+    subscriptions = [str(s["id"]) for s in everything if s["customer"] in customers]
+    assert len(subscriptions) == 2
+    assert _live(world, subscriptions) == [pat.billing_subscription_id]
+    assert member_access(pat, timezone.now()) == Access.ENTITLED
+    sent_once("welcome", "pat@acme.example")
+    assert _stuck_events() == []
+
+
+def test_replaying_every_event_after_a_return_keeps_the_new_subscription(world):
+    """Subscribed, cancelled, subscribed again; then the first checkout's completion arrives
+    again (an operator's replay of that event, or all of them oldest first): it must not move
+    the member back to the ended subscription, and nobody hears anything new."""
+    kay = world.link(subscribe_individual(world, "kay@example.org"), "kay", role="lord")
+    world.stripe.state.cancel(kay.subscription_id)
+    world.deliver_new()
+    kay.refresh_from_db()
+    session = start_individual_checkout(kay)
+    pay_checkout(world.stripe, session.id, email="kay@example.org")
+    world.deliver_new()
+    kay.refresh_from_db()
+    current = kay.subscription_id
+    before = sorted((n.kind, n.recipient) for n in Notification.objects.all())
+
+    first = world.stripe.state.events_of("checkout.session.completed")[0]
+    StripeEventInbox.objects.filter(event_id=first["id"]).delete()
+    assert deliver(world.client, first).status_code == 200
+    kay.refresh_from_db()
+    assert kay.subscription_id == current and kay.cancelled_at is None
+    assert member_is_entitled(kay, timezone.now())
+
+    world.seen.clear()
+    StripeEventInbox.objects.all().delete()
+    world.deliver_new()
+
+    kay.refresh_from_db()
+    assert kay.subscription_id == current and kay.cancelled_at is None
+    assert member_is_entitled(kay, timezone.now())
+    assert sorted((n.kind, n.recipient) for n in Notification.objects.all()) == before
     assert _stuck_events() == []
