@@ -164,7 +164,10 @@ def checkout_completed(*, session: dict[str, Any], now: datetime | None = None) 
         )
         if team is None:
             raise BillingError(f"checkout {session.get('id')} names no known team")
-        if team.subscription_id != subscription_id and _duplicate_cancel(
+        # Linking happens once: a completion seen again (a replay, after the team ended and
+        # its owner moved on) re-attaches nobody; a returning team has ``team_return``.
+        linking = team.subscription_id != subscription_id
+        if linking and _duplicate_cancel(
             held=[team.subscription_id or "", *_memberships_held(purchaser, team_id=team.pk)],
             duplicate=snapshot,
             target=team,
@@ -176,8 +179,10 @@ def checkout_completed(*, session: dict[str, Any], now: datetime | None = None) 
         if purchaser is not None and team.primary_owner_id is None:
             team.primary_owner = purchaser
         team.save()
-        if purchaser is not None and (
-            purchaser.team_id != team.pk or purchaser.seat_tier != SeatTier.OWNER
+        if (
+            linking
+            and purchaser is not None
+            and (purchaser.team_id != team.pk or purchaser.seat_tier != SeatTier.OWNER)
         ):
             # A new company (first purchase, or a former member starting one) starts its own
             # access period, like a new individual subscription below.

@@ -318,3 +318,29 @@ def test_replaying_every_event_after_a_return_keeps_the_new_subscription(world):
     assert member_is_entitled(kay, timezone.now())
     assert sorted((n.kind, n.recipient) for n in Notification.objects.all()) == before
     assert _stuck_events() == []
+
+
+def test_replaying_an_ended_companys_checkout_leaves_its_ex_owner_on_their_own_plan(world):
+    """The team ended and its owner bought an individual plan; the company's old checkout
+    completion arrives again: the owner stays on their own plan, untouched."""
+    team, pat = subscribe_company(world, "pat@acme.example", "Acme Ltd", team_seats=0)
+    pat = world.link(pat, "pat", role="lord")
+    world.stripe.state.cancel(team.subscription_id)
+    world.deliver_new()
+    pat.refresh_from_db()
+    session = start_individual_checkout(pat)
+    pay_checkout(world.stripe, session.id, email="pat@acme.example")
+    world.deliver_new()
+    pat.refresh_from_db()
+    assert pat.team_id is None and pat.cancelled_at is None
+    paid_at = pat.paid_at
+
+    first = world.stripe.state.events_of("checkout.session.completed")[0]
+    StripeEventInbox.objects.filter(event_id=first["id"]).delete()
+    assert deliver(world.client, first).status_code == 200
+
+    pat.refresh_from_db()
+    assert pat.team_id is None and pat.seat_tier == SeatTier.INDIVIDUAL
+    assert pat.paid_at == paid_at and pat.cancelled_at is None
+    assert member_is_entitled(pat, timezone.now())
+    assert _stuck_events() == []
