@@ -344,3 +344,24 @@ def test_replaying_an_ended_companys_checkout_leaves_its_ex_owner_on_their_own_p
     assert pat.paid_at == paid_at and pat.cancelled_at is None
     assert member_is_entitled(pat, timezone.now())
     assert _stuck_events() == []
+
+
+def test_a_complimentary_membership_ending_during_debtor_leaves_a_debtor_not_a_farewell(world):
+    """The member's subscription is in its Debtor phase (unpaid, still alive in Stripe) when
+    their complimentary membership ends: the subscription still carries the membership, so
+    they become a Debtor like everyone billed by it — no farewell, no kick, no lost intro."""
+    staff = User.objects.create_superuser("staff@example.org", "correct horse battery")
+    kay = world.link(subscribe_individual(world, "kay@example.org"), "kay", role="lord")
+    member_complimentary_grant(member=kay, actor=staff, reason="speaker at the summit")
+    episode = world.fail_renewal(kay.subscription_id)
+    t0 = world.rewind(episode)
+    world.tick(t0 + 3 * D)  # Debtor by the subscription; the complimentary keeps access
+    assert world.roles(kay) == ["lord"]
+
+    member_complimentary_end(member=kay, actor=staff, reason="summit is over")
+
+    kay.refresh_from_db()
+    assert kay.cancelled_at is None and kay.introduced_at is not None
+    assert member_access(kay, timezone.now()) == Access.DEBTOR
+    assert world.roles(kay) == ["debtor"]
+    never_sent("farewell", kay.discord_id)

@@ -255,10 +255,13 @@ class Reference:
 
     def complimentary_ended(self, person: Person) -> None:
         """Staff ended it, or its end date passed: the normal ending path, unless a
-        subscription still entitles the person."""
+        subscription still carries the membership (entitles the person, or holds them in
+        Debtor or a dispute)."""
         person.complimentary = False
         person.complimentary_ends_at = None
-        if not self.entitled(person):
+        sub = self.sub_of(person)
+        if not self.entitled(person) and (sub is None or not sub.live):
+            # A live subscription in Debtor or disputed still carries the membership.
             person.in_guild = False
             person.introduced = False
 
