@@ -41,6 +41,7 @@ from tests.lifecycle.conftest import (
     subscribe_company,
     subscribe_individual,
 )
+from tests.lifecycle.conftest import seat as seat_member
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -365,3 +366,42 @@ def test_a_complimentary_membership_ending_during_debtor_leaves_a_debtor_not_a_f
     assert member_access(kay, timezone.now()) == Access.DEBTOR
     assert world.roles(kay) == ["debtor"]
     never_sent("farewell", kay.discord_id)
+
+
+# --- the member's pages in every crossing state -----------------------------------------------
+
+PAGES = ("/dashboard/", "/billing/", "/company/", "/claim/", "/team/")
+
+
+def _pages_answer(world, member: Member) -> None:
+    world.client.force_login(member.user)
+    for page in PAGES:
+        response = world.client.get(page)
+        assert response.status_code < 500, (page, response.status_code)
+
+
+def test_member_pages_answer_in_every_crossing_state(world, settings):
+    """No page answers 500 to a person whose lifecycles crossed: a team owner, a seat, an
+    ex-owner and ex-seat after the team ended, a disputed member, a Debtor, a removed one."""
+    settings.ADMIN_EMAIL = "ops@example.org"
+    team, pat = subscribe_company(world, "pat@acme.example", "Acme Ltd", team_seats=1)
+    pat = world.link(pat, "pat", role="lord")
+    tom = world.link(seat_member(team, SeatTier.TEAM, "tom@acme.example"), "tom", role="knight")
+    kay = world.link(subscribe_individual(world, "kay@example.org"), "kay", role="lord")
+    for member in (pat, tom, kay):
+        _pages_answer(world, member)
+
+    world.stripe.state.open_dispute(kay.subscription_id)  # suspended
+    world.deliver_new()
+    episode = world.fail_renewal(team.subscription_id)
+    t0 = world.rewind(episode)
+    world.tick(t0 + 3 * D)  # the team in Debtor
+    for member in (pat, tom, kay):
+        _pages_answer(world, member)
+
+    world.stripe.state.cancel(team.subscription_id)  # the team ends: both detached
+    world.deliver_new()
+    for member in (pat, tom):
+        member.refresh_from_db()
+        assert member.team_id is None
+        _pages_answer(world, member)
