@@ -405,3 +405,23 @@ def test_member_pages_answer_in_every_crossing_state(world, settings):
         member.refresh_from_db()
         assert member.team_id is None
         _pages_answer(world, member)
+
+
+def test_a_dispute_won_while_in_debtor_does_not_say_access_is_back(world, settings):
+    """A Debtor's earlier payment is disputed and then won: their access is still held back
+    by the unpaid renewal, so "your access is back" would be untrue; they stay Debtor."""
+    settings.ADMIN_EMAIL = "ops@example.org"
+    kay = world.link(subscribe_individual(world, "kay@example.org"), "kay", role="lord")
+    episode = world.fail_renewal(kay.subscription_id)
+    t0 = world.rewind(episode)
+    world.tick(t0 + 3 * D)  # Debtor
+    opened = world.stripe.state.open_dispute(kay.subscription_id)
+    world.deliver_new()
+    world.stripe.state.close_dispute(opened["id"], won=True)
+    world.deliver_new()
+
+    assert member_access(kay, timezone.now()) == Access.DEBTOR
+    assert world.roles(kay) == ["debtor"]
+    never_sent("dispute_won", kay.discord_id)
+    never_sent("dispute_won", "kay@example.org")
+    assert len(messages("dispute_staff", "ops@example.org")) == 2  # opened, then won

@@ -196,8 +196,8 @@ class Reference:
     def on_dispute_seen(self, sub: Sub, dispute_id: str) -> None:
         """§2a: an event about a dispute makes the gateway re-read it. Seen open for the first
         time: access is suspended and the members hear it once. Seen closed as won after it was
-        seen open: they hear that access is back, once. First seen already closed: nobody's
-        access was ever paused, so the members hear nothing (staff still do)."""
+        seen open: those whose access is back (not Debtors) hear it, once. First seen already
+        closed: nobody's access was ever paused, so the members hear nothing (staff still do)."""
         seen = self.disputes_seen.get(dispute_id)
         is_open = sub.dispute == dispute_id
         if seen is None:
@@ -209,7 +209,8 @@ class Reference:
             self.disputes_seen[dispute_id] = "closed"
             if not sub.dispute_lost:
                 for person in self.billed(sub):
-                    self._tell(person, "dispute_won", email=self.pays(person))
+                    if self.entitled(person):  # not a Debtor: their access is back
+                        self._tell(person, "dispute_won", email=self.pays(person))
 
     def on_payment_failed(self, sub: Sub, invoice: str, now: datetime) -> None:
         """§2a: an episode opens only for a renewal invoice that is still open and unpaid, of a
