@@ -24,7 +24,7 @@ from billing.checkout import (
 )
 from billing.entitlement import Access, member_access, member_is_entitled
 from billing.models import Dispute, StripeEventInbox
-from members.models import Member, SeatTier, Team, User
+from members.models import Invite, Member, SeatTier, Team, User
 from members.staff_services import member_complimentary_end, member_complimentary_grant
 from ops.models import AuditLog, GatewayConfig, Notification
 from tests.billing.conftest import (
@@ -425,3 +425,34 @@ def test_a_dispute_won_while_in_debtor_does_not_say_access_is_back(world, settin
     never_sent("dispute_won", kay.discord_id)
     never_sent("dispute_won", "kay@example.org")
     assert len(messages("dispute_staff", "ops@example.org")) == 2  # opened, then won
+
+
+# --- an individual subscriber invited to a team -----------------------------------------------
+
+
+def test_a_logged_in_individual_subscriber_cannot_take_a_seat_with_an_unlinked_discord(world):
+    """Kay pays for the individual plan and has not linked Discord yet; her company invites
+    her and she claims while logged in, with a Discord account nobody has linked: she already
+    has a membership, so the claim is refused (she would hold two and pay for one she does
+    not use), exactly as for a Discord account already linked to an individual plan."""
+    from tests.discordsync.conftest import authorize
+
+    kay = subscribe_individual(world, "kay@example.org")
+    team, _ = subscribe_company(world, "pat@acme.example", "Acme Ltd", team_seats=1)
+    invite = Invite.objects.create(
+        team=team, tier=SeatTier.TEAM, token="tok-crossing", email="kay@example.org"
+    )
+    person = world.discord.add_user(username="kay", in_guild=False, roles=[])
+    world.discord.set_oauth_user(person["id"])
+    world.client.force_login(kay.user)
+
+    response = world.client.post(f"/invite/{invite.token}/")
+    if response.status_code == 302 and "oauth2" in response["Location"]:
+        world.client.get("/oauth/discord/callback/", authorize(response["Location"]))
+
+    assert not Member.objects.filter(discord_id=person["id"]).exists()
+    assert list(Member.objects.filter(team=team).values_list("pk", flat=True)) == [
+        team.primary_owner_id
+    ]
+    kay.refresh_from_db()
+    assert kay.team_id is None and member_is_entitled(kay, timezone.now())
