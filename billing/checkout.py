@@ -333,6 +333,7 @@ def seats_add(*, team: Team, tier: str, quantity: int, actor: Member | None = No
                 price=price_id,
                 quantity=quantity,
                 proration_behavior="always_invoice",
+                payment_behavior="error_if_incomplete",
             )
             previous = 0
         else:
@@ -341,7 +342,16 @@ def seats_add(*, team: Team, tier: str, quantity: int, actor: Member | None = No
                 existing.id,
                 quantity=previous + quantity,
                 proration_behavior="always_invoice",
+                payment_behavior="error_if_incomplete",
             )
+    except stripe.CardError as exc:
+        # error_if_incomplete: a declined proration leaves the subscription as it was. Stripe's
+        # default would keep the new seats unpaid, with the whole subscription past_due.
+        log.info("seats_add_declined", team_id=team.pk, code=getattr(exc, "code", None))
+        raise CheckoutError(
+            "Your card was declined, so no seats were added. Update the card in the billing "
+            "portal and try again."
+        ) from exc
     except stripe.StripeError as exc:
         raise _stripe_failed(exc, "subscription_item.update") from exc
     change = SeatChange(

@@ -5,8 +5,10 @@ audited). While it is open the entitlement rule (``billing.entitlement``) counts
 entitled and the role policy gives them the role the usual rules give (Squire until
 introduced, then the seat role). It ends by staff action or, at its end date, by the billing
 tick — through the normal ending path (``lifecycle.member_access_end``: farewell, roles
-removed, kicked) unless a paid subscription still entitles the member, in which case only
-their roles are converged.
+removed, kicked) unless a subscription still carries the membership (paid, or in grace,
+Debtor or a dispute), in which case only their roles are converged. Granted to a linked
+member outside the guild (kicked when an earlier access ended), it emails them the way back
+in, once per absence.
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ import structlog
 from django.db import IntegrityError, transaction
 
 from billing import lifecycle
-from billing.entitlement import member_is_entitled
+from billing.entitlement import is_entitled, member_facts, paid_up
 from billing.models import ComplimentaryMembership
-from discordsync.services import role_sync_request
+from discordsync.services import guild_absence_record, role_sync_request
 from members.models import Member
 
 log = structlog.get_logger(__name__)
@@ -46,6 +48,10 @@ def complimentary_grant(
     # Access starts again like a return: the ending of any earlier access is history now.
     Member.objects.filter(pk=member.pk).update(cancelled_at=None, updated_at=now)
     role_sync_request(member_id=member.pk)
+    if Member.objects.filter(pk=member.pk, in_guild=False).exists():
+        # Linked but outside the guild (kicked when an earlier access ended): the way back
+        # in, once per absence.
+        guild_absence_record(member_id=member.pk, now=now)
     return membership
 
 
@@ -64,7 +70,10 @@ def complimentary_end(*, membership_id: int, reason: str, now: datetime) -> bool
         pk=membership_id
     )
     member = membership.member
-    if member.cancelled_at is None and not member_is_entitled(member, now):
+    facts = member_facts(member)
+    # A subscription that still carries the membership (in grace, Debtor or a dispute) keeps
+    # the member: the role sync gives them what it gives everyone it bills.
+    if member.cancelled_at is None and not is_entitled(facts, now) and not paid_up(facts):
         lifecycle.member_access_end(
             member=member,
             subscription_id=f"complimentary:{membership.pk}",

@@ -27,6 +27,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from billing import lifecycle, services
+from billing.entitlement import Access, member_access
 from billing.models import Dispute
 from billing.truth import invoice_subscription_id
 from discordsync.services import role_sync_request
@@ -130,8 +131,12 @@ def dispute_apply(
     _notify_staff(row, members=members, team=team)
     if opened and is_open:
         _notify_members(members, kind="dispute_opened", row=row)
-    elif row.outcome == Dispute.Outcome.WON:
-        _notify_members(members, kind="dispute_won", row=row)
+    elif row.outcome == Dispute.Outcome.WON and not opened:
+        # Only a suspension we applied is lifted: a dispute first seen already won (its
+        # events arrived late, or in reverse) never paused anyone's access. And "access is
+        # back" only to those it is back for (not a Debtor, whose renewal is still unpaid).
+        back = [m for m in members if member_access(m, now) == Access.ENTITLED]
+        _notify_members(back, kind="dispute_won", row=row)
     for member in members:
         role_sync_request(member_id=member.pk)
     return row

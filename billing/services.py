@@ -25,6 +25,7 @@ from django.utils import timezone
 from djstripe.models import Customer, Subscription
 
 from billing import lifecycle
+from billing.checkout import LIVE_STATUSES
 from billing.entitlement import complimentary_active, member_facts, paid_up, subscription_facts
 from billing.models import FailureEpisode
 from billing.selectors import subscription_item_quantities, subscription_period_end
@@ -36,7 +37,7 @@ from billing.truth import (
     object_id,
     subscription_read,
 )
-from discordsync.services import role_sync_request
+from discordsync.services import guild_absence_record, role_sync_request
 from members.models import Member, SeatTier, Team
 from members.team_services import seats_release_excess, team_end, team_return
 from ops.models import GatewayConfig
@@ -47,6 +48,8 @@ log = structlog.get_logger(__name__)
 # Statuses in which Stripe holds nothing unpaid on the subscription: a removal after the Debtor
 # period is settled by them (past_due would still be the unpaid subscription it removed).
 PAID_STATUSES = frozenset({"active", "trialing"})
+# A duplicate subscription (``_duplicate_cancel``) already in one of these needs nothing more.
+DUPLICATE_ENDED_STATUSES = frozenset({"canceled", "incomplete_expired"})
 
 
 class BillingError(Exception):
@@ -161,16 +164,25 @@ def checkout_completed(*, session: dict[str, Any], now: datetime | None = None) 
         )
         if team is None:
             raise BillingError(f"checkout {session.get('id')} names no known team")
-        if team.subscription_id not in (None, "", subscription_id):
-            raise BillingError(f"team {team.pk} already holds {team.subscription_id}")
+        # Linking happens once: a completion seen again (a replay, after the team ended and
+        # its owner moved on) re-attaches nobody; a returning team has ``team_return``.
+        linking = team.subscription_id != subscription_id
+        if linking and _duplicate_cancel(
+            held=[team.subscription_id or "", *_memberships_held(purchaser, team_id=team.pk)],
+            duplicate=snapshot,
+            target=team,
+        ):
+            return
         team.subscription_id = subscription_id
         team.stripe_customer_id = customer_id
         team.checkout_session_id = str(session.get("id") or "")
         if purchaser is not None and team.primary_owner_id is None:
             team.primary_owner = purchaser
         team.save()
-        if purchaser is not None and (
-            purchaser.team_id != team.pk or purchaser.seat_tier != SeatTier.OWNER
+        if (
+            linking
+            and purchaser is not None
+            and (purchaser.team_id != team.pk or purchaser.seat_tier != SeatTier.OWNER)
         ):
             # A new company (first purchase, or a former member starting one) starts its own
             # access period, like a new individual subscription below.
@@ -187,6 +199,10 @@ def checkout_completed(*, session: dict[str, Any], now: datetime | None = None) 
     else:
         if purchaser is None:
             raise BillingError(f"checkout {session.get('id')} names no known member")
+        if purchaser.subscription_id != subscription_id and _duplicate_cancel(
+            held=_memberships_held(purchaser, team_id=None), duplicate=snapshot, target=purchaser
+        ):
+            return
         if purchaser.subscription_id != subscription_id:
             # A new subscription (first purchase or a return): its own paid_at anchors claim
             # reminders and its own welcome email (the outbox episode is the subscription).
@@ -201,6 +217,53 @@ def checkout_completed(*, session: dict[str, Any], now: datetime | None = None) 
             details={"subscription_id": subscription_id, "plan": "individual"},
         )
     subscription_apply(snapshot=snapshot, now=now)
+
+
+def _memberships_held(purchaser: Member | None, *, team_id: int | None) -> list[str]:
+    """The subscriptions that bill the purchaser's membership now: their own plan, and the
+    plan of a team other than ``team_id`` whose seat they hold."""
+    if purchaser is None:
+        return []
+    held = [purchaser.subscription_id]
+    if purchaser.team_id is not None and purchaser.team_id != team_id:
+        held.append(purchaser.team.subscription_id or "")
+    return held
+
+
+def _duplicate_cancel(
+    *, held: list[str], duplicate: SubscriptionSnapshot, target: Member | Team
+) -> bool:
+    """A second Checkout was paid (two tabs, both paid: the same plan twice, or an individual
+    plan and a company) while the person or team already holds a membership that Stripe still
+    bills (one of ``held``): the later subscription is a duplicate.
+
+    It is cancelled in Stripe so it never renews, and audited for staff to refund its first
+    payment; the membership stays on the subscription it holds, whichever completion arrives
+    first. True when ``duplicate`` is one (then nothing else is done); False when every held
+    subscription has ended, so the new one is a fresh start.
+    """
+    live = [
+        sid
+        for sid in dict.fromkeys(held)
+        if sid
+        and sid != duplicate.id
+        and subscription_sync(subscription_id=sid).status in LIVE_STATUSES
+    ]
+    if not live:
+        return False
+    kept = live[0]
+    status = duplicate.status
+    if status not in DUPLICATE_ENDED_STATUSES:
+        status = lifecycle.cancel_in_stripe(duplicate.id)
+        audit_record(
+            actor_type="stripe",
+            action="duplicate_subscription_cancelled",
+            target=target,
+            details={"subscription_id": duplicate.id, "kept": kept, "status": status},
+            reason="a second checkout of the same plan was paid; refund its payment",
+        )
+    log.warning("duplicate_subscription", subscription_id=duplicate.id, kept=kept, status=status)
+    return True
 
 
 # --- subscription state -----------------------------------------------------------------------
@@ -307,9 +370,10 @@ def _access_grant(
     )
     # Seats claimed through an invite get their own welcome with the claim; the purchaser (or
     # individual subscriber) gets this one, once per subscription.
+    welcomed = None
     if team is None or team.primary_owner_id == member.pk:
         period_end = subscription_period_end(snapshot.data)
-        notification_enqueue(
+        welcomed = notification_enqueue(
             kind="welcome",
             channel="email",
             recipient=member.user.email or "",
@@ -322,6 +386,11 @@ def _access_grant(
                 "period_end": period_end.isoformat() if period_end else "",
             },
         )
+    if returning and welcomed is None and member.discord_id and not member.in_guild:
+        # The same subscription paid again after access ended and we kicked them (a removal
+        # after Debtor, the subscription kept): no new welcome, so the way back into the
+        # guild, once per absence (the email the daily reconciliation would send a day later).
+        guild_absence_record(member_id=member.pk, now=now)
 
 
 def _access_end(*, member: Member, snapshot: SubscriptionSnapshot, now: datetime) -> None:

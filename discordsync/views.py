@@ -18,7 +18,12 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_ratelimit.decorators import ratelimit
 
-from billing.checkout import SEAT_ADD_MAX, CheckoutError, seats_add
+from billing.checkout import (
+    SEAT_ADD_MAX,
+    CheckoutError,
+    member_has_live_subscription,
+    seats_add,
+)
 from billing.entitlement import member_is_entitled
 from discordsync.oauth import Flow, OAuthError, oauth_consume, oauth_identify, oauth_start
 from discordsync.services import LinkError, discord_link, guild_join
@@ -49,6 +54,20 @@ def _member(request: HttpRequest) -> Member | None:
     if not request.user.is_authenticated:
         return None
     return Member.objects.select_related("team", "user").filter(user=request.user).first()
+
+
+OWN_MEMBERSHIP = (
+    "You already have your own membership. Cancel it before taking a team seat, or contact support."
+)
+
+
+def _holds_membership(request: HttpRequest) -> bool:
+    """The logged-in person already has a membership that grants or owes access: a seat
+    claimed now, with a Discord account not linked to it, would be a second membership."""
+    member = _member(request)
+    return member is not None and (
+        member_has_live_subscription(member) or member_is_entitled(member, timezone.now())
+    )
 
 
 def _oauth_error(request: HttpRequest, message: str, *, status: int = 400) -> HttpResponse:
@@ -143,6 +162,8 @@ def oauth_callback(request: HttpRequest) -> HttpResponse:
         return redirect(DASHBOARD_URL)
 
     # Flow.INVITE
+    if _holds_membership(request):
+        return _oauth_error(request, OWN_MEMBERSHIP)
     try:
         discord_user, access_token = oauth_identify(code)
         member = seat_claim(
@@ -301,6 +322,9 @@ def invite(request: HttpRequest, token: str) -> HttpResponse:
     if request.method == "POST":
         if seats.available <= 0:
             messages.error(request, "All seats of this kind are taken.")
+            return redirect("discordsync:invite", token=token)
+        if _holds_membership(request):
+            messages.error(request, OWN_MEMBERSHIP)
             return redirect("discordsync:invite", token=token)
         return redirect(oauth_start(request, flow=Flow.INVITE, invite_id=found.pk))
     return render(request, "team/invite.html", {"invite": found, "seats": seats})

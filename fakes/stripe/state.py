@@ -1492,8 +1492,9 @@ class StripeState:
             before = {item["id"] for item in sub["items"]["data"]}
             raw = {k: params[k] for k in ("price", "quantity", "metadata") if k in params}
             update = {"items": [raw]}
-            if "proration_behavior" in params:
-                update["proration_behavior"] = params["proration_behavior"]
+            for key in ("proration_behavior", "payment_behavior"):
+                if key in params:
+                    update[key] = params[key]
             self.update_subscription(sub_id, update)
             return next(item for item in sub["items"]["data"] if item["id"] not in before)
 
@@ -1505,8 +1506,9 @@ class StripeState:
                 **{k: params[k] for k in ("price", "quantity", "metadata") if k in params},
             }
             update: Obj = {"items": [raw]}
-            if "proration_behavior" in params:
-                update["proration_behavior"] = params["proration_behavior"]
+            for key in ("proration_behavior", "payment_behavior"):
+                if key in params:
+                    update[key] = params[key]
             self.update_subscription(item["subscription"], update)
             return self.get_subscription_item(item_id)
 

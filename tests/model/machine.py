@@ -191,6 +191,7 @@ def build(world: World, staff: dict[str, Any], stats: Stats) -> type[RuleBasedSt
                 self.model.on_payment_failed(sub, invoice, now)
                 self.model.on_ended(sub)
             elif event["type"].startswith("charge.dispute."):
+                self.model.on_dispute_seen(sub, obj["id"])
                 self.model.on_dispute_event(sub)
 
         def _tick(self) -> None:
@@ -776,7 +777,7 @@ def build(world: World, staff: dict[str, Any], stats: Stats) -> type[RuleBasedSt
             counted = {k.split(":")[0] for p in self.model.people.values() for k in p.expected}
             counted |= {"welcome", "payment_failed", "debtor_entered", "recovered_grace"}
             counted |= {"recovered_debtor", "removal", "payment_failed_member", "recovered_member"}
-            counted |= {"seat_revoked"}
+            counted |= {"seat_revoked", "dispute_opened", "dispute_won"}
             for person in self.model.people.values():
                 if not person.signed_up:
                     continue

@@ -99,6 +99,8 @@ class Reference:
         self.subs: dict[str, Sub] = {}
         self.teams: dict[str, Team] = {}
         self.names = names
+        # What the gateway has recorded of each dispute it was told about: "open" or "closed".
+        self.disputes_seen: dict[str, str] = {}
 
     # --- queries ------------------------------------------------------------------------
 
@@ -191,6 +193,25 @@ class Reference:
         self.on_ended(sub)
         return [sub]
 
+    def on_dispute_seen(self, sub: Sub, dispute_id: str) -> None:
+        """§2a: an event about a dispute makes the gateway re-read it. Seen open for the first
+        time: access is suspended and the members hear it once. Seen closed as won after it was
+        seen open: those whose access is back (not Debtors) hear it, once. First seen already
+        closed: nobody's access was ever paused, so the members hear nothing (staff still do)."""
+        seen = self.disputes_seen.get(dispute_id)
+        is_open = sub.dispute == dispute_id
+        if seen is None:
+            self.disputes_seen[dispute_id] = "open" if is_open else "closed"
+            if is_open:
+                for person in self.billed(sub):
+                    self._tell(person, "dispute_opened", email=self.pays(person))
+        elif seen == "open" and not is_open:
+            self.disputes_seen[dispute_id] = "closed"
+            if not sub.dispute_lost:
+                for person in self.billed(sub):
+                    if self.entitled(person):  # not a Debtor: their access is back
+                        self._tell(person, "dispute_won", email=self.pays(person))
+
     def on_payment_failed(self, sub: Sub, invoice: str, now: datetime) -> None:
         """§2a: an episode opens only for a renewal invoice that is still open and unpaid, of a
         past_due subscription; a repeat (Stripe's retry) never restarts it."""
@@ -235,10 +256,13 @@ class Reference:
 
     def complimentary_ended(self, person: Person) -> None:
         """Staff ended it, or its end date passed: the normal ending path, unless a
-        subscription still entitles the person."""
+        subscription still carries the membership (entitles the person, or holds them in
+        Debtor or a dispute)."""
         person.complimentary = False
         person.complimentary_ends_at = None
-        if not self.entitled(person):
+        sub = self.sub_of(person)
+        if not self.entitled(person) and (sub is None or not sub.live):
+            # A live subscription in Debtor or disputed still carries the membership.
             person.in_guild = False
             person.introduced = False
 
