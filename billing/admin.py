@@ -8,7 +8,7 @@ from djstripe.models import APIKey, WebhookEndpoint
 
 from billing.models import Dispute, FailureEpisode, StripeEventInbox
 from billing.tasks import mode_mismatch_reason
-from gateway.admin_guard import GuardedModelAdmin, ReadOnlyAdmin, mask_secret
+from ops.admin_guard import GuardedModelAdmin, ReadOnlyAdmin, mask_secret
 from ops.services import audit_record
 
 

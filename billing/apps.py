@@ -8,6 +8,7 @@ class BillingConfig(AppConfig):
     verbose_name = "Billing"
 
     def ready(self) -> None:
+        from billing import health  # noqa: F401 - registers the webhook backlog check
         from billing.stripe_client import configure_stripe
 
         configure_stripe()

@@ -26,7 +26,7 @@ from djstripe.models import Event
 from billing.handlers import handle_event
 from billing.models import StripeEventInbox
 from billing.webhooks import WAKEUP_INTERVAL_SECONDS
-from gateway.retry import next_retry_at
+from ops.retry import next_retry_at
 
 log = structlog.get_logger(__name__)
 

@@ -22,7 +22,6 @@ from billing.checkout import SEAT_ADD_MAX, CheckoutError, seats_add
 from billing.entitlement import member_is_entitled
 from discordsync.oauth import Flow, OAuthError, oauth_consume, oauth_identify, oauth_start
 from discordsync.services import LinkError, discord_link, guild_join
-from gateway.views import rate_limited
 from members.gates import email_proven_required, member_login_allowed
 from members.models import Invite, Member, SeatTier
 from members.team_services import (
@@ -38,6 +37,7 @@ from members.team_services import (
     seat_revoke,
     team_seats,
 )
+from ops.http import rate_limited
 
 log = structlog.get_logger(__name__)
 

@@ -12,9 +12,9 @@ class GatewayConfig(AppConfig):
 
     def ready(self) -> None:
         from gateway import checks, tasks
-        from gateway.admin_guard import guard_every_admin
         from gateway.schema import create_cache_tables
         from gateway.sentry import init_sentry, process_name
+        from ops.admin_guard import guard_every_admin
 
         checks.register_all()
         # The admin (first in INSTALLED_APPS) has registered every app's ModelAdmins by now.

@@ -5,7 +5,7 @@ access, force a role, grant or end a complimentary membership, reset the Discord
 resync now), never by editing fields: every
 staff change must say who and why, and must be state that ``expected_role`` honours.
 Secrets never render: no password hash, no full invite token; no query-string filter reaches
-them either (every admin derives from ``gateway.admin_guard``'s base).
+them either (every admin derives from ``ops.admin_guard``'s base).
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ from django.utils.html import format_html, format_html_join
 from billing.entitlement import BillingState, with_entitlement
 from billing.selectors import member_billing_summary
 from discordsync.selectors import member_expected_role
-from gateway.admin_guard import GuardedAdminMixin, GuardedModelAdmin, mask_secret
 from members.models import Invite, ManagedRole, Member, SeatTier, Team, User
 from members.staff_services import (
     MIN_REASON_LENGTH,
@@ -42,6 +41,7 @@ from members.staff_services import (
     member_resync,
     member_role_force,
 )
+from ops.admin_guard import GuardedAdminMixin, GuardedModelAdmin, mask_secret
 from ops.models import AuditLog
 
 # --- Staff accounts -------------------------------------------------------------------------

@@ -37,8 +37,6 @@ from billing.checkout import (
     member_has_live_subscription,
 )
 from billing.selectors import member_billing_summary
-from gateway.middleware import client_ip
-from gateway.views import rate_limited
 from members.forms import (
     CompanyForm,
     LoginForm,
@@ -64,6 +62,7 @@ from members.services import (
     member_for_user,
     member_signup,
 )
+from ops.http import client_ip, rate_limited
 
 log = structlog.get_logger(__name__)
 

@@ -21,8 +21,8 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from gateway.admin_guard import GuardedModelAdmin, ReadOnlyAdmin
 from ops import notifications
+from ops.admin_guard import GuardedModelAdmin, ReadOnlyAdmin
 from ops.flags import KNOWN_FLAGS, flag_set
 from ops.models import (
     AuditLog,

@@ -14,9 +14,9 @@ from django.db.models import F, Q
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from gateway.retry import next_retry_at
 from ops import notifications
 from ops.models import Notification
+from ops.retry import next_retry_at
 
 log = structlog.get_logger(__name__)
 
