@@ -55,12 +55,12 @@ from djstripe.models import Subscription
 
 from billing.entitlement import FactsIndex, access
 from billing.models import FailureEpisode
-from discordsync.bot.lease import lease_acquire, lease_release
 from discordsync.client import DiscordError, get_client
 from discordsync.policy import expected_role, role_facts
 from discordsync.selectors import introduction_required, managed_role_ids
 from discordsync.services import guild_absence_record, guild_presence_record
 from members.models import Member, Override, SeatTier, Team
+from ops.leases import lease_acquire, lease_release
 from ops.models import AuditLog, Lease, ReconciliationRun
 from ops.services import audit_record, notification_enqueue
 

@@ -13,7 +13,7 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from discordsync.bot.lease import lease_acquire
+from ops.leases import lease_acquire
 from ops.models import ReconciliationRun
 from ops.reconciliation import LEASE_NAME
 

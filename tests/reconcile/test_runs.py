@@ -13,8 +13,8 @@ from django.db import connection
 from django.utils import timezone
 from django_q.models import Schedule
 
-from discordsync.bot.lease import lease_acquire
 from members.models import Member
+from ops.leases import lease_acquire
 from ops.models import AuditLog, GatewayConfig, Notification, ReconciliationRun
 from ops.reconciliation import (
     LEASE_NAME,
