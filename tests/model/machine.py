@@ -48,6 +48,7 @@ from discordsync.introductions import (
     introductions_catch_up,
     introductions_mark_handled,
 )
+from gateway.reconciliation import reconcile
 from members.models import Invite, Member, User
 from members.models import Team as TeamRow
 from members.staff_services import (
@@ -57,7 +58,6 @@ from members.staff_services import (
     member_complimentary_grant,
 )
 from ops.models import Notification
-from ops.reconciliation import reconcile
 from tests.billing.conftest import deliver, pay_checkout, recorded_events
 from tests.conftest import FAKE_ROLE_IDS as ROLE_IDS
 from tests.discordsync.conftest import authorize

@@ -906,7 +906,7 @@ def _schedule_once(run: ReconciliationRun, due: datetime) -> None:
     Schedule.objects.update_or_create(
         name=f"reconciliation run {run.pk}",
         defaults={
-            "func": "ops.tasks.reconcile_verify",
+            "func": "gateway.tasks.reconcile_verify",
             "args": repr((run.pk,)),
             "kwargs": repr({"q_options": {"timeout": RUN_TIMEOUT_SECONDS}}),
             "schedule_type": Schedule.ONCE,
@@ -949,7 +949,7 @@ def _lease_busy(now: datetime) -> bool:
 def _enqueue_run(run_id: int) -> None:
     from django_q.tasks import async_task
 
-    async_task("ops.tasks.reconcile_run", run_id, timeout=RUN_TIMEOUT_SECONDS)
+    async_task("gateway.tasks.reconcile_run", run_id, timeout=RUN_TIMEOUT_SECONDS)
 
 
 def run_enqueue(*, run_id: int) -> None:
