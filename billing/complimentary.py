@@ -19,8 +19,8 @@ from django.db import IntegrityError, transaction
 from billing import lifecycle
 from billing.entitlement import member_is_entitled
 from billing.models import ComplimentaryMembership
-from discordsync.services import role_sync_request
 from members.models import Member
+from members.sync import role_sync_request
 
 log = structlog.get_logger(__name__)
 

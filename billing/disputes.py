@@ -29,8 +29,8 @@ from django.utils import timezone
 from billing import lifecycle, services
 from billing.models import Dispute
 from billing.truth import invoice_subscription_id
-from discordsync.services import role_sync_request
 from members.models import Member, Team
+from members.sync import role_sync_request
 from ops.models import AuditLog
 from ops.services import audit_record, notification_enqueue
 

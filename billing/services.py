@@ -36,8 +36,8 @@ from billing.truth import (
     object_id,
     subscription_read,
 )
-from discordsync.services import role_sync_request
 from members.models import Member, SeatTier, Team
+from members.sync import role_sync_request
 from members.team_services import seats_release_excess, team_end, team_return
 from ops.models import GatewayConfig
 from ops.services import audit_record, notification_enqueue

@@ -29,8 +29,8 @@ from django.db.models import Q
 from discordsync.client import DiscordClient, DiscordError, get_client
 from discordsync.models import ChannelCursor
 from discordsync.selectors import member_expected_role
-from discordsync.services import role_sync_request
 from members.models import ManagedRole, Member
+from members.sync import role_sync_request
 from ops.models import AuditLog, GatewayConfig
 from ops.services import audit_record, notification_enqueue
 

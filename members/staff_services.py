@@ -16,8 +16,8 @@ from django.utils import timezone
 
 from billing.complimentary import ComplimentaryError, complimentary_end, complimentary_grant
 from billing.models import ComplimentaryMembership
-from discordsync.services import discord_unlink_request, role_sync_request
 from members.models import ManagedRole, Member, Override
+from members.sync import discord_unlink_request, role_sync_request
 from ops.models import AuditLog
 from ops.services import audit_record
 

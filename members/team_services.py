@@ -27,7 +27,6 @@ from django.utils import timezone
 from billing.checkout import member_has_live_subscription
 from billing.entitlement import member_is_entitled, subscription_is_entitled
 from discordsync.oauth import DiscordUser
-from discordsync.services import member_remove_request, role_sync_request
 from members.models import (
     Invite,
     Member,
@@ -37,6 +36,7 @@ from members.models import (
     normalize_email,
     validate_member_email,
 )
+from members.sync import member_remove_request, role_sync_request
 from ops.services import audit_record, notification_enqueue
 
 INVITE_TIERS = (SeatTier.OWNER, SeatTier.TEAM)

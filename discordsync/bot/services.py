@@ -11,8 +11,9 @@ from typing import Any
 import structlog
 from django.db import transaction
 
-from discordsync.services import guild_absence_record, role_sync_request
+from discordsync.services import guild_absence_record
 from members.models import Member
+from members.sync import role_sync_request
 from ops.models import AuditLog, Heartbeat
 from ops.services import audit_record
 
