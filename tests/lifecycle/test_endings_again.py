@@ -12,8 +12,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from billing.reminders import claim_reminders_send
 from members.models import Invite, Member, SeatTier
-from members.reminders import claim_reminders_send
 from ops.models import Notification
 from tests.lifecycle.conftest import messages, subscribe_company, subscribe_individual
 

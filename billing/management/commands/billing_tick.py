@@ -15,7 +15,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
-from billing.lifecycle import LifecycleError, billing_tick
+from billing.lifecycle import LifecycleError
+from billing.tick import billing_tick
 
 
 def parse_moment(value: str) -> datetime:
