@@ -38,11 +38,11 @@ from django.db import transaction
 from djstripe.models import Subscription
 
 from billing.models import FailureEpisode
+from billing.teams import team_end
 from billing.truth import episode_paid_invoice, subscription_read
 from discordsync.selectors import member_expected_role
 from members.models import Invite, Member, SeatTier
 from members.sync import member_remove_request, role_sync_request
-from members.team_services import team_end
 from ops.models import GatewayConfig
 from ops.services import audit_record, notification_enqueue
 

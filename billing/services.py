@@ -28,6 +28,7 @@ from billing import lifecycle
 from billing.entitlement import complimentary_active, member_facts, paid_up, subscription_facts
 from billing.models import FailureEpisode
 from billing.selectors import subscription_item_quantities, subscription_period_end
+from billing.teams import seats_release_excess, team_end, team_return
 from billing.truth import (
     FAILING_STATUSES,
     episode_paid_invoice,
@@ -38,7 +39,6 @@ from billing.truth import (
 )
 from members.models import Member, SeatTier, Team
 from members.sync import role_sync_request
-from members.team_services import seats_release_excess, team_end, team_return
 from ops.models import GatewayConfig
 from ops.services import audit_record, notification_enqueue
 

@@ -19,6 +19,7 @@ from django.http import HttpRequest
 from django.urls import reverse
 
 from discordsync.client import DiscordError, get_client
+from members.models import DiscordUser
 
 SESSION_KEY = "discord_oauth"
 STATE_TTL_SECONDS = 600
@@ -40,13 +41,6 @@ class Pending:
     flow: str
     member_id: int | None
     invite_id: int | None
-
-
-@dataclass(frozen=True)
-class DiscordUser:
-    id: str
-    username: str
-    avatar: str
 
 
 def redirect_uri() -> str:

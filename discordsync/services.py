@@ -16,9 +16,8 @@ from django.utils import timezone
 
 from billing.entitlement import member_is_entitled
 from discordsync.client import DiscordError, get_client
-from discordsync.oauth import DiscordUser
 from discordsync.selectors import managed_role_ids, member_belongs_in_guild, member_expected_role
-from members.models import Member
+from members.models import DiscordUser, Member
 from members.sync import role_sync_request
 from ops.services import audit_record, notification_enqueue
 

@@ -20,11 +20,7 @@ from django_ratelimit.decorators import ratelimit
 
 from billing.checkout import SEAT_ADD_MAX, CheckoutError, seats_add
 from billing.entitlement import member_is_entitled
-from discordsync.oauth import Flow, OAuthError, oauth_consume, oauth_identify, oauth_start
-from discordsync.services import LinkError, discord_link, guild_join
-from members.gates import email_proven_required, member_login_allowed
-from members.models import Invite, Member, SeatTier
-from members.team_services import (
+from billing.teams import (
     INVITE_TIERS,
     NotFound,
     SeatError,
@@ -37,6 +33,10 @@ from members.team_services import (
     seat_revoke,
     team_seats,
 )
+from discordsync.oauth import Flow, OAuthError, oauth_consume, oauth_identify, oauth_start
+from discordsync.services import LinkError, discord_link, guild_join
+from members.gates import email_proven_required, member_login_allowed
+from members.models import Invite, Member, SeatTier
 from ops.http import rate_limited
 
 log = structlog.get_logger(__name__)

@@ -26,8 +26,8 @@ from django.utils import timezone
 
 from billing.checkout import member_has_live_subscription
 from billing.entitlement import member_is_entitled, subscription_is_entitled
-from discordsync.oauth import DiscordUser
 from members.models import (
+    DiscordUser,
     Invite,
     Member,
     SeatTier,
