@@ -84,7 +84,7 @@ ROOT_URLCONF = "gateway.urls"
 WSGI_APPLICATION = "gateway.wsgi.application"
 AUTH_USER_MODEL = "members.User"
 LOGIN_URL = "members:login"
-LOGIN_REDIRECT_URL = "members:dashboard"
+LOGIN_REDIRECT_URL = "billing:dashboard"
 LOGOUT_REDIRECT_URL = "members:landing"
 
 TEMPLATES = [

@@ -155,11 +155,11 @@ def base_context(member: Any = None, channel: str = DM) -> dict[str, Any]:
         "app_url": settings.APP_URL,
         "member_name": "",
         "team_name": "",
-        "dashboard_link": _link("members:dashboard", "/dashboard/"),
-        "portal_link": _link("members:billing", "/billing/"),
+        "dashboard_link": _link("billing:dashboard", "/dashboard/"),
+        "portal_link": _link("billing:billing", "/billing/"),
         "claim_link": _link("discordsync:claim_start", "/claim/"),
         "login_link": _link("members:login", "/login/"),
-        "team_link": _link("discordsync:team", "/team/"),
+        "team_link": _link("billing:team", "/team/"),
         "support_email": settings.EMAIL_REPLY_TO,
         "introductions_channel": _channel_mention(
             channel, settings.DISCORD_INTRODUCTIONS_CHANNEL_ID, "#introductions"
