@@ -1,6 +1,6 @@
 """Complimentary memberships (SPEC §2a): access that staff grant without a subscription.
 
-Staff grant one through ``members.staff_services`` (reason required, optional end date,
+Staff grant one through ``billing.staff_services`` (reason required, optional end date,
 audited). While it is open the entitlement rule (``billing.entitlement``) counts the member as
 entitled and the role policy gives them the role the usual rules give (Squire until
 introduced, then the seat role). It ends by staff action or, at its end date, by the billing

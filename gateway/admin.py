@@ -15,6 +15,7 @@ from django.urls import path, reverse
 from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from gateway import member_admin  # noqa: F401 - registers the member pages
 from gateway.reconciliation import ReconciliationBusy, reconciliation_start
 from ops.admin_guard import ReadOnlyAdmin
 from ops.models import ReconciliationRun
