@@ -18,7 +18,6 @@ timeout, bounded retries with idempotency keys).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import stripe
 import structlog
@@ -26,8 +25,9 @@ from django.conf import settings
 from django.db import transaction
 
 from members.models import Member, SeatTier, Team
-from ops.models import AuditLog
-from ops.services import audit_record
+from ops.errors import ServiceError
+from ops.models import AuditAction, AuditActor
+from ops.services import audit_actor, audit_record
 
 log = structlog.get_logger(__name__)
 
@@ -37,7 +37,7 @@ LIVE_STATUSES = frozenset({"active", "trialing", "past_due", "unpaid"})
 SEAT_ADD_MAX = 50
 
 
-class CheckoutError(Exception):
+class CheckoutError(ServiceError):
     """A refusal the member can read; the message is safe to show on the page."""
 
 
@@ -51,14 +51,6 @@ class SeatChange:
 
 def _app_url(path: str) -> str:
     return f"{settings.APP_URL}{path}"
-
-
-def _actor(member: Member) -> dict[str, Any]:
-    return {
-        "actor_type": AuditLog.Actor.MEMBER,
-        "actor_id": str(member.pk),
-        "actor_label": member.user.email or "",
-    }
 
 
 def _stripe_failed(exc: stripe.StripeError, operation: str) -> CheckoutError:
@@ -114,8 +106,8 @@ def _ensure_customer(member: Member) -> str:
     member.stripe_customer_id = customer.id
     member.save(update_fields=["stripe_customer_id", "updated_at"])
     audit_record(
-        **_actor(member),
-        action="billing.customer_created",
+        **audit_actor(member, AuditActor.MEMBER),
+        action=AuditAction.BILLING_CUSTOMER_CREATED,
         target=member,
         details={"customer_id": customer.id},
     )
@@ -139,8 +131,8 @@ def _ensure_team_customer(team: Team, purchaser: Member) -> str:
     team.stripe_customer_id = customer.id
     team.save(update_fields=["stripe_customer_id"])
     audit_record(
-        **_actor(purchaser),
-        action="billing.customer_created",
+        **audit_actor(purchaser, AuditActor.MEMBER),
+        action=AuditAction.BILLING_CUSTOMER_CREATED,
         target=team,
         details={"customer_id": customer.id},
     )
@@ -178,8 +170,8 @@ def checkout_individual_start(*, member: Member) -> str:
     except stripe.StripeError as exc:
         raise _stripe_failed(exc, "checkout.session.create") from exc
     audit_record(
-        **_actor(member),
-        action="billing.checkout_started",
+        **audit_actor(member, AuditActor.MEMBER),
+        action=AuditAction.BILLING_CHECKOUT_STARTED,
         target=member,
         details={"plan_type": "individual", "session_id": session.id},
     )
@@ -250,8 +242,8 @@ def checkout_company_start(
     team.checkout_session_id = session.id
     team.save(update_fields=["checkout_session_id"])
     audit_record(
-        **_actor(member),
-        action="billing.checkout_started",
+        **audit_actor(member, AuditActor.MEMBER),
+        action=AuditAction.BILLING_CHECKOUT_STARTED,
         target=team,
         details={
             "plan_type": "company",
@@ -291,8 +283,8 @@ def billing_portal_start(*, member: Member, return_url: str) -> str:
     except stripe.StripeError as exc:
         raise _stripe_failed(exc, "billing_portal.session.create") from exc
     audit_record(
-        **_actor(member),
-        action="billing.portal_opened",
+        **audit_actor(member, AuditActor.MEMBER),
+        action=AuditAction.BILLING_PORTAL_OPENED,
         target=member,
         details={"customer_id": customer_id},
     )
@@ -348,8 +340,8 @@ def seats_add(*, team: Team, tier: str, quantity: int, actor: Member | None = No
         tier=tier, previous_quantity=previous, new_quantity=item.quantity, item_id=item.id
     )
     audit_record(
-        **(_actor(actor) if actor is not None else {"actor_type": AuditLog.Actor.SYSTEM}),
-        action="billing.seats_added",
+        **audit_actor(actor, AuditActor.MEMBER),
+        action=AuditAction.BILLING_SEATS_ADDED,
         target=team,
         details={
             "tier": tier,
@@ -421,8 +413,8 @@ def team_customer_separate(*, team: Team, purchaser: Member, dry_run: bool) -> C
             raise _stripe_failed(exc, "customer.update") from exc
         Member.objects.filter(pk=purchaser.pk).update(stripe_customer_id="")
         audit_record(
-            actor_type=AuditLog.Actor.SYSTEM,
-            action="billing.team_customer_separated",
+            actor_type=AuditActor.SYSTEM,
+            action=AuditAction.BILLING_TEAM_CUSTOMER_SEPARATED,
             target=team,
             details={"customer_id": customer_id, "purchaser_id": purchaser.pk},
             reason="one Stripe customer per team",

@@ -21,11 +21,12 @@ from billing.entitlement import member_is_entitled
 from billing.models import ComplimentaryMembership
 from members.models import Member
 from members.sync import role_sync_request
+from ops.errors import ServiceError
 
 log = structlog.get_logger(__name__)
 
 
-class ComplimentaryError(Exception):
+class ComplimentaryError(ServiceError):
     """The grant or end cannot be applied as asked (the message is safe to show staff)."""
 
 

@@ -43,7 +43,7 @@ from billing.truth import episode_paid_invoice, subscription_read
 from discordsync.selectors import member_expected_role
 from members.models import Invite, Member, SeatTier
 from members.sync import member_remove_request, role_sync_request
-from ops.models import GatewayConfig
+from ops.models import AuditAction, AuditActor, GatewayConfig
 from ops.services import audit_record, notification_enqueue
 
 log = structlog.get_logger(__name__)
@@ -193,8 +193,8 @@ def episode_recovered(*, episode: FailureEpisode, now: datetime) -> None:
             context["role_name"] = settings.ROLE_NAMES.get(role or "", "")
         _send(member, kind=kind, episode=key, channels=(DM, EMAIL), context=context)
     audit_record(
-        actor_type="stripe",
-        action="failure_episode_recovered",
+        actor_type=AuditActor.STRIPE,
+        action=AuditAction.FAILURE_EPISODE_RECOVERED,
         target=episode,
         details={"subscription_id": episode.subscription_id, "from": kind.split("_")[1]},
     )
@@ -211,8 +211,8 @@ def member_access_end(*, member: Member, subscription_id: str, reason: str, now:
     member.intro_message_id = ""
     member.save(update_fields=["cancelled_at", "introduced_at", "intro_message_id", "updated_at"])
     audit_record(
-        actor_type="stripe",
-        action="subscription_ended",
+        actor_type=AuditActor.STRIPE,
+        action=AuditAction.SUBSCRIPTION_ENDED,
         target=member,
         details={"subscription_id": subscription_id, "status": reason},
     )
@@ -260,8 +260,8 @@ def episode_enter_debtor(*, episode_id: int, now: datetime, due_by: datetime | N
     episode = FailureEpisode.objects.get(pk=episode_id)
     members = episode_members(episode)
     audit_record(
-        actor_type="system",
-        action="debtor_entered",
+        actor_type=AuditActor.SYSTEM,
+        action=AuditAction.DEBTOR_ENTERED,
         target=episode,
         details={
             "subscription_id": episode.subscription_id,
@@ -331,11 +331,11 @@ def episode_remove(*, episode_id: int, now: datetime, due_by: datetime | None = 
             team_id=episode.team_id,
             now=now,
             reason="billing unresolved for the whole Debtor period",
-            actor_type="system",
+            actor_type=AuditActor.SYSTEM,
         )
     audit_record(
-        actor_type="system",
-        action="debtor_removed",
+        actor_type=AuditActor.SYSTEM,
+        action=AuditAction.DEBTOR_REMOVED,
         target=episode,
         details={
             "subscription_id": episode.subscription_id,
@@ -387,8 +387,8 @@ def removal_settle(*, subscription_id: str, status: str, now: datetime) -> int:
         episode.settled_at = now
         episode.save(update_fields=["settled_at"])
         audit_record(
-            actor_type="stripe",
-            action="removal_settled",
+            actor_type=AuditActor.STRIPE,
+            action=AuditAction.REMOVAL_SETTLED,
             target=episode,
             details={"subscription_id": subscription_id, "status": status},
             reason="the subscription was paid after the removal",

@@ -39,7 +39,7 @@ from billing.truth import (
 )
 from members.models import Member, SeatTier, Team
 from members.sync import role_sync_request
-from ops.models import GatewayConfig
+from ops.models import AuditAction, AuditActor, GatewayConfig
 from ops.services import audit_record, notification_enqueue
 
 log = structlog.get_logger(__name__)
@@ -179,8 +179,8 @@ def checkout_completed(*, session: dict[str, Any], now: datetime | None = None) 
             purchaser.paid_at = None
             purchaser.save()
         audit_record(
-            actor_type="stripe",
-            action="checkout_completed",
+            actor_type=AuditActor.STRIPE,
+            action=AuditAction.CHECKOUT_COMPLETED,
             target=team,
             details={"subscription_id": subscription_id, "plan": "company"},
         )
@@ -195,8 +195,8 @@ def checkout_completed(*, session: dict[str, Any], now: datetime | None = None) 
         purchaser.stripe_customer_id = customer_id or purchaser.stripe_customer_id
         purchaser.save()
         audit_record(
-            actor_type="stripe",
-            action="checkout_completed",
+            actor_type=AuditActor.STRIPE,
+            action=AuditAction.CHECKOUT_COMPLETED,
             target=purchaser,
             details={"subscription_id": subscription_id, "plan": "individual"},
         )
@@ -225,8 +225,8 @@ def subscription_apply(*, snapshot: SubscriptionSnapshot, now: datetime | None =
         team_seats = quantities.get(settings.STRIPE_TEAM_SEAT_PRICE_ID, 0)
         if (owner_seats, team_seats) != (team.owner_seats, team.team_seats):
             audit_record(
-                actor_type="stripe",
-                action="seats_updated",
+                actor_type=AuditActor.STRIPE,
+                action=AuditAction.SEATS_UPDATED,
                 target=team,
                 details={
                     "subscription_id": snapshot.id,
@@ -243,8 +243,8 @@ def subscription_apply(*, snapshot: SubscriptionSnapshot, now: datetime | None =
             team, members = _holders(snapshot.id)
         elif not entitled and team.cancelled_at is None and snapshot.status != "incomplete":
             audit_record(
-                actor_type="stripe",
-                action="subscription_ended",
+                actor_type=AuditActor.STRIPE,
+                action=AuditAction.SUBSCRIPTION_ENDED,
                 target=team,
                 details={"subscription_id": snapshot.id, "status": snapshot.status},
             )
@@ -277,8 +277,8 @@ def subscription_apply(*, snapshot: SubscriptionSnapshot, now: datetime | None =
         )
     if snapshot.previous and snapshot.previous_status != snapshot.status:
         audit_record(
-            actor_type="stripe",
-            action="subscription_status_changed",
+            actor_type=AuditActor.STRIPE,
+            action=AuditAction.SUBSCRIPTION_STATUS_CHANGED,
             target=team or members[0],
             details={
                 "subscription_id": snapshot.id,
@@ -300,8 +300,8 @@ def _access_grant(
     member.cancelled_at = None
     member.save(update_fields=["paid_at", "cancelled_at", "updated_at"])
     audit_record(
-        actor_type="stripe",
-        action="access_restored" if returning else "subscription_activated",
+        actor_type=AuditActor.STRIPE,
+        action=AuditAction.ACCESS_RESTORED if returning else "subscription_activated",
         target=member,
         details={"subscription_id": snapshot.id, "status": snapshot.status},
     )
@@ -345,8 +345,8 @@ def _episodes_close(*, subscription_id: str, reason: str, now: datetime) -> list
         episode.close_reason = reason
         episode.save(update_fields=["closed_at", "close_reason"])
         audit_record(
-            actor_type="stripe",
-            action="failure_episode_closed",
+            actor_type=AuditActor.STRIPE,
+            action=AuditAction.FAILURE_EPISODE_CLOSED,
             target=episode,
             details={"subscription_id": subscription_id, "reason": reason},
         )
@@ -423,8 +423,8 @@ def payment_failed_recorded(
         # A concurrent delivery of a sibling event opened it first: same timeline.
         return FailureEpisode.objects.get(subscription_id=subscription_id, closed_at__isnull=True)
     audit_record(
-        actor_type="stripe",
-        action="payment_failed",
+        actor_type=AuditActor.STRIPE,
+        action=AuditAction.PAYMENT_FAILED,
         target=episode,
         details={
             "subscription_id": subscription_id,

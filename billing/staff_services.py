@@ -18,13 +18,14 @@ from billing.complimentary import ComplimentaryError, complimentary_end, complim
 from billing.models import ComplimentaryMembership
 from members.models import ManagedRole, Member, Override
 from members.sync import discord_unlink_request, role_sync_request
-from ops.models import AuditLog
-from ops.services import audit_record
+from ops.errors import ServiceError
+from ops.models import AuditAction
+from ops.services import audit_actor, audit_record
 
 MIN_REASON_LENGTH = 10
 
 
-class StaffActionError(Exception):
+class StaffActionError(ServiceError):
     """A staff action was refused; the message is safe to show in the admin."""
 
 
@@ -44,9 +45,7 @@ def _locked(member: Member) -> Member:
 
 def _audit(*, member: Member, actor: Any, action: str, reason: str, details: dict) -> None:
     audit_record(
-        actor_type=AuditLog.Actor.STAFF,
-        actor_id=str(actor.pk),
-        actor_label=actor.email or str(actor),
+        **audit_actor(actor),
         action=action,
         target=member,
         details=details,
@@ -76,7 +75,7 @@ def member_access_revoke(*, member: Member, actor: Any, reason: str) -> Member:
     _audit(
         member=member,
         actor=actor,
-        action="member_access_revoked",
+        action=AuditAction.MEMBER_ACCESS_REVOKED,
         reason=reason,
         details={"previous": previous},
     )
@@ -95,7 +94,7 @@ def member_access_restore(*, member: Member, actor: Any, reason: str) -> Member:
     _audit(
         member=member,
         actor=actor,
-        action="member_access_restored",
+        action=AuditAction.MEMBER_ACCESS_RESTORED,
         reason=reason,
         details={"previous": previous},
     )
@@ -114,7 +113,7 @@ def member_role_force(*, member: Member, role: str, actor: Any, reason: str) -> 
     _audit(
         member=member,
         actor=actor,
-        action="member_role_forced",
+        action=AuditAction.MEMBER_ROLE_FORCED,
         reason=reason,
         details={"role": role, "previous": previous},
     )
@@ -155,7 +154,13 @@ def member_claim_reset(*, member: Member, actor: Any, reason: str) -> Member:
             "updated_at",
         ]
     )
-    _audit(member=member, actor=actor, action="member_claim_reset", reason=reason, details=old)
+    _audit(
+        member=member,
+        actor=actor,
+        action=AuditAction.MEMBER_CLAIM_RESET,
+        reason=reason,
+        details=old,
+    )
     discord_unlink_request(discord_id=old["discord_id"], reason=f"claim reset by staff: {reason}")
     return member
 
@@ -170,7 +175,7 @@ def member_resync(*, member: Member, actor: Any, reason: str) -> Member:
     _audit(
         member=member,
         actor=actor,
-        action="member_resync_requested",
+        action=AuditAction.MEMBER_RESYNC_REQUESTED,
         reason=reason,
         details={"requested_at": timezone.now().isoformat()},
     )
@@ -202,7 +207,7 @@ def member_complimentary_grant(
     _audit(
         member=member,
         actor=actor,
-        action="complimentary_granted",
+        action=AuditAction.COMPLIMENTARY_GRANTED,
         reason=reason,
         details={
             "membership_id": membership.pk,
@@ -225,7 +230,7 @@ def member_complimentary_end(*, member: Member, actor: Any, reason: str) -> Memb
     _audit(
         member=member,
         actor=actor,
-        action="complimentary_ended",
+        action=AuditAction.COMPLIMENTARY_ENDED,
         reason=reason,
         details={"membership_id": membership.pk},
     )

@@ -37,12 +37,14 @@ from members.models import (
     validate_member_email,
 )
 from members.sync import member_remove_request, role_sync_request
-from ops.services import audit_record, notification_enqueue
+from ops.errors import ServiceError
+from ops.models import AuditAction, AuditActor
+from ops.services import audit_actor, audit_record, notification_enqueue
 
 INVITE_TIERS = (SeatTier.OWNER, SeatTier.TEAM)
 
 
-class SeatError(Exception):
+class SeatError(ServiceError):
     """A team action is refused; the message is safe to show to the user."""
 
 
@@ -90,10 +92,6 @@ def owned_team(member: Member | None) -> Team:
     if member is None or member.team_id is None or member.seat_tier != SeatTier.OWNER:
         raise NotFound("Only owners of a team can manage its seats.")
     return member.team
-
-
-def _actor(member: Member) -> dict[str, str]:
-    return {"actor_type": "member", "actor_id": str(member.pk), "actor_label": str(member)}
 
 
 def _invite_email_allowance_check(team: Team) -> None:
@@ -144,8 +142,8 @@ def invite_create(*, actor: Member, tier: str, email: str = "") -> Invite:
         team=team, tier=tier, email=email, token=secrets.token_urlsafe(32), created_by=actor
     )
     audit_record(
-        **_actor(actor),
-        action="invite_created",
+        **audit_actor(actor, AuditActor.MEMBER),
+        action=AuditAction.INVITE_CREATED,
         target=invite,
         details={"team_id": team.pk, "tier": tier, "email": email},
     )
@@ -174,7 +172,11 @@ def invite_revoke(*, actor: Member, invite_id: int, now: datetime) -> Invite:
     if invite.revoked_at is None:
         invite.revoked_at = now
         invite.save(update_fields=["revoked_at"])
-        audit_record(**_actor(actor), action="invite_revoked", target=invite)
+        audit_record(
+            **audit_actor(actor, AuditActor.MEMBER),
+            action=AuditAction.INVITE_REVOKED,
+            target=invite,
+        )
     return invite
 
 
@@ -259,10 +261,8 @@ def seat_claim(*, invite_id: int, discord_user: DiscordUser, now: datetime) -> M
     invite.last_claimed_by = member
     invite.save(update_fields=["last_claimed_at", "last_claimed_by"])
     audit_record(
-        actor_type="member",
-        actor_id=str(member.pk),
-        actor_label=discord_user.username,
-        action="seat_claimed",
+        **audit_actor(member, AuditActor.MEMBER, label=discord_user.username),
+        action=AuditAction.SEAT_CLAIMED,
         target=member,
         details={
             "team_id": team.pk,
@@ -321,8 +321,8 @@ def seat_revoke(*, actor: Member, member_id: int, now: datetime) -> Member:
     )
     member_detach(member=target, now=now)
     audit_record(
-        **_actor(actor),
-        action="seat_revoked",
+        **audit_actor(actor, AuditActor.MEMBER),
+        action=AuditAction.SEAT_REVOKED,
         target=target,
         details={"team_id": team.pk, "tier": tier, "discord_id": target.discord_id or ""},
     )
@@ -381,7 +381,7 @@ def team_end(*, team_id: int, now: datetime, reason: str, actor_type: str = "str
         member_detach(member=member, now=now)
         audit_record(
             actor_type=actor_type,
-            action="team_member_detached",
+            action=AuditAction.TEAM_MEMBER_DETACHED,
             target=member,
             details={"team_id": team.pk, "tier": tier, "discord_id": member.discord_id or ""},
             reason=reason,
@@ -413,8 +413,8 @@ def team_return(*, team_id: int, now: datetime) -> Member | None:
     owner.seat_tier = SeatTier.OWNER
     owner.save(update_fields=["team", "seat_tier", "updated_at"])
     audit_record(
-        actor_type="stripe",
-        action="team_owner_reattached",
+        actor_type=AuditActor.STRIPE,
+        action=AuditAction.TEAM_OWNER_REATTACHED,
         target=owner,
         details={"team_id": team.pk, "subscription_id": team.subscription_id or ""},
     )
@@ -489,8 +489,8 @@ def _seat_release(*, member: Member, team: Team, tier: str, seats: tuple[int, da
     )
     member_detach(member=member, now=now)
     audit_record(
-        actor_type="stripe",
-        action="seat_released",
+        actor_type=AuditActor.STRIPE,
+        action=AuditAction.SEAT_RELEASED,
         target=member,
         details={
             "team_id": team.pk,

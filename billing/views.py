@@ -20,7 +20,6 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from billing.checkout import (
     SEAT_ADD_MAX,
-    CheckoutError,
     billing_portal_start,
     checkout_company_start,
     checkout_individual_start,
@@ -31,7 +30,6 @@ from billing.selectors import member_billing_summary
 from billing.teams import (
     INVITE_TIERS,
     NotFound,
-    SeatError,
     invite_create,
     invite_link,
     invite_revoke,
@@ -44,6 +42,7 @@ from members.gates import email_proven_required
 from members.models import Member, SeatTier
 from members.selectors import member_can_manage_billing, member_invoices
 from members.services import member_for_user
+from ops.errors import ServiceError
 
 # --- Member dashboard, billing and checkout -------------------------------------------------
 
@@ -97,7 +96,7 @@ def billing_portal(request: HttpRequest) -> HttpResponse:
         url = billing_portal_start(
             member=member, return_url=f"{settings.APP_URL}{reverse('billing:billing')}"
         )
-    except CheckoutError as exc:
+    except ServiceError as exc:
         messages.error(request, str(exc))
         return redirect("billing:billing")
     return redirect(url)
@@ -109,7 +108,7 @@ def checkout_individual(request: HttpRequest) -> HttpResponse:
     member = member_for_user(user=request.user)
     try:
         url = checkout_individual_start(member=member)
-    except CheckoutError as exc:
+    except ServiceError as exc:
         messages.error(request, str(exc))
         return redirect("billing:dashboard")
     return redirect(url)
@@ -131,7 +130,7 @@ def company(request: HttpRequest) -> HttpResponse:
                 owner_seats=form.cleaned_data["owner_seats"],
                 team_seats=form.cleaned_data["team_seats"],
             )
-        except CheckoutError as exc:
+        except ServiceError as exc:
             form.add_error(None, str(exc))
         else:
             return redirect(url)
@@ -198,7 +197,7 @@ def team_invite_create(request: HttpRequest) -> HttpResponse:
             tier=request.POST.get("tier", ""),
             email=request.POST.get("email", "")[:254],
         )
-    except SeatError as exc:
+    except ServiceError as exc:
         messages.error(request, str(exc))
     else:
         messages.success(request, f"Invite created: {invite_link(invite)}")
@@ -220,7 +219,7 @@ def team_seats_add(request: HttpRequest) -> HttpResponse:
         change = seats_add(
             team=owner.team, tier=request.POST.get("tier", ""), quantity=quantity, actor=owner
         )
-    except CheckoutError as exc:
+    except ServiceError as exc:
         messages.error(request, str(exc))
     else:
         added = change.new_quantity - change.previous_quantity
@@ -254,7 +253,7 @@ def team_seat_revoke(request: HttpRequest, member_id: int) -> HttpResponse:
         target = seat_revoke(actor=owner, member_id=member_id, now=timezone.now())
     except NotFound as exc:
         raise Http404(str(exc)) from exc
-    except SeatError as exc:
+    except ServiceError as exc:
         messages.error(request, str(exc))
     else:
         messages.success(request, f"Seat revoked for {target}. The seat is free again.")

@@ -20,6 +20,7 @@ from django.urls import reverse
 
 from discordsync.client import DiscordError, get_client
 from members.models import DiscordUser
+from ops.errors import ServiceError
 
 SESSION_KEY = "discord_oauth"
 STATE_TTL_SECONDS = 600
@@ -32,7 +33,7 @@ class Flow:
     INVITE = "invite"
 
 
-class OAuthError(Exception):
+class OAuthError(ServiceError):
     """The callback cannot be completed; the message is safe to show to the user."""
 
 

@@ -19,12 +19,14 @@ from discordsync.client import DiscordError, get_client
 from discordsync.selectors import managed_role_ids, member_belongs_in_guild, member_expected_role
 from members.models import DiscordUser, Member
 from members.sync import role_sync_request
-from ops.services import audit_record, notification_enqueue
+from ops.errors import ServiceError
+from ops.models import AuditAction, AuditActor
+from ops.services import audit_actor, audit_record, notification_enqueue
 
 log = structlog.get_logger(__name__)
 
 
-class LinkError(Exception):
+class LinkError(ServiceError):
     """A Discord account cannot be linked; the message is safe to show."""
 
 
@@ -80,10 +82,8 @@ def discord_link(*, member_id: int, discord_user: DiscordUser, now: datetime) ->
     except IntegrityError as exc:  # the same Discord account linked concurrently
         raise LinkError("That Discord account is already linked to another membership.") from exc
     audit_record(
-        actor_type="member",
-        actor_id=str(member.pk),
-        actor_label=str(member),
-        action="discord_linked",
+        **audit_actor(member, AuditActor.MEMBER),
+        action=AuditAction.DISCORD_LINKED,
         target=member,
         details={"discord_id": discord_user.id, "discord_username": member.discord_username},
     )
@@ -112,10 +112,8 @@ def _merge_discord_only(*, holder: Member, into: Member) -> None:
     membership: one person, one member. The empty row (and its login) goes; the audit log keeps
     its history under its id."""
     audit_record(
-        actor_type="member",
-        actor_id=str(into.pk),
-        actor_label=str(into),
-        action="discord_only_member_merged",
+        **audit_actor(into, AuditActor.MEMBER),
+        action=AuditAction.DISCORD_ONLY_MEMBER_MERGED,
         target=into,
         details={"merged_member_id": holder.pk, "discord_id": holder.discord_id or ""},
     )
@@ -151,8 +149,8 @@ def guild_join(*, member_id: int, access_token: str) -> bool:
             updated_at=now,
         )
         audit_record(
-            actor_type="system",
-            action="discord_guild_joined",
+            actor_type=AuditActor.SYSTEM,
+            action=AuditAction.DISCORD_GUILD_JOINED,
             target=member,
             details={"added": added, "role": expected or ""},
             reason="added with the guilds.join scope after linking",

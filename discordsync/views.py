@@ -20,15 +20,15 @@ from django_ratelimit.decorators import ratelimit
 
 from billing.entitlement import member_is_entitled
 from billing.teams import (
-    SeatError,
     invite_for_token,
     seat_claim,
     team_seats,
 )
-from discordsync.oauth import Flow, OAuthError, oauth_consume, oauth_identify, oauth_start
-from discordsync.services import LinkError, discord_link, guild_join
+from discordsync.oauth import Flow, oauth_consume, oauth_identify, oauth_start
+from discordsync.services import discord_link, guild_join
 from members.gates import email_proven_required, member_login_allowed
 from members.models import Invite, Member
+from ops.errors import ServiceError
 from ops.http import rate_limited
 
 log = structlog.get_logger(__name__)
@@ -89,7 +89,7 @@ def oauth_callback(request: HttpRequest) -> HttpResponse:
     """The one OAuth redirect URI; the flow comes from the session, never from the URL."""
     try:
         pending = oauth_consume(request, state=request.GET.get("state", ""))
-    except OAuthError as exc:
+    except ServiceError as exc:
         log.info("oauth_callback_rejected", reason="state")
         return _oauth_error(request, str(exc))
     if request.GET.get("error"):
@@ -110,7 +110,7 @@ def oauth_callback(request: HttpRequest) -> HttpResponse:
             member = discord_link(
                 member_id=member.pk, discord_user=discord_user, now=timezone.now()
             )
-        except (OAuthError, LinkError) as exc:
+        except ServiceError as exc:
             return _oauth_error(request, str(exc))
         _after_link(request, member.pk, access_token)
         return redirect(DASHBOARD_URL)
@@ -118,7 +118,7 @@ def oauth_callback(request: HttpRequest) -> HttpResponse:
     if pending.flow == Flow.LOGIN:
         try:
             discord_user, _ = oauth_identify(code)
-        except OAuthError as exc:
+        except ServiceError as exc:
             return _oauth_error(request, str(exc))
         member = (
             Member.objects.select_related("user")
@@ -140,7 +140,7 @@ def oauth_callback(request: HttpRequest) -> HttpResponse:
         member = seat_claim(
             invite_id=pending.invite_id or 0, discord_user=discord_user, now=timezone.now()
         )
-    except (OAuthError, SeatError) as exc:
+    except ServiceError as exc:
         return _oauth_error(request, str(exc))
     if member_login_allowed(member.user):
         login(request, member.user, backend="django.contrib.auth.backends.ModelBackend")

@@ -27,7 +27,6 @@ from billing.entitlement import BillingState, with_entitlement
 from billing.selectors import member_billing_summary
 from billing.staff_services import (
     MIN_REASON_LENGTH,
-    StaffActionError,
     member_access_restore,
     member_access_revoke,
     member_claim_reset,
@@ -39,6 +38,7 @@ from billing.staff_services import (
 from discordsync.selectors import member_expected_role
 from members.models import ManagedRole, Member
 from ops.admin_guard import GuardedModelAdmin
+from ops.errors import ServiceError
 from ops.models import AuditLog
 
 # --- Member filters -------------------------------------------------------------------------
@@ -443,7 +443,7 @@ class MemberAdmin(GuardedModelAdmin):
                 try:
                     run(member, request.user, form.cleaned_data)
                     done += 1
-                except StaffActionError as exc:
+                except ServiceError as exc:
                     failed.append(str(exc))
             if done:
                 self.message_user(request, f"{title}: done for {done} member(s).", messages.SUCCESS)

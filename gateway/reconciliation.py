@@ -61,8 +61,8 @@ from discordsync.selectors import introduction_required, managed_role_ids
 from discordsync.services import guild_absence_record, guild_presence_record
 from members.models import Member, Override, SeatTier, Team
 from ops.leases import lease_acquire, lease_release
-from ops.models import AuditLog, Lease, ReconciliationRun
-from ops.services import audit_record, notification_enqueue
+from ops.models import AuditAction, AuditActor, AuditLog, Lease, ReconciliationRun
+from ops.services import audit_actor, audit_record, notification_enqueue
 
 log = structlog.get_logger(__name__)
 
@@ -202,10 +202,8 @@ def reconciliation_start(
             scheduled_for=now,
         )
         audit_record(
-            actor_type=AuditLog.Actor.STAFF if actor is not None else AuditLog.Actor.SYSTEM,
-            actor_id=str(getattr(actor, "pk", "") or ""),
-            actor_label=str(actor) if actor is not None else "",
-            action="reconciliation_requested",
+            **audit_actor(actor),
+            action=AuditAction.RECONCILIATION_REQUESTED,
             target=run,
             details={"trigger": trigger, "fix": fix},
         )
@@ -820,9 +818,9 @@ def _remove_unknown_roles(state: _Run, discord_id: str) -> None:
             client.remove_role(discord_id, role_id, reason=reason)
             state.counts["api_discord_writes"] += 1
             audit_record(
-                actor_type=AuditLog.Actor.SYSTEM,
+                actor_type=AuditActor.SYSTEM,
                 actor_label="reconciliation",
-                action="discord_role_removed_unknown_user",
+                action=AuditAction.DISCORD_ROLE_REMOVED_UNKNOWN_USER,
                 details={"discord_id": discord_id, "role": name, "role_id": role_id},
                 reason=reason,
             )

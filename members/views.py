@@ -43,13 +43,13 @@ from members.selectors import (
 )
 from members.services import (
     EMAIL_VERIFY_MAX_AGE,
-    MemberError,
     email_proven,
     email_verify_send,
     email_verify_user,
     magic_link_request,
     member_signup,
 )
+from ops.errors import ServiceError
 from ops.http import client_ip, rate_limited
 
 log = structlog.get_logger(__name__)
@@ -149,7 +149,7 @@ def signup(request: HttpRequest) -> HttpResponse:
             user = member_signup(
                 email=form.cleaned_data["email"], password=form.cleaned_data["password"]
             )
-        except MemberError as exc:
+        except ServiceError as exc:
             form.add_error(None, str(exc))
         else:
             login(request, user, backend="django.contrib.auth.backends.ModelBackend")

@@ -24,6 +24,7 @@ from ops import notifications
 from ops.admin_guard import GuardedModelAdmin, ReadOnlyAdmin
 from ops.flags import KNOWN_FLAGS, flag_set
 from ops.models import (
+    AuditAction,
     AuditLog,
     FeatureFlag,
     GatewayConfig,
@@ -32,6 +33,7 @@ from ops.models import (
     Notification,
 )
 from ops.services import (
+    audit_actor,
     audit_record,
     message_template_reset,
     message_template_save,
@@ -387,10 +389,8 @@ class GatewayConfigAdmin(GuardedModelAdmin):
             super().save_model(request, obj, form, change)
             if changes:
                 audit_record(
-                    actor_type=AuditLog.Actor.STAFF,
-                    actor_id=str(request.user.pk),
-                    actor_label=str(request.user),
-                    action="gateway_config.updated",
+                    **audit_actor(request.user),
+                    action=AuditAction.GATEWAY_CONFIG_UPDATED,
                     target=obj,
                     details={"changes": changes},
                 )

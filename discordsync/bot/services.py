@@ -14,7 +14,7 @@ from django.db import transaction
 from discordsync.services import guild_absence_record
 from members.models import Member
 from members.sync import role_sync_request
-from ops.models import AuditLog, Heartbeat
+from ops.models import AuditAction, AuditActor, Heartbeat
 from ops.services import audit_record
 
 log = structlog.get_logger(__name__)
@@ -32,10 +32,10 @@ def member_guild_join(*, discord_id: str, now: datetime) -> bool:
     member.guild_joined_at = now
     member.save(update_fields=["in_guild", "guild_joined_at", "updated_at"])
     audit_record(
-        actor_type=AuditLog.Actor.DISCORD,
+        actor_type=AuditActor.DISCORD,
         actor_id=discord_id,
         actor_label=member.discord_username,
-        action="member.guild_joined",
+        action=AuditAction.MEMBER_GUILD_JOINED,
         target=member,
         reason="member joined the Discord guild",
     )
@@ -53,10 +53,10 @@ def member_guild_leave(*, discord_id: str, now: datetime) -> bool:
         return False
     guild_absence_record(member_id=member.pk, now=now)
     audit_record(
-        actor_type=AuditLog.Actor.DISCORD,
+        actor_type=AuditActor.DISCORD,
         actor_id=discord_id,
         actor_label=member.discord_username,
-        action="member.guild_left",
+        action=AuditAction.MEMBER_GUILD_LEFT,
         target=member,
         reason="member left the Discord guild",
     )
