@@ -42,7 +42,7 @@ from billing.teams import team_end
 from billing.truth import episode_paid_invoice, subscription_read
 from discordsync.selectors import member_expected_role
 from members.models import Invite, Member, SeatTier
-from members.sync import member_remove_request, role_sync_request
+from members.sync import member_farewell_and_remove, role_sync_request
 from ops.models import AuditAction, AuditActor, GatewayConfig
 from ops.services import audit_record, notification_enqueue
 
@@ -216,24 +216,16 @@ def member_access_end(*, member: Member, subscription_id: str, reason: str, now:
         target=member,
         details={"subscription_id": subscription_id, "status": reason},
     )
-    farewell = None
-    if member.discord_id:
-        # One farewell per access period: a subscription that comes back (an unpaid one is
-        # settled) and ends again says goodbye again; a replayed ending does not.
-        period = member.paid_at.isoformat() if member.paid_at else ""
-        farewell = notification_enqueue(
-            kind="farewell",
-            channel=DM,
-            recipient=member.discord_id,
-            episode=f"{subscription_id}:{period}",
-            member=member,
-            context={"member_name": _name(member)},
-        )
-        member_remove_request(
-            member_id=member.pk,
-            reason="Subscription ended",
-            farewell_id=farewell.pk if farewell is not None else None,
-        )
+    # One farewell per access period: a subscription that comes back (an unpaid one is
+    # settled) and ends again says goodbye again; a replayed ending does not.
+    period = member.paid_at.isoformat() if member.paid_at else ""
+    member_farewell_and_remove(
+        member=member,
+        reason="Subscription ended",
+        kind="farewell",
+        episode=f"{subscription_id}:{period}",
+        context={"member_name": _name(member)},
+    )
 
 
 # --- time-driven transitions ------------------------------------------------------------------
@@ -348,24 +340,15 @@ def episode_remove(*, episode_id: int, now: datetime, due_by: datetime | None = 
     )
     key = f"{episode.pk}:removal"
     for member in members:
-        farewell = None
-        if member.discord_id:
-            farewell = notification_enqueue(
-                kind="removal",
-                channel=DM,
-                recipient=member.discord_id,
-                episode=key,
-                member=member,
-                context={"member_name": _name(member)},
-            )
         if pays(member):
             _send(member, kind="removal", episode=key, channels=(EMAIL,))
-        if member.discord_id:
-            member_remove_request(
-                member_id=member.pk,
-                reason="Billing failure: Debtor period ended",
-                farewell_id=farewell.pk if farewell is not None else None,
-            )
+        member_farewell_and_remove(
+            member=member,
+            reason="Billing failure: Debtor period ended",
+            kind="removal",
+            episode=key,
+            context={"member_name": _name(member)},
+        )
     return True
 
 

@@ -36,7 +36,7 @@ from members.models import (
     normalize_email,
     validate_member_email,
 )
-from members.sync import member_remove_request, role_sync_request
+from members.sync import member_farewell_and_remove, role_sync_request
 from ops.errors import ServiceError
 from ops.models import AuditAction, AuditActor
 from ops.services import audit_actor, audit_record, notification_enqueue
@@ -277,23 +277,6 @@ def seat_claim(*, invite_id: int, discord_user: DiscordUser, now: datetime) -> M
     return member
 
 
-def _farewell_dm(
-    *, member: Member, kind: str, episode: str, context: dict[str, object]
-) -> int | None:
-    """Queue the goodbye DM the kick task delivers before kicking; its id, or None."""
-    if not member.discord_id:
-        return None
-    farewell = notification_enqueue(
-        kind=kind,
-        channel="dm",
-        recipient=member.discord_id,
-        episode=episode,
-        member=member,
-        context=context,
-    )
-    return farewell.pk if farewell is not None else None
-
-
 @transaction.atomic
 def seat_revoke(*, actor: Member, member_id: int, now: datetime) -> Member:
     """Take a seat back: farewell DM, roles removed and kick after commit, seat freed at once."""
@@ -313,12 +296,6 @@ def seat_revoke(*, actor: Member, member_id: int, now: datetime) -> Member:
         raise SeatError("The primary owner's seat cannot be revoked by other team members.")
 
     tier = target.seat_tier
-    farewell_id = _farewell_dm(
-        member=target,
-        kind="seat_revoked",
-        episode=f"team:{team.pk}:{now.isoformat()}",
-        context={"team_name": team.name, "name": target.discord_username},
-    )
     member_detach(member=target, now=now)
     audit_record(
         **audit_actor(actor, AuditActor.MEMBER),
@@ -326,12 +303,13 @@ def seat_revoke(*, actor: Member, member_id: int, now: datetime) -> Member:
         target=target,
         details={"team_id": team.pk, "tier": tier, "discord_id": target.discord_id or ""},
     )
-    if target.discord_id:
-        member_remove_request(
-            member_id=target.pk,
-            reason="Team seat revoked by an owner",
-            farewell_id=farewell_id,
-        )
+    member_farewell_and_remove(
+        member=target,
+        reason="Team seat revoked by an owner",
+        kind="seat_revoked",
+        episode=f"team:{team.pk}:{now.isoformat()}",
+        context={"team_name": team.name, "name": target.discord_username},
+    )
     return target
 
 
@@ -476,9 +454,6 @@ def _seat_release(*, member: Member, team: Team, tier: str, seats: tuple[int, da
     # One message per seat held: the claim (paid_at) names the occasion.
     episode = f"team:{team.pk}:released:{(member.paid_at or now).isoformat()}"
     context = {"team_name": team.name, "member_name": _seat_name(member)}
-    farewell_id = _farewell_dm(
-        member=member, kind="seat_released", episode=episode, context=context
-    )
     notification_enqueue(
         kind="seat_released",
         channel="email",
@@ -501,9 +476,10 @@ def _seat_release(*, member: Member, team: Team, tier: str, seats: tuple[int, da
         },
         reason="the company reduced its paid seats below the claimed ones",
     )
-    if member.discord_id:
-        member_remove_request(
-            member_id=member.pk,
-            reason="Team seats reduced below the claimed ones",
-            farewell_id=farewell_id,
-        )
+    member_farewell_and_remove(
+        member=member,
+        reason="Team seats reduced below the claimed ones",
+        kind="seat_released",
+        episode=episode,
+        context=context,
+    )

@@ -44,17 +44,6 @@ def current_request_id() -> str | None:
     return str(value) if value else None
 
 
-def bind_fresh_request_id(**context: Any) -> str:
-    """Start a new correlation scope (a bot event, a management command) and return its id.
-
-    Clears whatever a previous unit of work left bound on this thread or task.
-    """
-    request_id = new_request_id()
-    structlog.contextvars.clear_contextvars()
-    structlog.contextvars.bind_contextvars(request_id=request_id, **context)
-    return request_id
-
-
 def stash_request_id(sender: Any = None, task: dict[str, Any] | None = None, **_: Any) -> None:
     if task is None:
         return

@@ -8,8 +8,12 @@ never touches Discord and no app below ``discordsync`` imports it.
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import transaction
 from django_q.tasks import async_task
+
+from ops.services import notification_enqueue
 
 # A Discord task that fails (Discord down, rate limited past the client's own retries) is
 # not acknowledged: the broker presents it again after Q_RETRY, up to Q_MAX_ATTEMPTS, so an
@@ -38,6 +42,31 @@ def member_remove_request(*, member_id: int, reason: str, farewell_id: int | Non
             farewell_id,
             **RETRY_UNTIL_DONE,
         )
+    )
+
+
+def member_farewell_and_remove(
+    *, member: Any, reason: str, kind: str, episode: str, context: dict[str, Any]
+) -> None:
+    """Queue a goodbye DM, then remove the managed roles and kick once this transaction commits.
+
+    The removal task delivers the farewell first (Discord refuses DMs to a user who shares no
+    guild with the bot). Nothing happens for a member without a linked Discord account.
+    """
+    if not member.discord_id:
+        return
+    farewell = notification_enqueue(
+        kind=kind,
+        channel="dm",
+        recipient=member.discord_id,
+        episode=episode,
+        member=member,
+        context=context,
+    )
+    member_remove_request(
+        member_id=member.pk,
+        reason=reason,
+        farewell_id=farewell.pk if farewell is not None else None,
     )
 
 
