@@ -1,4 +1,4 @@
-"""Complimentary memberships (SPEC §2a): access that staff grant without a subscription.
+"""Complimentary memberships: access that staff grant without a subscription.
 
 Staff grant one through ``billing.staff_services`` (reason required, optional end date,
 audited). While it is open the entitlement rule (``billing.entitlement``) counts the member as

@@ -1,4 +1,4 @@
-"""Disputes (chargebacks) and refunds of subscription payments (SPEC §2a).
+"""Disputes (chargebacks) and refunds of subscription payments.
 
 A dispute on a payment of a member's or a team's subscription suspends access at once: the
 entitlement rule (``billing.entitlement``) treats an open ``Dispute`` row as *suspended*, so

@@ -6,7 +6,7 @@ Webhook hooks call :func:`episode_opened`, :func:`episode_recovered` and
 minutes. Two moments: ``now`` is when the work happens and stamps every change, ``due_by``
 (default ``now``) decides what is due. ``billing_tick --at T`` passes ``due_by=T`` with the
 real ``now``, so it performs now what is due by T and the role policy, which reads the real
-clock, agrees with the messages sent (SPEC §2a). Tests move ``now`` itself into the past.
+clock, agrees with the messages sent. Tests move ``now`` itself into the past.
 
 Exactly once, across concurrent ticks, restarts and downtime:
 
@@ -18,7 +18,7 @@ Exactly once, across concurrent ticks, restarts and downtime:
 * after downtime only the latest due step of the Debtor cadence is sent (a member past day 10
   and day 15 hears "15", not both): the earlier ones are stale news.
 
-Who hears what (SPEC §2, original-system §6): every linked member gets the DMs (team members
+Who hears what: every linked member gets the DMs (team members
 read the "ask your plan administrator" wording, because ``team_name`` is set); the people who
 pay — individual members and team owners — also get the emails, because an owner who never
 linked Discord has no other channel. Team-seat members get a short notice instead of the
@@ -318,7 +318,7 @@ def episode_remove(*, episode_id: int, now: datetime, due_by: datetime | None = 
         revoked_invites = Invite.objects.filter(
             team_id=episode.team_id, revoked_at__isnull=True
         ).count()
-        # The team is cancelled, its invites revoked and every member detached (SPEC §2a).
+        # The team is cancelled, its invites revoked and every member detached.
         team_end(
             team_id=episode.team_id,
             now=now,
@@ -445,7 +445,7 @@ def reminder_due(
             "grace_warning",
             "grace_warning",
             {"grace_ends_at": episode.grace_ends_at, "hours_left": hours_left},
-            email_payers=False,  # SPEC §2: a DM at 24 h
+            email_payers=False,  # the first warning at 24 h is a DM only
         )
     due = [step for step in debtor_cadence(episode, config) if step.due_at <= due_by]
     if not due or (episode.removal_due_at is not None and due_by >= episode.removal_due_at):

@@ -249,7 +249,7 @@ def subscription_apply(*, snapshot: SubscriptionSnapshot, now: datetime | None =
                 details={"subscription_id": snapshot.id, "status": snapshot.status},
             )
         if entitled and seats_release_excess(team_id=team.pk, now=now):
-            # Fewer seats paid than claimed (SPEC §2a): the released are already off the team.
+            # Fewer seats paid than claimed: the released are already off the team.
             team, members = _holders(snapshot.id)
 
     for member in members:
@@ -258,14 +258,14 @@ def subscription_apply(*, snapshot: SubscriptionSnapshot, now: datetime | None =
             changed.add(member.pk)
         elif not entitled and member.paid_at is not None and member.cancelled_at is None:
             if complimentary_active(member_facts(member), now):
-                # Entitled without a subscription (SPEC §2a): access ends when the
+                # Entitled without a subscription: access ends when the
                 # complimentary membership does, through its own ending.
                 changed.add(member.pk)
                 continue
             _access_end(member=member, snapshot=snapshot, now=now)
             changed.add(member.pk)
     if team is not None and not entitled and snapshot.status != "incomplete":
-        # Every member leaves the ended team (SPEC §2a); also heals a team that ended before
+        # Every member leaves the ended team; also heals a team that ended before
         # members were detached, on its next event or reconciliation.
         changed.update(
             team_end(team_id=team.pk, now=now, reason=f"team subscription {snapshot.status}")
@@ -392,7 +392,7 @@ def payment_failed_recorded(
     if team is None and not members:
         log.warning("payment_failed_unclaimed", subscription_id=subscription_id)
         return None
-    # "unpaid" ends entitlement (SPEC §2): subscription_apply has already ended their access,
+    # "unpaid" ends entitlement: subscription_apply has already ended their access,
     # so there is no grace left to give.
     if not _holders_have_access(team, members):
         return None

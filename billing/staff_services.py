@@ -1,7 +1,7 @@
 """Staff actions on members, as services the admin (and anything else) calls.
 
 Each action is one transaction that validates, writes database state that ``expected_role``
-honours (so reconciliation never undoes staff intent — v1 bug §12 #11), records an audit row
+honours (so reconciliation never undoes staff intent), records an audit row
 with the staff member and the mandatory reason, and asks for a role sync on commit. Discord is
 converged by the one sync task; nothing here calls Discord directly.
 """
@@ -187,7 +187,7 @@ def member_resync(*, member: Member, actor: Any, reason: str) -> Member:
 def member_complimentary_grant(
     *, member: Member, actor: Any, reason: str, ends_at: datetime | None = None
 ) -> Member:
-    """Entitle the member without a subscription (SPEC §2a) until ``ends_at`` or staff end it.
+    """Entitle the member without a subscription until ``ends_at`` or staff end it.
 
     They get the role the usual rules give (Squire until introduced); a forced role is not
     needed and would not grant access by itself.

@@ -230,7 +230,7 @@ def seat_claim(*, invite_id: int, discord_user: DiscordUser, now: datetime) -> M
         if member.team_id is not None:
             raise SeatError("Your Discord account already holds a seat in another team.")
         # A cancelled individual plan is history, not a membership: only one that still grants
-        # or owes access (SPEC §2a) keeps the person from taking a seat.
+        # or owes access keeps the person from taking a seat.
         if member_is_entitled(member, now) or member_has_live_subscription(member):
             raise SeatError(
                 "Your Discord account already has its own membership. Cancel it before "

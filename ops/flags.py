@@ -1,6 +1,6 @@
 """Feature flags: switches staff flip in the admin, each with a real consumer in the code.
 
-v1 stored flags that nothing read (original-system §12 #10). Here a flag exists only if it is
+v1 stored flags that nothing read. Here a flag exists only if it is
 listed in ``KNOWN_FLAGS`` with the code that reads it; the admin refuses any other key, and a
 missing row means the documented default, so a fresh database behaves sensibly.
 """
