@@ -24,6 +24,7 @@ import stripe
 import structlog
 from django.conf import settings
 from django.db import transaction
+from djstripe.models import Subscription
 
 from members.models import Member, SeatTier, Team
 from ops.errors import ServiceError
@@ -68,8 +69,6 @@ def _stripe_failed(exc: stripe.StripeError, operation: str) -> CheckoutError:
 
 def _subscription_status(subscription_id: str) -> str:
     """Status of a subscription as dj-stripe mirrored it ('' when unknown)."""
-    from djstripe.models import Subscription
-
     if not subscription_id:
         return ""
     # dj-stripe 2.11 keeps the status inside the raw object, not in a column.

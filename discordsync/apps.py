@@ -8,6 +8,6 @@ class DiscordSyncConfig(AppConfig):
     verbose_name = "Discord"
 
     def ready(self) -> None:
-        # Imported once apps are loaded (the module imports models): registers the outbox's
-        # Discord DM and admin-channel senders.
+        # Imported once apps are loaded: the module imports models (Django app loading); it
+        # registers the outbox's Discord DM and admin-channel senders.
         from discordsync import outbox  # noqa: F401

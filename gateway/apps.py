@@ -11,6 +11,7 @@ class GatewayConfig(AppConfig):
     verbose_name = "Gateway"
 
     def ready(self) -> None:
+        # Imported once apps are loaded: these modules import models (Django app loading).
         from gateway import checks, tasks
         from gateway.schema import create_cache_tables
         from gateway.sentry import init_sentry, process_name

@@ -47,18 +47,21 @@ from typing import Any
 import stripe
 import structlog
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Count
 from django.utils import timezone
 from django_q.models import Schedule
+from django_q.tasks import async_task
 from djstripe.models import Subscription
 
 from billing.entitlement import FactsIndex, access
 from billing.models import FailureEpisode
+from billing.services import SubscriptionSnapshot, payment_recovered, subscription_apply
 from discordsync.client import DiscordError, get_client
 from discordsync.policy import expected_role, role_facts
 from discordsync.selectors import introduction_required, managed_role_ids
 from discordsync.services import guild_absence_record, guild_presence_record
+from discordsync.tasks import sync_member_roles
 from members.models import Member, Override, SeatTier, Team
 from ops.leases import lease_acquire, lease_release
 from ops.models import AuditAction, AuditActor, AuditLog, Lease, ReconciliationRun
@@ -305,8 +308,6 @@ def daily_run_claim(
 
     When paused, the row is stored as ``skipped`` so the admin shows the day was not forgotten.
     """
-    from django.db import IntegrityError
-
     now = now or timezone.now()
     status = ReconciliationRun.Status.SKIPPED if paused else ReconciliationRun.Status.SCHEDULED
     try:
@@ -720,9 +721,6 @@ def _subject(finding: dict[str, Any]) -> dict[str, Any]:
 
 def _apply_fixes(state: _Run) -> list[dict[str, Any]]:
     """Database first (mirror, episodes), then Discord, so role syncs see the repaired state."""
-    from billing.services import SubscriptionSnapshot, payment_recovered, subscription_apply
-    from discordsync.tasks import sync_member_roles
-
     order = {
         "resync_subscription": 0,
         "close_failure_episode": 1,
@@ -945,8 +943,6 @@ def _lease_busy(now: datetime) -> bool:
 
 
 def _enqueue_run(run_id: int) -> None:
-    from django_q.tasks import async_task
-
     async_task("gateway.tasks.reconcile_run", run_id, timeout=RUN_TIMEOUT_SECONDS)
 
 

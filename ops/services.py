@@ -17,6 +17,7 @@ from django.utils import timezone
 from django_q.tasks import async_task
 
 from ops.models import AuditAction, AuditActor, AuditLog, MessageTemplate, Notification
+from ops.notifications import compile_template, unknown_variables
 from ops.templates_registry import get_kind
 
 log = structlog.get_logger(__name__)
@@ -151,8 +152,6 @@ def message_template_save(
     Unknown variables do not block the save (the wording is staff's call) but are reported
     and audited, because they render empty. A template that does not compile is refused.
     """
-    from ops.notifications import compile_template, unknown_variables
-
     get_kind(kind)
     compile_template(subject)
     compile_template(body)

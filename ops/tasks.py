@@ -9,13 +9,16 @@ better than a lost billing notice.
 
 from __future__ import annotations
 
+import os
+import socket
+
 import structlog
 from django.db.models import F, Q
 from django.utils import timezone
 from django_q.tasks import async_task
 
 from ops import notifications
-from ops.models import Notification
+from ops.models import Heartbeat, Notification
 from ops.retry import next_retry_at
 
 log = structlog.get_logger(__name__)
@@ -130,10 +133,6 @@ def worker_heartbeat() -> None:
     Written by a task, not by the cluster process, so a cluster that is up but no longer
     executing anything shows as stale.
     """
-    import os
-    import socket
-
-    from ops.models import Heartbeat
 
     Heartbeat.objects.update_or_create(
         name="worker",
