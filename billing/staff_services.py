@@ -53,13 +53,31 @@ def _audit(*, member: Member, actor: Any, action: str, reason: str, details: dic
     )
 
 
-def _set_override(member: Member, *, override: str, forced_role: str, reason: str) -> dict:
+def _override_set(
+    *,
+    member: Member,
+    actor: Any,
+    action: AuditAction,
+    reason: str,
+    override: str,
+    forced_role: str = "",
+    details: dict | None = None,
+) -> Member:
+    """Set (or clear) the member's override, audit it with what it replaced, sync roles."""
     previous = {"override": member.override, "forced_role": member.forced_role}
     member.override = override
     member.forced_role = forced_role
     member.override_reason = reason if override else ""
     member.save(update_fields=["override", "forced_role", "override_reason", "updated_at"])
-    return previous
+    _audit(
+        member=member,
+        actor=actor,
+        action=action,
+        reason=reason,
+        details={**(details or {}), "previous": previous},
+    )
+    role_sync_request(member_id=member.pk)
+    return member
 
 
 @transaction.atomic
@@ -70,17 +88,13 @@ def member_access_revoke(*, member: Member, actor: Any, reason: str) -> Member:
     paying and stay in the guild without access.
     """
     reason = _clean_reason(reason)
-    member = _locked(member)
-    previous = _set_override(member, override=Override.REVOKED, forced_role="", reason=reason)
-    _audit(
-        member=member,
+    return _override_set(
+        member=_locked(member),
         actor=actor,
         action=AuditAction.MEMBER_ACCESS_REVOKED,
         reason=reason,
-        details={"previous": previous},
+        override=Override.REVOKED,
     )
-    role_sync_request(member_id=member.pk)
-    return member
 
 
 @transaction.atomic
@@ -90,16 +104,13 @@ def member_access_restore(*, member: Member, actor: Any, reason: str) -> Member:
     member = _locked(member)
     if not member.override:
         raise StaffActionError(f"{member} has no override to clear.")
-    previous = _set_override(member, override=Override.NONE, forced_role="", reason="")
-    _audit(
+    return _override_set(
         member=member,
         actor=actor,
         action=AuditAction.MEMBER_ACCESS_RESTORED,
         reason=reason,
-        details={"previous": previous},
+        override=Override.NONE,
     )
-    role_sync_request(member_id=member.pk)
-    return member
 
 
 @transaction.atomic
@@ -108,17 +119,15 @@ def member_role_force(*, member: Member, role: str, actor: Any, reason: str) -> 
     reason = _clean_reason(reason)
     if role not in ManagedRole.values:
         raise StaffActionError(f"Unknown role {role!r}; choose one of {', '.join(ManagedRole)}.")
-    member = _locked(member)
-    previous = _set_override(member, override=Override.FORCED, forced_role=role, reason=reason)
-    _audit(
-        member=member,
+    return _override_set(
+        member=_locked(member),
         actor=actor,
         action=AuditAction.MEMBER_ROLE_FORCED,
         reason=reason,
-        details={"role": role, "previous": previous},
+        override=Override.FORCED,
+        forced_role=role,
+        details={"role": role},
     )
-    role_sync_request(member_id=member.pk)
-    return member
 
 
 @transaction.atomic
