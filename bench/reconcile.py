@@ -200,7 +200,7 @@ def child_measure(size: int) -> dict[str, Any]:
     # Warm the imports and connections a worker would already have.
     from django.db import connection
 
-    from ops.reconciliation import reconcile
+    from gateway.reconciliation import reconcile
 
     connection.ensure_connection()
     baseline = _maxrss_mb()
@@ -298,8 +298,8 @@ def render(results: list[dict[str, Any]], command: str, measured: datetime | Non
             f"Measured {when} on {platform.node()} ({_cpu_model()}, {os.cpu_count()} CPUs, "
             f"Python {platform.python_version()}), with `{command}`.",
             "",
-            "Report-only run of `ops.reconciliation.reconcile()` against the fake Stripe and the "
-            "fake Discord, each in its own process on loopback, over real HTTP; SQLite file "
+            "Report-only run of `gateway.reconciliation.reconcile()` against the fake Stripe and "
+            "the fake Discord, each in its own process on loopback, over real HTTP; SQLite file "
             "database (tables from the models). The guild has twice as many members as there "
             "are paying members; 1% of the members lack their role (the drift found). Peak RSS "
             "is the reconciling process's high-water mark (`getrusage`), baseline is the same "

@@ -212,7 +212,7 @@ def _longest_task() -> tuple[float, str]:
     """The longest a task may run: the webhook drain's own budget, or a task enqueued with a
     longer per-task ``timeout`` (the reconciliation run)."""
     from billing.tasks import DRAIN_BUDGET_SECONDS
-    from ops.reconciliation import RUN_TIMEOUT_SECONDS
+    from gateway.reconciliation import RUN_TIMEOUT_SECONDS
 
     candidates = [
         (float(DRAIN_BUDGET_SECONDS), "`DRAIN_BUDGET_SECONDS` of the webhook drain task"),

@@ -8,8 +8,9 @@ from djstripe.models import APIKey, WebhookEndpoint
 
 from billing.models import Dispute, FailureEpisode, StripeEventInbox
 from billing.tasks import mode_mismatch_reason
-from gateway.admin_guard import GuardedModelAdmin, ReadOnlyAdmin, mask_secret
-from ops.services import audit_record
+from ops.admin_guard import GuardedModelAdmin, ReadOnlyAdmin, mask_secret
+from ops.models import AuditAction
+from ops.services import audit_actor, audit_record
 
 
 @admin.register(StripeEventInbox)
@@ -43,10 +44,8 @@ class StripeEventInboxAdmin(GuardedModelAdmin):
         # Through the worker, like every other delivery: same task, same claim, same retries.
         for row in rows:
             audit_record(
-                actor_type="staff",
-                actor_id=str(request.user.pk),
-                actor_label=str(request.user),
-                action="stripe_event_reprocess_requested",
+                **audit_actor(request.user),
+                action=AuditAction.STRIPE_EVENT_REPROCESS_REQUESTED,
                 target=row,
                 details={"event_id": row.event_id},
             )

@@ -8,6 +8,8 @@ class BillingConfig(AppConfig):
     verbose_name = "Billing"
 
     def ready(self) -> None:
+        # Imported once apps are loaded: these modules import models (Django app loading).
+        from billing import health  # noqa: F401 - registers the webhook backlog check
         from billing.stripe_client import configure_stripe
 
         configure_stripe()

@@ -24,10 +24,12 @@ import stripe
 import structlog
 from django.conf import settings
 from django.db import transaction
+from djstripe.models import Subscription
 
 from members.models import Member, SeatTier, Team
-from ops.models import AuditLog
-from ops.services import audit_record
+from ops.errors import ServiceError
+from ops.models import AuditAction, AuditActor
+from ops.services import audit_actor, audit_record
 
 log = structlog.get_logger(__name__)
 
@@ -37,7 +39,7 @@ LIVE_STATUSES = frozenset({"active", "trialing", "past_due", "unpaid"})
 SEAT_ADD_MAX = 50
 
 
-class CheckoutError(Exception):
+class CheckoutError(ServiceError):
     """A refusal the member can read; the message is safe to show on the page."""
 
 
@@ -51,14 +53,6 @@ class SeatChange:
 
 def _app_url(path: str) -> str:
     return f"{settings.APP_URL}{path}"
-
-
-def _actor(member: Member) -> dict[str, Any]:
-    return {
-        "actor_type": AuditLog.Actor.MEMBER,
-        "actor_id": str(member.pk),
-        "actor_label": member.user.email or "",
-    }
 
 
 def _stripe_failed(exc: stripe.StripeError, operation: str) -> CheckoutError:
@@ -75,8 +69,6 @@ def _stripe_failed(exc: stripe.StripeError, operation: str) -> CheckoutError:
 
 def _subscription_status(subscription_id: str) -> str:
     """Status of a subscription as dj-stripe mirrored it ('' when unknown)."""
-    from djstripe.models import Subscription
-
     if not subscription_id:
         return ""
     # dj-stripe 2.11 keeps the status inside the raw object, not in a column.
@@ -99,49 +91,49 @@ def _ensure_customer(member: Member) -> str:
     Personal: it holds only this person's cards, invoices and subscriptions. A company plan
     never uses it (see :func:`_ensure_team_customer`).
     """
-    if member.stripe_customer_id:
-        return member.stripe_customer_id
-    try:
-        customer = stripe.Customer.create(
-            email=member.user.email,
-            metadata={"member_id": str(member.pk)},
-            # Two quick clicks, a retried request or a rolled-back first attempt must not make
-            # two customers; created_at keeps the key unique across database resets.
-            idempotency_key=f"member-{member.pk}-{int(member.created_at.timestamp())}-customer",
+    if not member.stripe_customer_id:
+        member.stripe_customer_id = _customer_create(
+            owner=member, purchaser=member, email=member.user.email, metadata_key="member_id"
         )
-    except stripe.StripeError as exc:
-        raise _stripe_failed(exc, "customer.create") from exc
-    member.stripe_customer_id = customer.id
-    member.save(update_fields=["stripe_customer_id", "updated_at"])
-    audit_record(
-        **_actor(member),
-        action="billing.customer_created",
-        target=member,
-        details={"customer_id": customer.id},
-    )
-    return customer.id
+        member.save(update_fields=["stripe_customer_id", "updated_at"])
+    return member.stripe_customer_id
 
 
 def _ensure_team_customer(team: Team, purchaser: Member) -> str:
     """The team's own Stripe customer: every owner opens its billing portal, so it must hold
     nothing of any one person's (their cards, invoices or other subscriptions)."""
-    if team.stripe_customer_id:
-        return team.stripe_customer_id
+    if not team.stripe_customer_id:
+        team.stripe_customer_id = _customer_create(
+            owner=team,
+            purchaser=purchaser,
+            email=purchaser.user.email,
+            metadata_key="team_id",
+            name=team.name,
+        )
+        team.save(update_fields=["stripe_customer_id"])
+    return team.stripe_customer_id
+
+
+def _customer_create(
+    *, owner: Member | Team, purchaser: Member, email: str, metadata_key: str, **fields: str
+) -> str:
+    """Create the Stripe customer of a member or a team and audit it; returns its id."""
+    prefix = "member" if isinstance(owner, Member) else "team"
     try:
         customer = stripe.Customer.create(
-            name=team.name,
-            email=purchaser.user.email,
-            metadata={"team_id": str(team.pk)},
-            idempotency_key=f"team-{team.pk}-{int(team.created_at.timestamp())}-customer",
+            email=email,
+            metadata={metadata_key: str(owner.pk)},
+            # Two quick clicks, a retried request or a rolled-back first attempt must not make
+            # two customers; created_at keeps the key unique across database resets.
+            idempotency_key=f"{prefix}-{owner.pk}-{int(owner.created_at.timestamp())}-customer",
+            **fields,
         )
     except stripe.StripeError as exc:
         raise _stripe_failed(exc, "customer.create") from exc
-    team.stripe_customer_id = customer.id
-    team.save(update_fields=["stripe_customer_id"])
     audit_record(
-        **_actor(purchaser),
-        action="billing.customer_created",
-        target=team,
+        **audit_actor(purchaser, AuditActor.MEMBER),
+        action=AuditAction.BILLING_CUSTOMER_CREATED,
+        target=owner,
         details={"customer_id": customer.id},
     )
     return customer.id
@@ -156,6 +148,30 @@ def _lock(member: Member) -> Member:
     )
 
 
+def _session_create(
+    *,
+    customer_id: str,
+    reference: str,
+    line_items: list[dict[str, Any]],
+    metadata: dict[str, str],
+    cancel_path: str,
+) -> Any:
+    """A subscription Checkout Session; the subscription carries the session's metadata."""
+    try:
+        return stripe.checkout.Session.create(
+            mode="subscription",
+            customer=customer_id,
+            client_reference_id=reference,
+            line_items=line_items,
+            metadata=metadata,
+            subscription_data={"metadata": metadata},
+            success_url=_app_url("/dashboard/?checkout=success"),
+            cancel_url=_app_url(cancel_path),
+        )
+    except stripe.StripeError as exc:
+        raise _stripe_failed(exc, "checkout.session.create") from exc
+
+
 @transaction.atomic
 def checkout_individual_start(*, member: Member) -> str:
     """Create a Checkout Session for the individual plan; returns the URL to send the member to."""
@@ -163,23 +179,16 @@ def checkout_individual_start(*, member: Member) -> str:
     if member_has_live_subscription(member):
         raise CheckoutError("You already have an active membership.")
     customer_id = _ensure_customer(member)
-    metadata = {"plan_type": "individual", "member_id": str(member.pk)}
-    try:
-        session = stripe.checkout.Session.create(
-            mode="subscription",
-            customer=customer_id,
-            client_reference_id=f"member-{member.pk}",
-            line_items=[{"price": settings.STRIPE_INDIVIDUAL_PRICE_ID, "quantity": 1}],
-            metadata=metadata,
-            subscription_data={"metadata": metadata},
-            success_url=_app_url("/dashboard/?checkout=success"),
-            cancel_url=_app_url("/dashboard/?checkout=cancel"),
-        )
-    except stripe.StripeError as exc:
-        raise _stripe_failed(exc, "checkout.session.create") from exc
+    session = _session_create(
+        customer_id=customer_id,
+        reference=f"member-{member.pk}",
+        line_items=[{"price": settings.STRIPE_INDIVIDUAL_PRICE_ID, "quantity": 1}],
+        metadata={"plan_type": "individual", "member_id": str(member.pk)},
+        cancel_path="/dashboard/?checkout=cancel",
+    )
     audit_record(
-        **_actor(member),
-        action="billing.checkout_started",
+        **audit_actor(member, AuditActor.MEMBER),
+        action=AuditAction.BILLING_CHECKOUT_STARTED,
         target=member,
         details={"plan_type": "individual", "session_id": session.id},
     )
@@ -233,25 +242,18 @@ def checkout_company_start(
         )
         if quantity > 0
     ]
-    metadata = {"plan_type": "company", "member_id": str(member.pk), "team_id": str(team.pk)}
-    try:
-        session = stripe.checkout.Session.create(
-            mode="subscription",
-            customer=customer_id,
-            client_reference_id=f"team-{team.pk}",
-            line_items=line_items,
-            metadata=metadata,
-            subscription_data={"metadata": metadata},
-            success_url=_app_url("/dashboard/?checkout=success"),
-            cancel_url=_app_url("/company/?checkout=cancel"),
-        )
-    except stripe.StripeError as exc:
-        raise _stripe_failed(exc, "checkout.session.create") from exc
+    session = _session_create(
+        customer_id=customer_id,
+        reference=f"team-{team.pk}",
+        line_items=line_items,
+        metadata={"plan_type": "company", "member_id": str(member.pk), "team_id": str(team.pk)},
+        cancel_path="/company/?checkout=cancel",
+    )
     team.checkout_session_id = session.id
     team.save(update_fields=["checkout_session_id"])
     audit_record(
-        **_actor(member),
-        action="billing.checkout_started",
+        **audit_actor(member, AuditActor.MEMBER),
+        action=AuditAction.BILLING_CHECKOUT_STARTED,
         target=team,
         details={
             "plan_type": "company",
@@ -291,8 +293,8 @@ def billing_portal_start(*, member: Member, return_url: str) -> str:
     except stripe.StripeError as exc:
         raise _stripe_failed(exc, "billing_portal.session.create") from exc
     audit_record(
-        **_actor(member),
-        action="billing.portal_opened",
+        **audit_actor(member, AuditActor.MEMBER),
+        action=AuditAction.BILLING_PORTAL_OPENED,
         target=member,
         details={"customer_id": customer_id},
     )
@@ -358,8 +360,8 @@ def seats_add(*, team: Team, tier: str, quantity: int, actor: Member | None = No
         tier=tier, previous_quantity=previous, new_quantity=item.quantity, item_id=item.id
     )
     audit_record(
-        **(_actor(actor) if actor is not None else {"actor_type": AuditLog.Actor.SYSTEM}),
-        action="billing.seats_added",
+        **audit_actor(actor, AuditActor.MEMBER),
+        action=AuditAction.BILLING_SEATS_ADDED,
         target=team,
         details={
             "tier": tier,
@@ -431,8 +433,8 @@ def team_customer_separate(*, team: Team, purchaser: Member, dry_run: bool) -> C
             raise _stripe_failed(exc, "customer.update") from exc
         Member.objects.filter(pk=purchaser.pk).update(stripe_customer_id="")
         audit_record(
-            actor_type=AuditLog.Actor.SYSTEM,
-            action="billing.team_customer_separated",
+            actor_type=AuditActor.SYSTEM,
+            action=AuditAction.BILLING_TEAM_CUSTOMER_SEPARATED,
             target=team,
             details={"customer_id": customer_id, "purchaser_id": purchaser.pk},
             reason="one Stripe customer per team",

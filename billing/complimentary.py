@@ -1,6 +1,6 @@
-"""Complimentary memberships (SPEC §2a): access that staff grant without a subscription.
+"""Complimentary memberships: access that staff grant without a subscription.
 
-Staff grant one through ``members.staff_services`` (reason required, optional end date,
+Staff grant one through ``billing.staff_services`` (reason required, optional end date,
 audited). While it is open the entitlement rule (``billing.entitlement``) counts the member as
 entitled and the role policy gives them the role the usual rules give (Squire until
 introduced, then the seat role). It ends by staff action or, at its end date, by the billing
@@ -21,13 +21,14 @@ from django.db import IntegrityError, transaction
 from billing import lifecycle
 from billing.entitlement import is_entitled, member_facts, paid_up
 from billing.models import ComplimentaryMembership
-from discordsync.services import guild_absence_record, role_sync_request
 from members.models import Member
+from members.sync import guild_rejoin_request, role_sync_request
+from ops.errors import ServiceError
 
 log = structlog.get_logger(__name__)
 
 
-class ComplimentaryError(Exception):
+class ComplimentaryError(ServiceError):
     """The grant or end cannot be applied as asked (the message is safe to show staff)."""
 
 
@@ -51,7 +52,7 @@ def complimentary_grant(
     if Member.objects.filter(pk=member.pk, in_guild=False).exists():
         # Linked but outside the guild (kicked when an earlier access ended): the way back
         # in, once per absence.
-        guild_absence_record(member_id=member.pk, now=now)
+        guild_rejoin_request(member_id=member.pk)
     return membership
 
 

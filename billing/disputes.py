@@ -1,4 +1,4 @@
-"""Disputes (chargebacks) and refunds of subscription payments (SPEC §2a).
+"""Disputes (chargebacks) and refunds of subscription payments.
 
 A dispute on a payment of a member's or a team's subscription suspends access at once: the
 entitlement rule (``billing.entitlement``) treats an open ``Dispute`` row as *suspended*, so
@@ -30,9 +30,9 @@ from billing import lifecycle, services
 from billing.entitlement import Access, member_access
 from billing.models import Dispute
 from billing.truth import invoice_subscription_id
-from discordsync.services import role_sync_request
 from members.models import Member, Team
-from ops.models import AuditLog
+from members.sync import role_sync_request
+from ops.models import AuditAction, AuditActor, AuditLog
 from ops.services import audit_record, notification_enqueue
 
 log = structlog.get_logger(__name__)
@@ -113,10 +113,12 @@ def dispute_apply(
         return row  # a replay, or evidence submitted: nothing changes for anyone
 
     team, members = services._holders(subscription_id)
-    action = "dispute_opened" if opened and is_open else f"dispute_{row.outcome}"
+    action = (
+        AuditAction.DISPUTE_OPENED if opened and is_open else AuditAction(f"dispute_{row.outcome}")
+    )
     if team is not None or members:
         audit_record(
-            actor_type=AuditLog.Actor.STRIPE,
+            actor_type=AuditActor.STRIPE,
             action=action,
             target=team or members[0],
             details={
@@ -204,12 +206,14 @@ def refund_record(*, charge_id: str) -> bool:
         return False
     refunded = int(charge.get("amount_refunded") or 0)
     if AuditLog.objects.filter(
-        action="charge_refunded", details__charge_id=charge_id, details__amount_refunded=refunded
+        action=AuditAction.CHARGE_REFUNDED,
+        details__charge_id=charge_id,
+        details__amount_refunded=refunded,
     ).exists():
         return False
     audit_record(
-        actor_type=AuditLog.Actor.STRIPE,
-        action="charge_refunded",
+        actor_type=AuditActor.STRIPE,
+        action=AuditAction.CHARGE_REFUNDED,
         target=team or members[0],
         details={
             "charge_id": charge_id,

@@ -6,7 +6,7 @@ Webhook hooks call :func:`episode_opened`, :func:`episode_recovered` and
 minutes. Two moments: ``now`` is when the work happens and stamps every change, ``due_by``
 (default ``now``) decides what is due. ``billing_tick --at T`` passes ``due_by=T`` with the
 real ``now``, so it performs now what is due by T and the role policy, which reads the real
-clock, agrees with the messages sent (SPEC §2a). Tests move ``now`` itself into the past.
+clock, agrees with the messages sent. Tests move ``now`` itself into the past.
 
 Exactly once, across concurrent ticks, restarts and downtime:
 
@@ -18,7 +18,7 @@ Exactly once, across concurrent ticks, restarts and downtime:
 * after downtime only the latest due step of the Debtor cadence is sent (a member past day 10
   and day 15 hears "15", not both): the earlier ones are stale news.
 
-Who hears what (SPEC §2, original-system §6): every linked member gets the DMs (team members
+Who hears what: every linked member gets the DMs (team members
 read the "ask your plan administrator" wording, because ``team_name`` is set); the people who
 pay — individual members and team owners — also get the emails, because an owner who never
 linked Discord has no other channel. Team-seat members get a short notice instead of the
@@ -27,7 +27,6 @@ billing detail.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -36,16 +35,15 @@ import stripe
 import structlog
 from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
 from djstripe.models import Subscription
 
 from billing.models import FailureEpisode
+from billing.teams import team_end
 from billing.truth import episode_paid_invoice, subscription_read
 from discordsync.selectors import member_expected_role
-from discordsync.services import member_remove_request, role_sync_request
 from members.models import Invite, Member, SeatTier
-from members.team_services import team_end
-from ops.models import GatewayConfig
+from members.sync import member_farewell_and_remove, role_sync_request
+from ops.models import AuditAction, AuditActor, GatewayConfig
 from ops.services import audit_record, notification_enqueue
 
 log = structlog.get_logger(__name__)
@@ -195,8 +193,8 @@ def episode_recovered(*, episode: FailureEpisode, now: datetime) -> None:
             context["role_name"] = settings.ROLE_NAMES.get(role or "", "")
         _send(member, kind=kind, episode=key, channels=(DM, EMAIL), context=context)
     audit_record(
-        actor_type="stripe",
-        action="failure_episode_recovered",
+        actor_type=AuditActor.STRIPE,
+        action=AuditAction.FAILURE_EPISODE_RECOVERED,
         target=episode,
         details={"subscription_id": episode.subscription_id, "from": kind.split("_")[1]},
     )
@@ -213,29 +211,21 @@ def member_access_end(*, member: Member, subscription_id: str, reason: str, now:
     member.intro_message_id = ""
     member.save(update_fields=["cancelled_at", "introduced_at", "intro_message_id", "updated_at"])
     audit_record(
-        actor_type="stripe",
-        action="subscription_ended",
+        actor_type=AuditActor.STRIPE,
+        action=AuditAction.SUBSCRIPTION_ENDED,
         target=member,
         details={"subscription_id": subscription_id, "status": reason},
     )
-    farewell = None
-    if member.discord_id:
-        # One farewell per access period: a subscription that comes back (an unpaid one is
-        # settled) and ends again says goodbye again; a replayed ending does not.
-        period = member.paid_at.isoformat() if member.paid_at else ""
-        farewell = notification_enqueue(
-            kind="farewell",
-            channel=DM,
-            recipient=member.discord_id,
-            episode=f"{subscription_id}:{period}",
-            member=member,
-            context={"member_name": _name(member)},
-        )
-        member_remove_request(
-            member_id=member.pk,
-            reason="Subscription ended",
-            farewell_id=farewell.pk if farewell is not None else None,
-        )
+    # One farewell per access period: a subscription that comes back (an unpaid one is
+    # settled) and ends again says goodbye again; a replayed ending does not.
+    period = member.paid_at.isoformat() if member.paid_at else ""
+    member_farewell_and_remove(
+        member=member,
+        reason="Subscription ended",
+        kind="farewell",
+        episode=f"{subscription_id}:{period}",
+        context={"member_name": _name(member)},
+    )
 
 
 # --- time-driven transitions ------------------------------------------------------------------
@@ -262,8 +252,8 @@ def episode_enter_debtor(*, episode_id: int, now: datetime, due_by: datetime | N
     episode = FailureEpisode.objects.get(pk=episode_id)
     members = episode_members(episode)
     audit_record(
-        actor_type="system",
-        action="debtor_entered",
+        actor_type=AuditActor.SYSTEM,
+        action=AuditAction.DEBTOR_ENTERED,
         target=episode,
         details={
             "subscription_id": episode.subscription_id,
@@ -328,16 +318,16 @@ def episode_remove(*, episode_id: int, now: datetime, due_by: datetime | None = 
         revoked_invites = Invite.objects.filter(
             team_id=episode.team_id, revoked_at__isnull=True
         ).count()
-        # The team is cancelled, its invites revoked and every member detached (SPEC §2a).
+        # The team is cancelled, its invites revoked and every member detached.
         team_end(
             team_id=episode.team_id,
             now=now,
             reason="billing unresolved for the whole Debtor period",
-            actor_type="system",
+            actor_type=AuditActor.SYSTEM,
         )
     audit_record(
-        actor_type="system",
-        action="debtor_removed",
+        actor_type=AuditActor.SYSTEM,
+        action=AuditAction.DEBTOR_REMOVED,
         target=episode,
         details={
             "subscription_id": episode.subscription_id,
@@ -350,24 +340,15 @@ def episode_remove(*, episode_id: int, now: datetime, due_by: datetime | None = 
     )
     key = f"{episode.pk}:removal"
     for member in members:
-        farewell = None
-        if member.discord_id:
-            farewell = notification_enqueue(
-                kind="removal",
-                channel=DM,
-                recipient=member.discord_id,
-                episode=key,
-                member=member,
-                context={"member_name": _name(member)},
-            )
         if pays(member):
             _send(member, kind="removal", episode=key, channels=(EMAIL,))
-        if member.discord_id:
-            member_remove_request(
-                member_id=member.pk,
-                reason="Billing failure: Debtor period ended",
-                farewell_id=farewell.pk if farewell is not None else None,
-            )
+        member_farewell_and_remove(
+            member=member,
+            reason="Billing failure: Debtor period ended",
+            kind="removal",
+            episode=key,
+            context={"member_name": _name(member)},
+        )
     return True
 
 
@@ -389,8 +370,8 @@ def removal_settle(*, subscription_id: str, status: str, now: datetime) -> int:
         episode.settled_at = now
         episode.save(update_fields=["settled_at"])
         audit_record(
-            actor_type="stripe",
-            action="removal_settled",
+            actor_type=AuditActor.STRIPE,
+            action=AuditAction.REMOVAL_SETTLED,
             target=episode,
             details={"subscription_id": subscription_id, "status": status},
             reason="the subscription was paid after the removal",
@@ -464,7 +445,7 @@ def reminder_due(
             "grace_warning",
             "grace_warning",
             {"grace_ends_at": episode.grace_ends_at, "hours_left": hours_left},
-            email_payers=False,  # SPEC §2: a DM at 24 h
+            email_payers=False,  # the first warning at 24 h is a DM only
         )
     due = [step for step in debtor_cadence(episode, config) if step.due_at <= due_by]
     if not due or (episode.removal_due_at is not None and due_by >= episode.removal_due_at):
@@ -534,171 +515,3 @@ def episode_advance(
     if reminder:
         _stop_if_paid(episode_id)
     return False, False, reminder
-
-
-@dataclass
-class TickReport:
-    """What one tick did (or, as a dry run, would do), for the command's output, logs and
-    tests."""
-
-    now: datetime
-    due_by: datetime
-    dry_run: bool = False
-    cancel_in_stripe: bool = False
-    entered_debtor: list[int] = field(default_factory=list)
-    removed: list[int] = field(default_factory=list)
-    recovered: list[int] = field(default_factory=list)
-    reminders: list[str] = field(default_factory=list)
-    claim_reminders: list[str] = field(default_factory=list)
-    complimentary_ended: list[int] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    stopped: bool = False
-
-    def lines(self) -> list[str]:
-        header = f"billing tick as of {self.now.isoformat()}"
-        if self.due_by != self.now:
-            header += f", doing what is due by {self.due_by.isoformat()}"
-        lines = [header]
-        if self.dry_run:
-            cancel = " (subscription would be cancelled in Stripe)" if self.cancel_in_stripe else ""
-            lines += [f"episode {pk}: would enter Debtor" for pk in self.entered_debtor]
-            lines += [f"episode {pk}: would be removed{cancel}" for pk in self.removed]
-            lines += [f"reminder {name} (unless already sent)" for name in self.reminders]
-            lines += [
-                f"complimentary membership {pk}: would end" for pk in self.complimentary_ended
-            ]
-            lines += [
-                f"claim reminder {name} (unless already sent)" for name in self.claim_reminders
-            ]
-            if len(lines) == 1:
-                lines.append("nothing due")
-            lines.append(
-                "dry run: nothing was changed; Stripe is asked before each step for real, and "
-                "a renewal paid meanwhile settles its episode instead"
-            )
-            return lines
-        lines += [f"episode {pk}: entered Debtor" for pk in self.entered_debtor]
-        lines += [f"episode {pk}: removed" for pk in self.removed]
-        lines += [f"episode {pk}: paid in Stripe, recovered" for pk in self.recovered]
-        lines += [f"reminder {name}" for name in self.reminders]
-        lines += [f"claim reminder {name}" for name in self.claim_reminders]
-        lines += [f"complimentary membership {pk}: ended" for pk in self.complimentary_ended]
-        lines += [f"error: {error}" for error in self.errors]
-        if self.stopped:
-            lines.append("stopped early on request; the next tick continues")
-        if len(lines) == 1:
-            lines.append("nothing due")
-        return lines
-
-
-def billing_tick(
-    *,
-    now: datetime | None = None,
-    due_by: datetime | None = None,
-    dry_run: bool = False,
-    should_stop: Callable[[], bool] | None = None,
-) -> TickReport:
-    """Perform at ``now`` every transition and message due by ``due_by`` (default ``now``);
-    safe to run concurrently.
-
-    Every change is stamped with ``now``, which must not lie in the future: the role policy
-    reads the real clock, so a future stamp would send Debtor messages to members who keep
-    their role. A later moment goes in ``due_by``. Each episode is handled in its own
-    transaction, so one that fails (Stripe down while cancelling) is reported and retried
-    next tick without holding up the others. ``dry_run`` only lists what is due: no database
-    write, no outbox row, no Stripe call. ``should_stop`` is polled between units of work
-    (SIGTERM in the command).
-    """
-    from billing.complimentary import complimentary_expire_due, complimentary_expiring
-    from members.reminders import claim_reminders_due, claim_reminders_send
-
-    real_now = timezone.now()
-    now = now or real_now
-    if now > real_now + CLOCK_SKEW:
-        raise LifecycleError(
-            f"a tick cannot happen at {now.isoformat()}, later than the clock "
-            f"({real_now.isoformat()}); pass the later moment as due_by"
-        )
-    due_by = due_by or now
-    stop = should_stop or (lambda: False)
-    config = GatewayConfig.load()
-    report = TickReport(
-        now=now, due_by=due_by, dry_run=dry_run, cancel_in_stripe=config.cancel_stripe_on_removal
-    )
-    episodes = FailureEpisode.objects.filter(closed_at__isnull=True, opened_at__lte=now).order_by(
-        "opened_at", "pk"
-    )
-    if dry_run:
-        for episode in episodes:
-            _plan(report, episode, config)
-        report.complimentary_ended = complimentary_expiring(due_by=due_by)
-        report.claim_reminders = [
-            f"member {member.pk}: would send {step.name}"
-            for member, step in claim_reminders_due(now=now, due_by=due_by)
-        ]
-        return report
-    for episode_id in list(episodes.values_list("pk", flat=True)):
-        if stop():
-            report.stopped = True
-            return report
-        try:
-            try:
-                entered, removed, reminder = episode_advance(
-                    episode_id=episode_id, now=now, due_by=due_by
-                )
-            except EpisodeSettled as settled:
-                from billing.services import payment_recovered
-
-                if payment_recovered(
-                    subscription_id=settled.subscription_id,
-                    subscription=settled.subscription,
-                    now=now,
-                ):
-                    report.recovered.append(episode_id)
-                continue
-            if entered:
-                report.entered_debtor.append(episode_id)
-            if removed:
-                report.removed.append(episode_id)
-            elif reminder:
-                report.reminders.append(f"episode {episode_id}: {reminder}")
-        except Exception as exc:  # noqa: BLE001 — one bad episode must not stop the others
-            log.exception("billing_tick_episode_failed", episode_id=episode_id)
-            report.errors.append(f"episode {episode_id}: {type(exc).__name__}: {exc}")
-    if stop():
-        report.stopped = True
-        return report
-    try:
-        report.complimentary_ended = complimentary_expire_due(now=now, due_by=due_by)
-    except Exception as exc:  # noqa: BLE001 — reported; the next tick tries again
-        log.exception("billing_tick_complimentary_failed")
-        report.errors.append(f"complimentary memberships: {type(exc).__name__}: {exc}")
-    try:
-        report.claim_reminders = claim_reminders_send(now=now, due_by=due_by, should_stop=stop)
-    except Exception as exc:  # noqa: BLE001 — reported; the next tick tries again
-        log.exception("billing_tick_claim_reminders_failed")
-        report.errors.append(f"claim reminders: {type(exc).__name__}: {exc}")
-    log.info(
-        "billing_tick_done",
-        at=now.isoformat(),
-        due_by=due_by.isoformat(),
-        entered_debtor=len(report.entered_debtor),
-        removed=len(report.removed),
-        recovered=len(report.recovered),
-        reminders=len(report.reminders),
-        claim_reminders=len(report.claim_reminders),
-        errors=len(report.errors),
-    )
-    return report
-
-
-def _plan(report: TickReport, episode: FailureEpisode, config: GatewayConfig) -> None:
-    """What :func:`episode_advance` would do with this episode, read-only (``--dry-run``)."""
-    if episode.debtor_at is None and episode.grace_ends_at <= report.due_by:
-        report.entered_debtor.append(episode.pk)
-    elif episode.removal_due_at is not None and episode.removal_due_at <= report.due_by:
-        report.removed.append(episode.pk)
-    else:
-        reminder = reminder_due(episode, config, now=report.now, due_by=report.due_by)
-        if reminder is not None:
-            report.reminders.append(f"episode {episode.pk}: {reminder.name}")

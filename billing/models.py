@@ -105,7 +105,7 @@ class StripeEventInbox(models.Model):
 
 
 class ComplimentaryMembership(models.Model):
-    """Access granted by staff without a subscription (SPEC §2a): reason required, optional end.
+    """Access granted by staff without a subscription: reason required, optional end.
 
     Open while ``ended_at`` is null; an ``ends_at`` in the past no longer entitles even before
     the billing tick closes the row through the normal ending path.
@@ -136,7 +136,7 @@ class ComplimentaryMembership(models.Model):
 class Dispute(models.Model):
     """A chargeback on a payment of a subscription, as Stripe last reported it.
 
-    While open (``closed_at`` null) the subscription entitles nobody (SPEC §2a); ``won``
+    While open (``closed_at`` null) the subscription entitles nobody; ``won``
     restores access, ``lost`` ends it like a cancellation.
     """
 

@@ -29,6 +29,7 @@ from billing.checkout import LIVE_STATUSES
 from billing.entitlement import complimentary_active, member_facts, paid_up, subscription_facts
 from billing.models import FailureEpisode
 from billing.selectors import subscription_item_quantities, subscription_period_end
+from billing.teams import seats_release_excess, team_end, team_return
 from billing.truth import (
     FAILING_STATUSES,
     episode_paid_invoice,
@@ -37,10 +38,9 @@ from billing.truth import (
     object_id,
     subscription_read,
 )
-from discordsync.services import guild_absence_record, role_sync_request
 from members.models import Member, SeatTier, Team
-from members.team_services import seats_release_excess, team_end, team_return
-from ops.models import GatewayConfig
+from members.sync import guild_rejoin_request, role_sync_request
+from ops.models import AuditAction, AuditActor, GatewayConfig
 from ops.services import audit_record, notification_enqueue
 
 log = structlog.get_logger(__name__)
@@ -191,8 +191,8 @@ def checkout_completed(*, session: dict[str, Any], now: datetime | None = None) 
             purchaser.paid_at = None
             purchaser.save()
         audit_record(
-            actor_type="stripe",
-            action="checkout_completed",
+            actor_type=AuditActor.STRIPE,
+            action=AuditAction.CHECKOUT_COMPLETED,
             target=team,
             details={"subscription_id": subscription_id, "plan": "company"},
         )
@@ -211,8 +211,8 @@ def checkout_completed(*, session: dict[str, Any], now: datetime | None = None) 
         purchaser.stripe_customer_id = customer_id or purchaser.stripe_customer_id
         purchaser.save()
         audit_record(
-            actor_type="stripe",
-            action="checkout_completed",
+            actor_type=AuditActor.STRIPE,
+            action=AuditAction.CHECKOUT_COMPLETED,
             target=purchaser,
             details={"subscription_id": subscription_id, "plan": "individual"},
         )
@@ -288,8 +288,8 @@ def subscription_apply(*, snapshot: SubscriptionSnapshot, now: datetime | None =
         team_seats = quantities.get(settings.STRIPE_TEAM_SEAT_PRICE_ID, 0)
         if (owner_seats, team_seats) != (team.owner_seats, team.team_seats):
             audit_record(
-                actor_type="stripe",
-                action="seats_updated",
+                actor_type=AuditActor.STRIPE,
+                action=AuditAction.SEATS_UPDATED,
                 target=team,
                 details={
                     "subscription_id": snapshot.id,
@@ -306,13 +306,13 @@ def subscription_apply(*, snapshot: SubscriptionSnapshot, now: datetime | None =
             team, members = _holders(snapshot.id)
         elif not entitled and team.cancelled_at is None and snapshot.status != "incomplete":
             audit_record(
-                actor_type="stripe",
-                action="subscription_ended",
+                actor_type=AuditActor.STRIPE,
+                action=AuditAction.SUBSCRIPTION_ENDED,
                 target=team,
                 details={"subscription_id": snapshot.id, "status": snapshot.status},
             )
         if entitled and seats_release_excess(team_id=team.pk, now=now):
-            # Fewer seats paid than claimed (SPEC §2a): the released are already off the team.
+            # Fewer seats paid than claimed: the released are already off the team.
             team, members = _holders(snapshot.id)
 
     for member in members:
@@ -321,14 +321,14 @@ def subscription_apply(*, snapshot: SubscriptionSnapshot, now: datetime | None =
             changed.add(member.pk)
         elif not entitled and member.paid_at is not None and member.cancelled_at is None:
             if complimentary_active(member_facts(member), now):
-                # Entitled without a subscription (SPEC §2a): access ends when the
+                # Entitled without a subscription: access ends when the
                 # complimentary membership does, through its own ending.
                 changed.add(member.pk)
                 continue
             _access_end(member=member, snapshot=snapshot, now=now)
             changed.add(member.pk)
     if team is not None and not entitled and snapshot.status != "incomplete":
-        # Every member leaves the ended team (SPEC §2a); also heals a team that ended before
+        # Every member leaves the ended team; also heals a team that ended before
         # members were detached, on its next event or reconciliation.
         changed.update(
             team_end(team_id=team.pk, now=now, reason=f"team subscription {snapshot.status}")
@@ -340,8 +340,8 @@ def subscription_apply(*, snapshot: SubscriptionSnapshot, now: datetime | None =
         )
     if snapshot.previous and snapshot.previous_status != snapshot.status:
         audit_record(
-            actor_type="stripe",
-            action="subscription_status_changed",
+            actor_type=AuditActor.STRIPE,
+            action=AuditAction.SUBSCRIPTION_STATUS_CHANGED,
             target=team or members[0],
             details={
                 "subscription_id": snapshot.id,
@@ -363,8 +363,8 @@ def _access_grant(
     member.cancelled_at = None
     member.save(update_fields=["paid_at", "cancelled_at", "updated_at"])
     audit_record(
-        actor_type="stripe",
-        action="access_restored" if returning else "subscription_activated",
+        actor_type=AuditActor.STRIPE,
+        action=AuditAction.ACCESS_RESTORED if returning else "subscription_activated",
         target=member,
         details={"subscription_id": snapshot.id, "status": snapshot.status},
     )
@@ -390,7 +390,7 @@ def _access_grant(
         # The same subscription paid again after access ended and we kicked them (a removal
         # after Debtor, the subscription kept): no new welcome, so the way back into the
         # guild, once per absence (the email the daily reconciliation would send a day later).
-        guild_absence_record(member_id=member.pk, now=now)
+        guild_rejoin_request(member_id=member.pk)
 
 
 def _access_end(*, member: Member, snapshot: SubscriptionSnapshot, now: datetime) -> None:
@@ -414,8 +414,8 @@ def _episodes_close(*, subscription_id: str, reason: str, now: datetime) -> list
         episode.close_reason = reason
         episode.save(update_fields=["closed_at", "close_reason"])
         audit_record(
-            actor_type="stripe",
-            action="failure_episode_closed",
+            actor_type=AuditActor.STRIPE,
+            action=AuditAction.FAILURE_EPISODE_CLOSED,
             target=episode,
             details={"subscription_id": subscription_id, "reason": reason},
         )
@@ -461,7 +461,7 @@ def payment_failed_recorded(
     if team is None and not members:
         log.warning("payment_failed_unclaimed", subscription_id=subscription_id)
         return None
-    # "unpaid" ends entitlement (SPEC §2): subscription_apply has already ended their access,
+    # "unpaid" ends entitlement: subscription_apply has already ended their access,
     # so there is no grace left to give.
     if not _holders_have_access(team, members):
         return None
@@ -492,8 +492,8 @@ def payment_failed_recorded(
         # A concurrent delivery of a sibling event opened it first: same timeline.
         return FailureEpisode.objects.get(subscription_id=subscription_id, closed_at__isnull=True)
     audit_record(
-        actor_type="stripe",
-        action="payment_failed",
+        actor_type=AuditActor.STRIPE,
+        action=AuditAction.PAYMENT_FAILED,
         target=episode,
         details={
             "subscription_id": subscription_id,

@@ -25,8 +25,9 @@ from djstripe.models import Event
 
 from billing.handlers import handle_event
 from billing.models import StripeEventInbox
+from billing.tick import billing_tick as run_tick
 from billing.webhooks import WAKEUP_INTERVAL_SECONDS
-from gateway.retry import next_retry_at
+from ops.retry import next_retry_at
 
 log = structlog.get_logger(__name__)
 
@@ -155,8 +156,6 @@ def drain_stripe_events() -> int:
 
 def billing_tick() -> str:
     """The five-minute schedule (``ops/schedules.py``): due failure-timeline transitions,
-    reminders and claim reminders, as of now (``billing/lifecycle.py``)."""
-    from billing.lifecycle import billing_tick as run_tick
-
+    reminders and claim reminders, as of now (``billing/tick.py``)."""
     report = run_tick()
     return "; ".join(report.lines())

@@ -1,4 +1,4 @@
-"""Stripe's current state of a subscription's invoices, read afresh (SPEC §2a).
+"""Stripe's current state of a subscription's invoices, read afresh.
 
 A failure episode is decided from this, never from the event that prompted the look: Stripe
 does not order events, retries late ones for days and may send one change twice, and

@@ -1,6 +1,6 @@
 """``POST /stripe/webhook/``: verify, store once, answer 200; the worker does the rest.
 
-The acknowledgement path is deliberately tiny (platform-facts §3.1): ``verify_header`` on the
+The acknowledgement path is deliberately tiny: ``verify_header`` on the
 raw body (not ``construct_event``, which builds a whole object tree), ``json.loads``, and one
 ``INSERT … ON CONFLICT DO NOTHING`` into ``StripeEventInbox``. No Stripe API call, no
 transaction held open, no task row per event: the inbox row *is* the queue.

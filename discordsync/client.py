@@ -34,7 +34,6 @@ import random
 import re
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -488,22 +487,6 @@ class DiscordClient:
                 return None
             raise
 
-    def list_members(self, *, limit: int = 1000, after: str = "0") -> Iterator[dict[str, Any]]:
-        """Every guild member, paged by user id (``limit`` 1–1000 per request)."""
-        limit = max(1, min(limit, 1000))
-        while True:
-            page = self.request(
-                "GET",
-                f"/guilds/{self.guild_id}/members",
-                params={"limit": limit, "after": after},
-            )
-            if not page:
-                return
-            yield from page
-            if len(page) < limit:
-                return
-            after = page[-1]["user"]["id"]
-
     def add_member(self, user_id: str, *, access_token: str, roles: list[str], reason: str) -> bool:
         """Add a user to the guild with their OAuth token (``guilds.join``).
 
@@ -543,14 +526,8 @@ class DiscordClient:
     def get_guild(self) -> dict[str, Any]:
         return self.request("GET", f"/guilds/{self.guild_id}")
 
-    def get_guild_roles(self) -> list[dict[str, Any]]:
-        return self.request("GET", f"/guilds/{self.guild_id}/roles")
-
     def get_bot_user(self) -> dict[str, Any]:
         return self.request("GET", "/users/@me")
-
-    def get_bot_member(self) -> dict[str, Any] | None:
-        return self.get_member(self.get_bot_user()["id"])
 
     # --- messages ----------------------------------------------------------------------
 

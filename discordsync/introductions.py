@@ -29,9 +29,9 @@ from django.db.models import Q
 from discordsync.client import DiscordClient, DiscordError, get_client
 from discordsync.models import ChannelCursor
 from discordsync.selectors import member_expected_role
-from discordsync.services import role_sync_request
 from members.models import ManagedRole, Member
-from ops.models import AuditLog, GatewayConfig
+from members.sync import role_sync_request
+from ops.models import AuditAction, AuditActor, GatewayConfig
 from ops.services import audit_record, notification_enqueue
 
 log = structlog.get_logger(__name__)
@@ -138,10 +138,10 @@ def introduction_record(*, discord_id: str, message_id: str, now: datetime) -> O
     member.intro_message_id = message_id
     role = member_expected_role(member, now) or ""
     audit_record(
-        actor_type=AuditLog.Actor.DISCORD,
+        actor_type=AuditActor.DISCORD,
         actor_id=discord_id,
         actor_label=_display_name(member),
-        action="member.introduced",
+        action=AuditAction.MEMBER_INTRODUCED,
         target=member,
         details={"message_id": message_id, "role": role},
         reason="introduction posted in the introductions channel",

@@ -19,6 +19,8 @@ from django.http import HttpRequest
 from django.urls import reverse
 
 from discordsync.client import DiscordError, get_client
+from members.models import DiscordUser
+from ops.errors import ServiceError
 
 SESSION_KEY = "discord_oauth"
 STATE_TTL_SECONDS = 600
@@ -31,7 +33,7 @@ class Flow:
     INVITE = "invite"
 
 
-class OAuthError(Exception):
+class OAuthError(ServiceError):
     """The callback cannot be completed; the message is safe to show to the user."""
 
 
@@ -40,13 +42,6 @@ class Pending:
     flow: str
     member_id: int | None
     invite_id: int | None
-
-
-@dataclass(frozen=True)
-class DiscordUser:
-    id: str
-    username: str
-    avatar: str
 
 
 def redirect_uri() -> str:

@@ -59,7 +59,7 @@ def expected_role(facts: RoleFacts) -> str | None:
 
     Order matters: a revocation beats everything, Debtor beats the rest, and nothing is
     granted to a member who is not entitled — a forced role only chooses the role of an
-    entitled member (SPEC §2a), and the introduction decides between Squire and the seat role.
+    entitled member, and the introduction decides between Squire and the seat role.
     """
     if not facts.linked or facts.override == Override.REVOKED:
         return None

@@ -1,8 +1,9 @@
-"""Discord side effects are requested here and performed by tasks after commit.
+"""Linking a Discord account, guild presence and absence.
 
-Linking is the one place the web request talks to Discord directly: the OAuth access token
-that lets us add the user to the guild (``guilds.join``) lives only for this request and is
-never stored, so it cannot be handed to a task.
+Discord side effects are requested through ``members.sync`` and performed by
+``discordsync.tasks`` after commit. Linking is the one place the web request talks to Discord
+directly: the OAuth access token that lets us add the user to the guild (``guilds.join``)
+lives only for this request and is never stored, so it cannot be handed to a task.
 """
 
 from __future__ import annotations
@@ -12,50 +13,21 @@ from datetime import datetime
 import structlog
 from django.db import IntegrityError, transaction
 from django.utils import timezone
-from django_q.tasks import async_task
 
 from billing.entitlement import member_is_entitled
 from discordsync.client import DiscordError, get_client
-from discordsync.oauth import DiscordUser
 from discordsync.selectors import managed_role_ids, member_belongs_in_guild, member_expected_role
-from members.models import Member
-from ops.services import audit_record, notification_enqueue
+from members.models import DiscordUser, Member
+from members.sync import role_sync_request
+from ops.errors import ServiceError
+from ops.models import AuditAction, AuditActor
+from ops.services import audit_actor, audit_record, notification_enqueue
 
 log = structlog.get_logger(__name__)
 
 
-class LinkError(Exception):
+class LinkError(ServiceError):
     """A Discord account cannot be linked; the message is safe to show."""
-
-
-# A Discord task that fails (Discord down, rate limited past the client's own retries) is
-# not acknowledged: the broker presents it again after Q_RETRY, up to Q_MAX_ATTEMPTS, so an
-# outage delays a role change instead of losing it. The tasks are idempotent.
-RETRY_UNTIL_DONE = {"ack_failure": False}
-
-
-def role_sync_request(*, member_id: int) -> None:
-    """Converge the member's Discord roles to ``expected_role`` once this transaction commits.
-
-    Every flow (claim, join, intro, failure, recovery, admin action, reconciliation) calls this
-    after changing database state; the task itself is idempotent.
-    """
-    transaction.on_commit(
-        lambda: async_task("discordsync.tasks.sync_member_roles", member_id, **RETRY_UNTIL_DONE)
-    )
-
-
-def member_remove_request(*, member_id: int, reason: str, farewell_id: int | None = None) -> None:
-    """Remove managed roles and kick once this transaction commits (farewell sent first)."""
-    transaction.on_commit(
-        lambda: async_task(
-            "discordsync.tasks.member_remove_from_guild",
-            member_id,
-            reason,
-            farewell_id,
-            **RETRY_UNTIL_DONE,
-        )
-    )
 
 
 @transaction.atomic
@@ -110,10 +82,8 @@ def discord_link(*, member_id: int, discord_user: DiscordUser, now: datetime) ->
     except IntegrityError as exc:  # the same Discord account linked concurrently
         raise LinkError("That Discord account is already linked to another membership.") from exc
     audit_record(
-        actor_type="member",
-        actor_id=str(member.pk),
-        actor_label=str(member),
-        action="discord_linked",
+        **audit_actor(member, AuditActor.MEMBER),
+        action=AuditAction.DISCORD_LINKED,
         target=member,
         details={"discord_id": discord_user.id, "discord_username": member.discord_username},
     )
@@ -142,10 +112,8 @@ def _merge_discord_only(*, holder: Member, into: Member) -> None:
     membership: one person, one member. The empty row (and its login) goes; the audit log keeps
     its history under its id."""
     audit_record(
-        actor_type="member",
-        actor_id=str(into.pk),
-        actor_label=str(into),
-        action="discord_only_member_merged",
+        **audit_actor(into, AuditActor.MEMBER),
+        action=AuditAction.DISCORD_ONLY_MEMBER_MERGED,
         target=into,
         details={"merged_member_id": holder.pk, "discord_id": holder.discord_id or ""},
     )
@@ -181,8 +149,8 @@ def guild_join(*, member_id: int, access_token: str) -> bool:
             updated_at=now,
         )
         audit_record(
-            actor_type="system",
-            action="discord_guild_joined",
+            actor_type=AuditActor.SYSTEM,
+            action=AuditAction.DISCORD_GUILD_JOINED,
             target=member,
             details={"added": added, "role": expected or ""},
             reason="added with the guilds.join scope after linking",
@@ -231,16 +199,4 @@ def guild_presence_record(*, member_ids: list[int], now: datetime) -> int:
     """Members seen in the guild whose row says they are not (a join no bot saw)."""
     return Member.objects.filter(pk__in=member_ids, in_guild=False).update(
         in_guild=True, guild_joined_at=now, updated_at=now
-    )
-
-
-def discord_unlink_request(*, discord_id: str, reason: str) -> None:
-    """Strip the managed roles from a Discord account just unlinked from its member.
-
-    The member row no longer names the account, so the task takes the Discord id itself.
-    """
-    transaction.on_commit(
-        lambda: async_task(
-            "discordsync.tasks.strip_unlinked_roles", discord_id, reason, **RETRY_UNTIL_DONE
-        )
     )

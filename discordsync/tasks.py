@@ -16,7 +16,9 @@ from django.utils import timezone
 
 from discordsync.client import DiscordPermanentError, DiscordTransientError, get_client
 from discordsync.selectors import managed_role_ids, member_expected_role
+from discordsync.services import guild_absence_record
 from members.models import Member, RoleSyncStatus
+from ops.models import AuditAction, AuditActor
 from ops.services import audit_record, notification_enqueue
 from ops.tasks import deliver_notification
 
@@ -64,9 +66,9 @@ def _write_role(member: Member, *, name: str, role_id: str, add: bool, reason: s
     else:
         client.remove_role(member.discord_id, role_id, reason=reason)
     audit_record(
-        actor_type="system",
+        actor_type=AuditActor.SYSTEM,
         actor_label="role sync",
-        action="discord_role_added" if add else "discord_role_removed",
+        action=AuditAction.DISCORD_ROLE_ADDED if add else "discord_role_removed",
         target=member,
         details={"role": name, "role_id": role_id, "discord_id": member.discord_id},
         reason=reason,
@@ -182,8 +184,8 @@ def member_remove_from_guild(member_id: int, reason: str, farewell_id: int | Non
             kicked = client.kick(member.discord_id, reason=audit_reason)
             if kicked:
                 audit_record(
-                    actor_type="system",
-                    action="discord_member_kicked",
+                    actor_type=AuditActor.SYSTEM,
+                    action=AuditAction.DISCORD_MEMBER_KICKED,
                     target=member,
                     details={"discord_id": member.discord_id},
                     reason=reason,
@@ -235,10 +237,19 @@ def strip_unlinked_roles(discord_id: str, reason: str) -> str:
             continue
         removed.append(name)
     audit_record(
-        actor_type="system",
+        actor_type=AuditActor.SYSTEM,
         actor_label="role sync",
-        action="discord_roles_stripped",
+        action=AuditAction.DISCORD_ROLES_STRIPPED,
         details={"discord_id": discord_id, "removed": removed, "failed": failed},
         reason=reason,
     )
     return RoleSyncStatus.FAILED if failed else RoleSyncStatus.OK
+
+
+def guild_absence_note(member_id: int) -> str:
+    """``members.sync.guild_rejoin_request``: a linked member outside the guild who belongs
+    there gets the way back in by email, once per absence (``guild_absence_record``)."""
+    if not Member.objects.filter(pk=member_id).exists():
+        return "no member"
+    queued = guild_absence_record(member_id=member_id, now=timezone.now())
+    return "rejoin email queued" if queued else "nothing to send"

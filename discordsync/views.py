@@ -15,34 +15,22 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods
 from django_ratelimit.decorators import ratelimit
 
-from billing.checkout import (
-    SEAT_ADD_MAX,
-    CheckoutError,
-    member_has_live_subscription,
-    seats_add,
-)
+from billing.checkout import member_has_live_subscription
 from billing.entitlement import member_is_entitled
-from discordsync.oauth import Flow, OAuthError, oauth_consume, oauth_identify, oauth_start
-from discordsync.services import LinkError, discord_link, guild_join
-from gateway.views import rate_limited
-from members.gates import email_proven_required, member_login_allowed
-from members.models import Invite, Member, SeatTier
-from members.team_services import (
-    INVITE_TIERS,
-    NotFound,
-    SeatError,
-    invite_create,
+from billing.teams import (
     invite_for_token,
-    invite_link,
-    invite_revoke,
-    owned_team,
     seat_claim,
-    seat_revoke,
     team_seats,
 )
+from discordsync.oauth import Flow, oauth_consume, oauth_identify, oauth_start
+from discordsync.services import discord_link, guild_join
+from members.gates import email_proven_required, member_login_allowed
+from members.models import Invite, Member
+from ops.errors import ServiceError
+from ops.http import rate_limited
 
 log = structlog.get_logger(__name__)
 
@@ -116,7 +104,7 @@ def oauth_callback(request: HttpRequest) -> HttpResponse:
     """The one OAuth redirect URI; the flow comes from the session, never from the URL."""
     try:
         pending = oauth_consume(request, state=request.GET.get("state", ""))
-    except OAuthError as exc:
+    except ServiceError as exc:
         log.info("oauth_callback_rejected", reason="state")
         return _oauth_error(request, str(exc))
     if request.GET.get("error"):
@@ -137,7 +125,7 @@ def oauth_callback(request: HttpRequest) -> HttpResponse:
             member = discord_link(
                 member_id=member.pk, discord_user=discord_user, now=timezone.now()
             )
-        except (OAuthError, LinkError) as exc:
+        except ServiceError as exc:
             return _oauth_error(request, str(exc))
         _after_link(request, member.pk, access_token)
         return redirect(DASHBOARD_URL)
@@ -145,7 +133,7 @@ def oauth_callback(request: HttpRequest) -> HttpResponse:
     if pending.flow == Flow.LOGIN:
         try:
             discord_user, _ = oauth_identify(code)
-        except OAuthError as exc:
+        except ServiceError as exc:
             return _oauth_error(request, str(exc))
         member = (
             Member.objects.select_related("user")
@@ -169,7 +157,7 @@ def oauth_callback(request: HttpRequest) -> HttpResponse:
         member = seat_claim(
             invite_id=pending.invite_id or 0, discord_user=discord_user, now=timezone.now()
         )
-    except (OAuthError, SeatError) as exc:
+    except ServiceError as exc:
         return _oauth_error(request, str(exc))
     if member_login_allowed(member.user):
         login(request, member.user, backend="django.contrib.auth.backends.ModelBackend")
@@ -185,123 +173,6 @@ def _after_link(request: HttpRequest, member_id: int, access_token: str) -> None
             request,
             f"Discord linked. Join the server with this invite: {settings.DISCORD_INVITE_URL}",
         )
-
-
-# --- Team seats ------------------------------------------------------------------------
-
-
-def _owner(request: HttpRequest) -> Member:
-    member = _member(request)
-    try:
-        owned_team(member)
-    except NotFound as exc:
-        raise Http404(str(exc)) from exc
-    assert member is not None
-    return member
-
-
-@login_required
-@email_proven_required
-@never_cache
-@require_GET
-def team(request: HttpRequest) -> HttpResponse:
-    owner = _owner(request)
-    team = owner.team
-    members = sorted(
-        team.members.select_related("user"),
-        key=lambda m: (m.pk != team.primary_owner_id, m.seat_tier != SeatTier.OWNER, m.pk),
-    )
-    invites = [
-        (invite, invite_link(invite))
-        for invite in team.invites.filter(revoked_at__isnull=True).order_by("-created_at")
-    ]
-    return render(
-        request,
-        "team/dashboard.html",
-        {
-            "team": team,
-            "owner": owner,
-            "seats": team_seats(team),
-            "members": members,
-            "invites": invites,
-            "tiers": [(tier, SeatTier(tier).label) for tier in INVITE_TIERS],
-            "seat_add_max": SEAT_ADD_MAX,
-        },
-    )
-
-
-@login_required
-@email_proven_required
-@require_POST
-def team_invite_create(request: HttpRequest) -> HttpResponse:
-    owner = _owner(request)
-    try:
-        invite = invite_create(
-            actor=owner,
-            tier=request.POST.get("tier", ""),
-            email=request.POST.get("email", "")[:254],
-        )
-    except SeatError as exc:
-        messages.error(request, str(exc))
-    else:
-        messages.success(request, f"Invite created: {invite_link(invite)}")
-    return redirect("discordsync:team")
-
-
-@login_required
-@email_proven_required
-@require_POST
-def team_seats_add(request: HttpRequest) -> HttpResponse:
-    """Buy more seats now: Stripe invoices the prorated amount at once; the paid counts on
-    this page follow when Stripe confirms the change."""
-    owner = _owner(request)
-    try:
-        quantity = int(request.POST.get("quantity", ""))
-    except ValueError:
-        quantity = 0
-    try:
-        change = seats_add(
-            team=owner.team, tier=request.POST.get("tier", ""), quantity=quantity, actor=owner
-        )
-    except CheckoutError as exc:
-        messages.error(request, str(exc))
-    else:
-        added = change.new_quantity - change.previous_quantity
-        messages.success(
-            request,
-            f"{added} seat{'s' if added != 1 else ''} added and invoiced (prorated). The seat "
-            "counts update as soon as Stripe confirms the change.",
-        )
-    return redirect("discordsync:team")
-
-
-@login_required
-@email_proven_required
-@require_POST
-def team_invite_revoke(request: HttpRequest, invite_id: int) -> HttpResponse:
-    owner = _owner(request)
-    try:
-        invite_revoke(actor=owner, invite_id=invite_id, now=timezone.now())
-    except NotFound as exc:
-        raise Http404(str(exc)) from exc
-    messages.success(request, "Invite revoked.")
-    return redirect("discordsync:team")
-
-
-@login_required
-@email_proven_required
-@require_POST
-def team_seat_revoke(request: HttpRequest, member_id: int) -> HttpResponse:
-    owner = _owner(request)
-    try:
-        target = seat_revoke(actor=owner, member_id=member_id, now=timezone.now())
-    except NotFound as exc:
-        raise Http404(str(exc)) from exc
-    except SeatError as exc:
-        messages.error(request, str(exc))
-    else:
-        messages.success(request, f"Seat revoked for {target}. The seat is free again.")
-    return redirect("discordsync:team")
 
 
 # --- Invites ---------------------------------------------------------------------------

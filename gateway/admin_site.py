@@ -25,10 +25,10 @@ from djstripe.models import Price, Subscription
 
 from billing.entitlement import ENTITLED_STATUSES, BillingState, with_entitlement
 from billing.models import FailureEpisode, StripeEventInbox
-from gateway.health import run_checks
 from gateway.staff_auth import login_redirect
-from gateway.views import rate_limited
 from members.models import Member, normalize_email
+from ops.health import run_checks
+from ops.http import rate_limited
 from ops.models import ReconciliationRun
 
 log = structlog.get_logger(__name__)

@@ -11,10 +11,11 @@ class GatewayConfig(AppConfig):
     verbose_name = "Gateway"
 
     def ready(self) -> None:
+        # Imported once apps are loaded: these modules import models (Django app loading).
         from gateway import checks, tasks
-        from gateway.admin_guard import guard_every_admin
         from gateway.schema import create_cache_tables
         from gateway.sentry import init_sentry, process_name
+        from ops.admin_guard import guard_every_admin
 
         checks.register_all()
         # The admin (first in INSTALLED_APPS) has registered every app's ModelAdmins by now.

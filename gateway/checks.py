@@ -11,6 +11,8 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import Error, Warning, register
 
+from gateway.schema import missing_cache_tables
+
 
 def check_task_queue(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     cluster = settings.Q_CLUSTER
@@ -123,8 +125,6 @@ def check_cache_table(
     """
     if databases is not None:
         return []
-    from gateway.schema import missing_cache_tables
-
     return [
         Error(
             f"The cache table {table!r} does not exist.",

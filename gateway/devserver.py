@@ -25,6 +25,7 @@ def manage(*args: str) -> list[str]:
 
 def staff_login() -> tuple[str, str]:
     """Create (once) and return the sandbox staff login; the password is kept in var/."""
+    # Imported here: this launcher runs before Django is configured (``main`` sets it up).
     from django.contrib.auth import get_user_model
 
     email = os.environ.get("STAFF_EMAIL", "staff@example.org")
@@ -62,6 +63,7 @@ def stop_all(processes: list[subprocess.Popen[bytes]]) -> int:
 
 def main() -> int:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gateway.settings")
+    # Imported once the settings module is chosen; settings are read after django.setup().
     import django
 
     django.setup()

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from gateway import health
+from ops import health
 
 urlpatterns = [
     path("health", health.live, name="health"),

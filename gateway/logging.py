@@ -48,6 +48,7 @@ REDACTED = "[redacted]"
 
 def _known_secret_values() -> list[str]:
     """The configured secrets themselves, so an exact value is caught in any text."""
+    # Imported here: gateway.settings imports this module while settings are being built.
     from django.conf import settings
 
     if not settings.configured:

@@ -1,14 +1,15 @@
-"""Client IP and request-id handling behind a configurable number of trusted proxies."""
+"""Client IP and request-id handling behind a configurable number of trusted proxies
+(the address itself is resolved by ``ops.http``)."""
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Callable
 
 import structlog
-from django.conf import settings
 from django.http import HttpRequest, HttpResponse
+
+from ops.http import client_ip, peer_is_trusted_proxy
 
 REQUEST_ID_HEADER = "HTTP_X_REQUEST_ID"
 VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -24,38 +25,6 @@ FORWARDED_HEADERS = (
     "HTTP_X_REAL_IP",
     REQUEST_ID_HEADER,
 )
-
-
-def peer_is_trusted_proxy(peer: str) -> bool:
-    """True when the connection comes from one of ``FORWARDED_ALLOW_IPS`` (our proxies)."""
-    if not settings.TRUSTED_PROXY_COUNT:
-        return False
-    try:
-        address = ipaddress.ip_address(peer)
-    except ValueError:
-        return False
-    return any(address in network for network in settings.FORWARDED_ALLOW_IPS)
-
-
-def client_ip(request: HttpRequest) -> str:
-    """The real client address: the entry the outermost trusted proxy appended.
-
-    With ``TRUSTED_PROXY_COUNT = n`` the last *n* hops of ``X-Forwarded-For`` were written by
-    our own proxies; anything to the left of them was sent by the client and is not trusted.
-    The header counts only on a connection from ``FORWARDED_ALLOW_IPS``: anyone else could
-    write it themselves.
-    """
-    peer = request.META.get("REMOTE_ADDR", "")
-    hops = settings.TRUSTED_PROXY_COUNT
-    if hops and peer_is_trusted_proxy(peer):
-        forwarded = [
-            part.strip()
-            for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")
-            if part.strip()
-        ]
-        if len(forwarded) >= hops:
-            return forwarded[-hops]
-    return peer
 
 
 class RealClientIPMiddleware:

@@ -26,7 +26,7 @@ def database_caches() -> list[BaseDatabaseCache]:
     return [
         caches[alias]
         for alias in settings.CACHES
-        if isinstance(caches[alias], BaseDatabaseCache)  # Django's or gateway.cache's
+        if isinstance(caches[alias], BaseDatabaseCache)  # Django's or ops.cache's
     ]
 
 

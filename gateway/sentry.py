@@ -81,7 +81,8 @@ class TaskErrorReporter:
 
 def _install_task_reporter() -> None:
     # django-q2 finds reporters only through packaging entry points, which this project (not
-    # an installed distribution) cannot declare; the worker module reads this global.
+    # an installed distribution) cannot declare; the worker module reads this global. Imported
+    # here: django_q.worker imports models, so only once apps are loaded.
     import django_q.worker
     from django_q.conf import ErrorReporter
 

@@ -84,7 +84,7 @@ ROOT_URLCONF = "gateway.urls"
 WSGI_APPLICATION = "gateway.wsgi.application"
 AUTH_USER_MODEL = "members.User"
 LOGIN_URL = "members:login"
-LOGIN_REDIRECT_URL = "members:dashboard"
+LOGIN_REDIRECT_URL = "billing:dashboard"
 LOGOUT_REDIRECT_URL = "members:landing"
 
 TEMPLATES = [
@@ -135,7 +135,7 @@ else:
     CACHES = {
         "default": {
             # Django's, with an atomic, expiry-preserving incr (gateway/cache.py).
-            "BACKEND": "gateway.cache.DatabaseCache",
+            "BACKEND": "ops.cache.DatabaseCache",
             "LOCATION": "gateway_cache",
         }
     }
@@ -213,9 +213,9 @@ CONTENT_SECURITY_POLICY = {
     }
 }
 
-RATELIMIT_VIEW = "gateway.views.rate_limited"
+RATELIMIT_VIEW = "ops.http.rate_limited"
 RATELIMIT_ENABLE = env.bool("RATELIMIT_ENABLE", True)
-RATELIMIT_IP_META_KEY = "gateway.middleware.client_ip"
+RATELIMIT_IP_META_KEY = "ops.http.client_ip"
 # Member auth limits, applied per client IP and per submitted email (django-ratelimit rates).
 # The password login counts an email together with the client address (RATELIMIT_LOGIN), so
 # nobody can lock a member out from elsewhere, and each address across all emails

@@ -36,8 +36,8 @@ from django_otp import login as otp_login
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from ops.models import AuditLog
-from ops.services import audit_record
+from ops.models import AuditAction, AuditActor
+from ops.services import audit_actor, audit_record
 
 log = structlog.get_logger(__name__)
 
@@ -91,10 +91,8 @@ class StaffLoginForm(AdminAuthenticationForm):
         user.otp_device = device
         if isinstance(device, StaticDevice):
             audit_record(
-                actor_type=AuditLog.Actor.STAFF,
-                actor_id=str(user.pk),
-                actor_label=user.email or "",
-                action="staff.recovery_code_used",
+                **audit_actor(user),
+                action=AuditAction.STAFF_RECOVERY_CODE_USED,
                 target=user,
                 details={"left": device.token_set.count()},
             )
@@ -145,10 +143,8 @@ def staff_2fa_enrol(*, user: Any, device: TOTPDevice) -> list[str]:
     codes = [StaticToken.random_token() for _ in range(RECOVERY_CODES)]
     StaticToken.objects.bulk_create(StaticToken(device=recovery, token=code) for code in codes)
     audit_record(
-        actor_type=AuditLog.Actor.STAFF,
-        actor_id=str(user.pk),
-        actor_label=user.email or "",
-        action="staff.2fa_enrolled",
+        **audit_actor(user),
+        action=AuditAction.STAFF_2FA_ENROLLED,
         target=user,
     )
     return codes
@@ -162,9 +158,9 @@ def staff_otp_reset(*, user: Any, actor_label: str) -> int:
     for model in (TOTPDevice, StaticDevice):
         removed += model.objects.filter(user=user).delete()[1].get(model._meta.label, 0)
     audit_record(
-        actor_type=AuditLog.Actor.SYSTEM,
+        actor_type=AuditActor.SYSTEM,
         actor_label=actor_label,
-        action="staff.2fa_reset",
+        action=AuditAction.STAFF_2FA_RESET,
         target=user,
         details={"devices_removed": removed},
     )

@@ -1,4 +1,5 @@
-"""Carry the request id from the code that enqueues a django-q2 task into the worker.
+"""Tasks of the top floor (reconciliation, pruning across apps), and the request id carried
+from the code that enqueues a django-q2 task into the worker.
 
 django-q2 pickles the whole task dict through the broker, so a dedicated key
 (``REQUEST_ID_KEY``) travels with the task without touching the task function's arguments.
@@ -13,10 +14,20 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from contextvars import Token
+from datetime import timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import structlog
+from django.utils import timezone
 from django_q.signals import post_execute_in_worker, pre_enqueue, pre_execute
+from djstripe.models import WebhookEventTrigger
+
+from billing.models import StripeEventInbox
+from gateway import reconciliation
+from ops.models import GatewayConfig, Notification, ReconciliationRun
+
+log = structlog.get_logger(__name__)
 
 REQUEST_ID_KEY = "gateway_request_id"
 
@@ -31,17 +42,6 @@ def new_request_id() -> str:
 def current_request_id() -> str | None:
     value = structlog.contextvars.get_contextvars().get("request_id")
     return str(value) if value else None
-
-
-def bind_fresh_request_id(**context: Any) -> str:
-    """Start a new correlation scope (a bot event, a management command) and return its id.
-
-    Clears whatever a previous unit of work left bound on this thread or task.
-    """
-    request_id = new_request_id()
-    structlog.contextvars.clear_contextvars()
-    structlog.contextvars.bind_contextvars(request_id=request_id, **context)
-    return request_id
 
 
 def stash_request_id(sender: Any = None, task: dict[str, Any] | None = None, **_: Any) -> None:
@@ -84,3 +84,102 @@ def connect() -> None:
     post_execute_in_worker.connect(
         unbind_task_context, dispatch_uid="gateway.tasks.unbind_task_context"
     )
+
+
+# --- reconciliation (gateway/reconciliation.py) and housekeeping -----------------------------
+
+RECONCILE_RETRY_WHEN_BUSY = 10  # minutes a due run waits when another run holds the lease
+
+
+def reconcile_run(run_id: int) -> str:
+    """Execute one stored ``scheduled`` run (admin "run now", verification) if it is ours.
+
+    The conditional claim makes a run picked up by its task, its one-off schedule and the
+    daily safety net execute once. A failed run is recorded on its row and not retried: the
+    next scheduled run covers the same ground.
+    """
+    if reconciliation.lease_busy():
+        reconciliation.run_postpone(
+            run_id=run_id, delay=timedelta(minutes=RECONCILE_RETRY_WHEN_BUSY)
+        )
+        log.info("reconciliation_postponed_lease_busy", run_id=run_id)
+        return "postponed"
+    run = reconciliation.run_claim(run_id=run_id)
+    if run is None:
+        return "skipped"
+    return reconciliation.run_execute(run=run)
+
+
+def reconcile_verify(run_id: int) -> str:
+    """The verification run an hour after a fixing run (fired by its one-off schedule)."""
+    return reconcile_run(run_id)
+
+
+def reconcile_scheduled() -> str:
+    """Schedule (daily at ``reconcile_hour`` local): queue overdue stored runs and the daily run.
+
+    The cron line decides the hour (``ops.schedules.reconcile_cron``); the daily run is
+    claimed by inserting the row of the local day (unique ``scheduled_day``), so two workers,
+    a worker catching up after downtime or a repeated schedule never run it twice. When staff
+    paused reconciliation the day's row is stored as ``skipped`` and nothing else happens.
+    Overdue stored runs are verification runs whose one-off schedule was lost, and staff runs
+    whose task was.
+    """
+    now = timezone.now()
+    outcomes = []
+    due = ReconciliationRun.objects.filter(
+        status=ReconciliationRun.Status.SCHEDULED, scheduled_for__lte=now
+    ).order_by("scheduled_for")
+    for run_id in due.values_list("pk", flat=True):
+        # A task of its own each: a run may take longer than this task is allowed to.
+        reconciliation.run_enqueue(run_id=run_id)
+        outcomes.append(f"queued:{run_id}")
+    config = GatewayConfig.load()
+    run = reconciliation.daily_run_claim(
+        day=now.astimezone(ZoneInfo(config.reconcile_timezone)).date(),
+        paused=config.reconcile_paused,
+        fix=config.reconcile_autofix,
+        now=now,
+    )
+    if run is None:
+        outcomes.append("daily:already_claimed")
+    elif run.status == ReconciliationRun.Status.SKIPPED:
+        log.info("reconciliation_skipped_paused", run_id=run.pk)
+        outcomes.append("daily:skipped")
+    else:
+        reconciliation.run_enqueue(run_id=run.pk)
+        outcomes.append("daily:queued")
+    return ",".join(outcomes)
+
+
+def prune_old_records() -> dict[str, int]:
+    """Schedule (daily): forget what is older than ``GatewayConfig.retention_days``.
+
+    Only finished business is deleted — processed webhook deliveries, finished reconciliation
+    runs, sent notifications. Anything unprocessed, failing, undeliverable or still queued is
+    kept however old, because it is exactly what an operator still needs to look at.
+    """
+    cutoff = timezone.now() - timedelta(days=GatewayConfig.load().retention_days)
+    deleted = {
+        "webhook_triggers": WebhookEventTrigger.objects.filter(
+            created__lt=cutoff, processed=True
+        ).delete()[0],
+        "stripe_events": StripeEventInbox.objects.filter(
+            received_at__lt=cutoff,
+            status__in=[StripeEventInbox.Status.PROCESSED, StripeEventInbox.Status.IGNORED],
+        ).delete()[0],
+        "reconciliation_runs": ReconciliationRun.objects.filter(
+            finished_at__lt=cutoff,
+            status__in=[
+                ReconciliationRun.Status.CLEAN,
+                ReconciliationRun.Status.DRIFT,
+                ReconciliationRun.Status.FAILED,
+                ReconciliationRun.Status.SKIPPED,
+            ],
+        ).delete()[0],
+        "notifications": Notification.objects.filter(
+            status=Notification.Status.SENT, sent_at__lt=cutoff
+        ).delete()[0],
+    }
+    log.info("old_records_pruned", cutoff=cutoff.isoformat(), **deleted)
+    return deleted

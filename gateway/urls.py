@@ -14,8 +14,9 @@ urlpatterns = [
         f"{settings.ADMIN_URL}dashboard/", admin.site.admin_view(dashboard), name="admin_dashboard"
     ),
     path(settings.ADMIN_URL, admin.site.urls),
-    path("stripe/", include("billing.urls")),
-    # /claim/, /login/discord/, /oauth/discord/callback/, /team/, /invite/<token>/
+    # /stripe/webhook/, /dashboard/, /billing/, /checkout/individual/, /company/, /team/
+    path("", include("billing.urls")),
+    # /claim/, /login/discord/, /oauth/discord/callback/, /invite/<token>/
     path("", include("discordsync.urls")),
     path("", include("members.urls")),
 ]

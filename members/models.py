@@ -8,6 +8,7 @@ subscription the member (individual) or their team (seat) points at, by subscrip
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
 from django.core.exceptions import ValidationError
@@ -147,6 +148,15 @@ class Team(models.Model):
 
     def paid_seats(self, tier: str) -> int:
         return self.owner_seats if tier == SeatTier.OWNER else self.team_seats
+
+
+@dataclass(frozen=True)
+class DiscordUser:
+    """A Discord account as OAuth identified it: what a member links (not a row of its own)."""
+
+    id: str
+    username: str
+    avatar: str
 
 
 class Member(models.Model):

@@ -11,6 +11,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db.models import Q
+from djstripe.models import Invoice, Price
 
 from members.models import Member, SeatTier
 
@@ -33,8 +34,6 @@ def _format_amount(unit_amount: int | None, currency: str) -> str:
 
 def plan_list() -> list[Plan]:
     """The three purchasable prices, with amounts when dj-stripe has mirrored them."""
-    from djstripe.models import Price
-
     wanted = [
         ("individual", "Individual membership", settings.STRIPE_INDIVIDUAL_PRICE_ID),
         ("owner", "Company owner seat", settings.STRIPE_OWNER_SEAT_PRICE_ID),
@@ -59,8 +58,6 @@ def plan_list() -> list[Plan]:
 
 def member_invoices(*, member: Member, limit: int = 10) -> list[dict[str, Any]]:
     """The latest invoices of the member's subscription, newest first."""
-    from djstripe.models import Invoice
-
     subscription_id = member.billing_subscription_id
     if not subscription_id:
         return []

@@ -23,8 +23,9 @@ from sesame.utils import get_query_string
 
 from members.gates import member_login_allowed
 from members.models import Member, User, normalize_email
-from ops.models import AuditLog
-from ops.services import audit_record, notification_enqueue
+from ops.errors import ServiceError
+from ops.models import AuditAction, AuditActor
+from ops.services import audit_actor, audit_record, notification_enqueue
 
 log = structlog.get_logger(__name__)
 
@@ -32,7 +33,7 @@ log = structlog.get_logger(__name__)
 SIGNUP_REFUSED = "We could not create an account with these details."
 
 
-class MemberError(Exception):
+class MemberError(ServiceError):
     """A member-facing refusal; the message is safe to show on the page."""
 
 
@@ -70,10 +71,8 @@ def member_signup(*, email: str, password: str) -> User:
         raise MemberError(SIGNUP_REFUSED) from exc
     member = Member.objects.create(user=user)
     audit_record(
-        actor_type=AuditLog.Actor.MEMBER,
-        actor_id=str(member.pk),
-        actor_label=normalized,
-        action="member.signed_up",
+        **audit_actor(member, AuditActor.MEMBER, label=normalized),
+        action=AuditAction.MEMBER_SIGNED_UP,
         target=member,
     )
     email_verify_send(user=user)
@@ -96,7 +95,7 @@ def _account_email(*, user: User, kind: str, context: dict, action: str = "") ->
     )
     if action:
         audit_record(
-            actor_type=AuditLog.Actor.MEMBER,
+            actor_type=AuditActor.MEMBER,
             actor_id=str(member.pk) if member else "",
             actor_label=user.email or "",
             action=action,
@@ -171,10 +170,10 @@ def email_proven(*, user: User, via: str, keep_password: bool, now: datetime | N
     user.email_verified_at, user.password = locked.email_verified_at, locked.password
     member = Member.objects.filter(user=locked).first()
     audit_record(
-        actor_type=AuditLog.Actor.MEMBER,
+        actor_type=AuditActor.MEMBER,
         actor_id=str(member.pk) if member else "",
         actor_label=locked.email or "",
-        action="member.email_verified",
+        action=AuditAction.MEMBER_EMAIL_VERIFIED,
         target=member or locked,
         details={"via": via, "password_dropped": dropped},
     )
@@ -211,7 +210,7 @@ def magic_link_request(*, email: str) -> None:
             "link": magic_link_url(user=user),
             "expires_minutes": settings.SESAME_MAX_AGE // 60,
         },
-        action="member.magic_link_requested",
+        action=AuditAction.MEMBER_MAGIC_LINK_REQUESTED,
     )
 
 
@@ -222,7 +221,7 @@ def password_reset_email(*, user: User, link: str) -> None:
         user=user,
         kind="password_reset",
         context={"link": link},
-        action="member.password_reset_requested",
+        action=AuditAction.MEMBER_PASSWORD_RESET_REQUESTED,
     )
 
 

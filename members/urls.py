@@ -39,9 +39,4 @@ urlpatterns = [
         ),
         name="password_reset_complete",
     ),
-    path("dashboard/", views.dashboard, name="dashboard"),
-    path("billing/", views.billing, name="billing"),
-    path("billing/portal/", views.billing_portal, name="billing_portal"),
-    path("checkout/individual/", views.checkout_individual, name="checkout_individual"),
-    path("company/", views.company, name="company"),
 ]

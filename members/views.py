@@ -1,8 +1,8 @@
-"""Member pages: landing, sign-up, login (password and magic link), dashboard, billing, checkout.
+"""Member pages: landing, sign-up, login (password and magic link), email and password.
 
-Views parse input and call services; refusals come back as ``MemberError``/``CheckoutError``
-and are shown as messages. Pages use Django sessions with CSRF, and no inline script or style
-(the CSP forbids both).
+The dashboard, billing and checkout pages are billing's (``billing/views.py``). Views parse
+input and call services; refusals come back as ``MemberError`` and are shown as messages.
+Pages use Django sessions with CSRF, and no inline script or style (the CSP forbids both).
 """
 
 from __future__ import annotations
@@ -29,41 +29,28 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_ratelimit.decorators import ratelimit
 from sesame.utils import get_user as sesame_get_user
 
-from billing.checkout import (
-    CheckoutError,
-    billing_portal_start,
-    checkout_company_start,
-    checkout_individual_start,
-    member_has_live_subscription,
-)
-from billing.selectors import member_billing_summary
-from gateway.middleware import client_ip
-from gateway.views import rate_limited
 from members.forms import (
-    CompanyForm,
     LoginForm,
     MagicLinkForm,
     NewPasswordForm,
     ResetForm,
     SignupForm,
 )
-from members.gates import email_proven_required, member_login_allowed
-from members.models import SeatTier, User, normalize_email
+from members.gates import member_login_allowed
+from members.models import User, normalize_email
 from members.selectors import (
-    member_can_manage_billing,
-    member_invoices,
     plan_list,
 )
 from members.services import (
     EMAIL_VERIFY_MAX_AGE,
-    MemberError,
     email_proven,
     email_verify_send,
     email_verify_user,
     magic_link_request,
-    member_for_user,
     member_signup,
 )
+from ops.errors import ServiceError
+from ops.http import client_ip, rate_limited
 
 log = structlog.get_logger(__name__)
 
@@ -155,18 +142,18 @@ def theme_css(request: HttpRequest) -> HttpResponse:
 @rate_limit("RATELIMIT_SIGNUP")
 def signup(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
-        return redirect("members:dashboard")
+        return redirect("billing:dashboard")
     form = SignupForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
             user = member_signup(
                 email=form.cleaned_data["email"], password=form.cleaned_data["password"]
             )
-        except MemberError as exc:
+        except ServiceError as exc:
             form.add_error(None, str(exc))
         else:
             login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-            return redirect(safe_next(request, reverse("members:dashboard")))
+            return redirect(safe_next(request, reverse("billing:dashboard")))
     status = 400 if form.is_bound and form.errors else 200
     return render(request, "members/signup.html", {"form": form}, status=status)
 
@@ -178,7 +165,7 @@ def login_view(request: HttpRequest) -> HttpResponse:
     form = LoginForm(request.POST or None, request=request)
     if request.method == "POST" and form.is_valid():
         login(request, form.user)
-        return redirect(safe_next(request, reverse("members:dashboard")))
+        return redirect(safe_next(request, reverse("billing:dashboard")))
     status = 400 if form.is_bound and form.errors else 200
     return render(
         request,
@@ -223,7 +210,7 @@ def magic_link_login(request: HttpRequest) -> HttpResponse:
         return render(request, "members/magic_link_invalid.html", status=400)
     _prove_email(request, user, via="magic_link")
     login(request, user, backend="sesame.backends.ModelBackend")
-    return redirect("members:dashboard")
+    return redirect("billing:dashboard")
 
 
 def _prove_email(request: HttpRequest, user: User, *, via: str) -> bool:
@@ -263,7 +250,7 @@ def email_verify(request: HttpRequest) -> HttpResponse:
             request, "members/email_verify_invalid.html", {"expires_hours": hours}, status=400
         )
     login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-    return redirect("members:dashboard")
+    return redirect("billing:dashboard")
 
 
 def _email_verify_rate(group: str, request: HttpRequest) -> str:
@@ -285,7 +272,7 @@ def email_verify_resend(request: HttpRequest) -> HttpResponse:
             request,
             f"We sent a new confirmation link to {request.user.email}. Open it to continue.",
         )
-    return redirect(safe_next(request, reverse("members:dashboard")))
+    return redirect(safe_next(request, reverse("billing:dashboard")))
 
 
 @method_decorator(rate_limit("RATELIMIT_PASSWORD_RESET"), name="dispatch")
@@ -306,99 +293,3 @@ class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
         response = super().form_valid(form)
         email_proven(user=form.user, via="password_reset", keep_password=True)
         return response
-
-
-@login_required
-@require_GET
-def dashboard(request: HttpRequest) -> HttpResponse:
-    member = member_for_user(user=request.user)
-    checkout = request.GET.get("checkout")
-    if checkout == "success":
-        messages.success(request, "Thank you! Your payment is being confirmed.")
-    elif checkout == "cancel":
-        messages.info(request, "Checkout was cancelled; nothing was charged.")
-    billing = member_billing_summary(member)
-    return render(
-        request,
-        "members/dashboard.html",
-        {
-            "member": member,
-            "billing": billing,
-            "can_manage_billing": member_can_manage_billing(member=member),
-            "is_owner": member.team_id is not None and member.seat_tier == SeatTier.OWNER,
-            "invite_url": settings.DISCORD_INVITE_URL,
-            "now": timezone.now(),
-        },
-    )
-
-
-@login_required
-@require_GET
-def billing(request: HttpRequest) -> HttpResponse:
-    member = member_for_user(user=request.user)
-    return render(
-        request,
-        "members/billing.html",
-        {
-            "member": member,
-            "billing": member_billing_summary(member),
-            "invoices": member_invoices(member=member),
-            "can_manage_billing": member_can_manage_billing(member=member),
-        },
-    )
-
-
-@login_required
-@email_proven_required
-@require_POST
-def billing_portal(request: HttpRequest) -> HttpResponse:
-    member = member_for_user(user=request.user)
-    try:
-        url = billing_portal_start(
-            member=member, return_url=f"{settings.APP_URL}{reverse('members:billing')}"
-        )
-    except CheckoutError as exc:
-        messages.error(request, str(exc))
-        return redirect("members:billing")
-    return redirect(url)
-
-
-@login_required
-@require_POST
-def checkout_individual(request: HttpRequest) -> HttpResponse:
-    member = member_for_user(user=request.user)
-    try:
-        url = checkout_individual_start(member=member)
-    except CheckoutError as exc:
-        messages.error(request, str(exc))
-        return redirect("members:dashboard")
-    return redirect(url)
-
-
-@never_cache
-@login_required
-@require_http_methods(["GET", "POST"])
-def company(request: HttpRequest) -> HttpResponse:
-    member = member_for_user(user=request.user)
-    form = CompanyForm(request.POST or None)
-    if request.GET.get("checkout") == "cancel":
-        messages.info(request, "Checkout was cancelled; your details are kept for next time.")
-    if request.method == "POST" and form.is_valid():
-        try:
-            url = checkout_company_start(
-                member=member,
-                company_name=form.cleaned_data["company_name"],
-                owner_seats=form.cleaned_data["owner_seats"],
-                team_seats=form.cleaned_data["team_seats"],
-            )
-        except CheckoutError as exc:
-            form.add_error(None, str(exc))
-        else:
-            return redirect(url)
-    status = 400 if form.is_bound and form.errors else 200
-    return render(
-        request,
-        "members/company.html",
-        {"form": form, "already_member": member_has_live_subscription(member)},
-        status=status,
-    )

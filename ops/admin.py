@@ -11,7 +11,6 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
@@ -21,19 +20,20 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from gateway.admin_guard import GuardedModelAdmin, ReadOnlyAdmin
 from ops import notifications
+from ops.admin_guard import GuardedModelAdmin, ReadOnlyAdmin
 from ops.flags import KNOWN_FLAGS, flag_set
 from ops.models import (
+    AuditAction,
     AuditLog,
     FeatureFlag,
     GatewayConfig,
     Heartbeat,
     MessageTemplate,
     Notification,
-    ReconciliationRun,
 )
 from ops.services import (
+    audit_actor,
     audit_record,
     message_template_reset,
     message_template_save,
@@ -389,10 +389,8 @@ class GatewayConfigAdmin(GuardedModelAdmin):
             super().save_model(request, obj, form, change)
             if changes:
                 audit_record(
-                    actor_type=AuditLog.Actor.STAFF,
-                    actor_id=str(request.user.pk),
-                    actor_label=str(request.user),
-                    action="gateway_config.updated",
+                    **audit_actor(request.user),
+                    action=AuditAction.GATEWAY_CONFIG_UPDATED,
                     target=obj,
                     details={"changes": changes},
                 )
@@ -415,81 +413,3 @@ class HeartbeatAdmin(GuardedModelAdmin):
     def age(self, obj: Heartbeat) -> str:
         seconds = int((timezone.now() - obj.beat_at).total_seconds())
         return f"{seconds} s"
-
-
-class ReconciliationRunForm(forms.Form):
-    fix = forms.BooleanField(
-        required=False,
-        label="Fix drift",
-        help_text="Off: report only. On: repair drift and schedule a verification run.",
-    )
-
-
-@admin.register(ReconciliationRun)
-class ReconciliationRunAdmin(ReadOnlyAdmin):
-    """Stored runs (read-only) and "run now", which starts one through the worker."""
-
-    change_list_template = "admin/ops/reconciliationrun/change_list.html"
-    list_display = [
-        "pk",
-        "status",
-        "trigger",
-        "fix",
-        "is_verification",
-        "started_at",
-        "finished_at",
-        "finding_count",
-    ]
-    list_filter = ["status", "trigger", "fix", "is_verification"]
-    readonly_fields = [
-        "status",
-        "trigger",
-        "fix",
-        "is_verification",
-        "scheduled_for",
-        "started_at",
-        "finished_at",
-        "counts",
-        "findings",
-        "fixes",
-        "error",
-    ]
-
-    def has_run_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("ops.add_reconciliationrun")
-
-    @admin.display(description="Findings")
-    def finding_count(self, obj: ReconciliationRun) -> int:
-        return len(obj.findings or [])
-
-    def get_urls(self) -> list:
-        view = self.admin_site.admin_view(self.run_now_view)
-        return [path("run-now/", view, name="ops_reconciliationrun_run"), *super().get_urls()]
-
-    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None):
-        extra = {**(extra_context or {}), "can_run": self.has_run_permission(request)}
-        return super().changelist_view(request, extra)
-
-    def run_now_view(self, request: HttpRequest) -> HttpResponse:
-        if not self.has_run_permission(request):
-            raise PermissionDenied
-        form = ReconciliationRunForm(request.POST or None)
-        if request.method == "POST" and form.is_valid():
-            from ops.reconciliation import ReconciliationBusy, reconciliation_start
-
-            fix = form.cleaned_data["fix"]
-            try:
-                run = reconciliation_start(trigger="admin", fix=fix, actor=request.user)
-            except ReconciliationBusy as exc:
-                self.message_user(request, str(exc), messages.WARNING)
-            else:
-                mode = "fixing" if fix else "report-only"
-                self.message_user(request, f"Reconciliation run {run.pk} ({mode}) was queued.")
-            return HttpResponseRedirect(reverse("admin:ops_reconciliationrun_changelist"))
-        context = {
-            **self.admin_site.each_context(request),
-            "title": "Run reconciliation now",
-            "opts": self.model._meta,
-            "form": form,
-        }
-        return TemplateResponse(request, "admin/ops/reconciliationrun/run_now.html", context)

@@ -9,6 +9,7 @@ class OpsConfig(AppConfig):
     verbose_name = "Operations"
 
     def ready(self) -> None:
+        # Imported once apps are loaded: these modules import models (Django app loading).
         from ops import health  # noqa: F401 - registers the readiness checks
         from ops.models import GatewayConfig
         from ops.schedules import sync_after_config_change, sync_after_migrate

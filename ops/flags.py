@@ -1,6 +1,6 @@
 """Feature flags: switches staff flip in the admin, each with a real consumer in the code.
 
-v1 stored flags that nothing read (original-system §12 #10). Here a flag exists only if it is
+v1 stored flags that nothing read. Here a flag exists only if it is
 listed in ``KNOWN_FLAGS`` with the code that reads it; the admin refuses any other key, and a
 missing row means the documented default, so a fresh database behaves sensibly.
 """
@@ -12,8 +12,8 @@ from typing import Any
 
 from django.db import transaction
 
-from ops.models import AuditLog, FeatureFlag
-from ops.services import audit_record
+from ops.models import AuditAction, FeatureFlag
+from ops.services import audit_actor, audit_record
 
 
 @dataclass(frozen=True)
@@ -66,10 +66,8 @@ def flag_set(*, key: str, enabled: bool, actor: Any, reason: str = "") -> Featur
         flag.enabled = enabled
         flag.save(update_fields=["enabled", "updated_at"])
     audit_record(
-        actor_type=AuditLog.Actor.STAFF,
-        actor_id=str(actor.pk),
-        actor_label=str(actor),
-        action="feature_flag.set",
+        **audit_actor(actor),
+        action=AuditAction.FEATURE_FLAG_SET,
         target=flag,
         details={"key": key, "previous": previous, "enabled": enabled},
         reason=reason,

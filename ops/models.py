@@ -6,16 +6,85 @@ from __future__ import annotations
 from django.db import models
 
 
-class AuditLog(models.Model):
-    class Actor(models.TextChoices):
-        SYSTEM = "system", "System"
-        MEMBER = "member", "Member"
-        STAFF = "staff", "Staff"
-        STRIPE = "stripe", "Stripe"
-        DISCORD = "discord", "Discord"
+class AuditActor(models.TextChoices):
+    """Who acted: the one vocabulary of ``AuditLog.actor_type``."""
 
+    SYSTEM = "system", "System"
+    MEMBER = "member", "Member"
+    STAFF = "staff", "Staff"
+    STRIPE = "stripe", "Stripe"
+    DISCORD = "discord", "Discord"
+
+
+class AuditAction(models.TextChoices):
+    """What happened: every ``AuditLog.action`` the code writes (values as stored since v1)."""
+
+    ACCESS_RESTORED = "access_restored"
+    BILLING_CHECKOUT_STARTED = "billing.checkout_started"
+    BILLING_CUSTOMER_CREATED = "billing.customer_created"
+    BILLING_PORTAL_OPENED = "billing.portal_opened"
+    BILLING_SEATS_ADDED = "billing.seats_added"
+    BILLING_TEAM_CUSTOMER_SEPARATED = "billing.team_customer_separated"
+    CHARGE_REFUNDED = "charge_refunded"
+    CHECKOUT_COMPLETED = "checkout_completed"
+    COMPLIMENTARY_ENDED = "complimentary_ended"
+    COMPLIMENTARY_GRANTED = "complimentary_granted"
+    DEBTOR_ENTERED = "debtor_entered"
+    DEBTOR_REMOVED = "debtor_removed"
+    DISCORD_GUILD_JOINED = "discord_guild_joined"
+    DISCORD_LINKED = "discord_linked"
+    DISCORD_MEMBER_KICKED = "discord_member_kicked"
+    DISCORD_ONLY_MEMBER_MERGED = "discord_only_member_merged"
+    DISCORD_ROLES_STRIPPED = "discord_roles_stripped"
+    DISCORD_ROLE_ADDED = "discord_role_added"
+    DISCORD_ROLE_REMOVED = "discord_role_removed"
+    DISCORD_ROLE_REMOVED_UNKNOWN_USER = "discord_role_removed_unknown_user"
+    DISPUTE_LOST = "dispute_lost"
+    DISPUTE_OPENED = "dispute_opened"
+    DISPUTE_WON = "dispute_won"
+    FAILURE_EPISODE_CLOSED = "failure_episode_closed"
+    FAILURE_EPISODE_RECOVERED = "failure_episode_recovered"
+    FEATURE_FLAG_SET = "feature_flag.set"
+    GATEWAY_CONFIG_UPDATED = "gateway_config.updated"
+    INVITE_CREATED = "invite_created"
+    INVITE_REVOKED = "invite_revoked"
+    MEMBER_ACCESS_RESTORED = "member_access_restored"
+    MEMBER_ACCESS_REVOKED = "member_access_revoked"
+    MEMBER_CLAIM_RESET = "member_claim_reset"
+    MEMBER_EMAIL_VERIFIED = "member.email_verified"
+    MEMBER_GUILD_JOINED = "member.guild_joined"
+    MEMBER_GUILD_LEFT = "member.guild_left"
+    MEMBER_INTRODUCED = "member.introduced"
+    MEMBER_MAGIC_LINK_REQUESTED = "member.magic_link_requested"
+    MEMBER_PASSWORD_RESET_REQUESTED = "member.password_reset_requested"
+    MEMBER_RESYNC_REQUESTED = "member_resync_requested"
+    MEMBER_ROLE_FORCED = "member_role_forced"
+    MEMBER_SIGNED_UP = "member.signed_up"
+    MESSAGE_TEMPLATE_CREATED = "message_template.created"
+    MESSAGE_TEMPLATE_RESET = "message_template.reset"
+    MESSAGE_TEMPLATE_UPDATED = "message_template.updated"
+    NOTIFICATION_RETRY_NOW = "notification.retry_now"
+    PAYMENT_FAILED = "payment_failed"
+    RECONCILIATION_REQUESTED = "reconciliation_requested"
+    REMOVAL_SETTLED = "removal_settled"
+    SEATS_UPDATED = "seats_updated"
+    SEAT_CLAIMED = "seat_claimed"
+    SEAT_RELEASED = "seat_released"
+    SEAT_REVOKED = "seat_revoked"
+    STAFF_2FA_ENROLLED = "staff.2fa_enrolled"
+    STAFF_2FA_RESET = "staff.2fa_reset"
+    STAFF_RECOVERY_CODE_USED = "staff.recovery_code_used"
+    STRIPE_EVENT_REPROCESS_REQUESTED = "stripe_event_reprocess_requested"
+    SUBSCRIPTION_ACTIVATED = "subscription_activated"
+    SUBSCRIPTION_ENDED = "subscription_ended"
+    SUBSCRIPTION_STATUS_CHANGED = "subscription_status_changed"
+    TEAM_MEMBER_DETACHED = "team_member_detached"
+    TEAM_OWNER_REATTACHED = "team_owner_reattached"
+
+
+class AuditLog(models.Model):
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
-    actor_type = models.CharField(max_length=16, choices=Actor.choices)
+    actor_type = models.CharField(max_length=16, choices=AuditActor.choices)
     actor_id = models.CharField(max_length=64, blank=True)
     actor_label = models.CharField(max_length=255, blank=True)
     action = models.CharField(max_length=64, db_index=True)

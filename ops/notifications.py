@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import re
 import smtplib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import cache
 from typing import Any
 
+from anymail.exceptions import AnymailRecipientsRefused
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.template import Context, Engine, Template, TemplateSyntaxError
@@ -25,7 +27,6 @@ from django.utils.html import urlize
 
 from ops.models import MessageTemplate, Notification
 from ops.templates_registry import (
-    ADMIN_CHANNEL,
     DM,
     EMAIL,
     MessageKind,
@@ -37,8 +38,6 @@ from ops.templates_registry import (
 SENDING_TIMEOUT = timedelta(minutes=10)
 # A pending row older than this lost its immediate task (broker down, process killed).
 LOST_TASK_AFTER = timedelta(minutes=2)
-# Discord rejects messages over 2000 characters.
-DISCORD_MAX_LENGTH = 2000
 # Context values that grant access; masked in the admin and wiped once delivered.
 SENSITIVE_VARIABLES = frozenset({"link"})
 SENSITIVE_KINDS = frozenset({"magic_link", "password_reset"})
@@ -156,11 +155,11 @@ def base_context(member: Any = None, channel: str = DM) -> dict[str, Any]:
         "app_url": settings.APP_URL,
         "member_name": "",
         "team_name": "",
-        "dashboard_link": _link("members:dashboard", "/dashboard/"),
-        "portal_link": _link("members:billing", "/billing/"),
+        "dashboard_link": _link("billing:dashboard", "/dashboard/"),
+        "portal_link": _link("billing:billing", "/billing/"),
         "claim_link": _link("discordsync:claim_start", "/claim/"),
         "login_link": _link("members:login", "/login/"),
-        "team_link": _link("discordsync:team", "/team/"),
+        "team_link": _link("billing:team", "/team/"),
         "support_email": settings.EMAIL_REPLY_TO,
         "introductions_channel": _channel_mention(
             channel, settings.DISCORD_INTRODUCTIONS_CHANNEL_ID, "#introductions"
@@ -247,6 +246,24 @@ def render_preview(kind: str, subject: str, body: str, channel: str = "") -> Ren
 
 
 # --- channels -------------------------------------------------------------------------
+#
+# The outbox knows channels only by name. Each channel's sender is registered by the app that
+# owns the transport: email here, Discord DMs and the admin channel by ``discordsync`` in its
+# ``AppConfig.ready()`` (the same shape as the health check registry).
+
+Sender = Callable[[str, RenderedMessage], None]
+SENDERS: dict[str, Sender] = {}
+
+
+def register_channel(channel: str) -> Callable[[Sender], Sender]:
+    """Register the function that delivers a rendered message to a recipient of ``channel``;
+    it raises DeliveryError (Undeliverable when retrying cannot help)."""
+
+    def decorator(sender: Sender) -> Sender:
+        SENDERS[channel] = sender
+        return sender
+
+    return decorator
 
 
 def redact(message: str) -> str:
@@ -258,6 +275,7 @@ def redact(message: str) -> str:
     return message[:1000]
 
 
+@register_channel(EMAIL)
 def send_email(recipient: str, message: RenderedMessage) -> None:
     email = EmailMultiAlternatives(
         subject=message.subject,
@@ -269,43 +287,9 @@ def send_email(recipient: str, message: RenderedMessage) -> None:
     email.attach_alternative(message.html, "text/html")
     try:
         email.send(fail_silently=False)
-    except smtplib.SMTPRecipientsRefused as exc:
+    except (smtplib.SMTPRecipientsRefused, AnymailRecipientsRefused) as exc:
         raise Undeliverable(f"address refused: {exc}") from exc
     except Exception as exc:  # noqa: BLE001 — any provider error is retried with backoff
-        if _is_anymail_rejection(exc):
-            raise Undeliverable(f"address refused: {exc}") from exc
-        raise DeliveryError(f"{type(exc).__name__}: {exc}") from exc
-
-
-def _is_anymail_rejection(exc: Exception) -> bool:
-    from anymail.exceptions import AnymailRecipientsRefused
-
-    return isinstance(exc, AnymailRecipientsRefused)
-
-
-def _discord_text(content: str) -> str:
-    if len(content) <= DISCORD_MAX_LENGTH:
-        return content
-    return content[: DISCORD_MAX_LENGTH - 1] + "…"
-
-
-def send_discord(channel: str, recipient: str, message: RenderedMessage) -> None:
-    # Imported here: the client module reads Discord settings the outbox does not otherwise need.
-    from discordsync.client import DiscordPermanentError, get_client
-
-    # The per-process client: rate-limit buckets and the circuit breaker are shared.
-    client = get_client()
-    try:
-        if channel == DM:
-            client.send_dm(recipient, _discord_text(message.text))
-        else:
-            content = f"**{message.subject}**\n{message.text}" if message.subject else message.text
-            client.post_channel_message(recipient, _discord_text(content))
-    except DiscordPermanentError as exc:
-        code = getattr(exc, "code", None)
-        reason = "the member does not accept DMs" if code == 50007 else "Discord refused"
-        raise Undeliverable(f"{reason}: {exc}") from exc
-    except Exception as exc:  # noqa: BLE001 — rate limits, 5xx, timeouts, open breaker
         raise DeliveryError(f"{type(exc).__name__}: {exc}") from exc
 
 
@@ -316,18 +300,16 @@ def send(notification: Notification) -> None:
         raise DeliveryError(
             f"kind {kind.kind} is not sent by {notification.channel}", permanent=True
         )
+    sender = SENDERS.get(notification.channel)
+    if sender is None:
+        raise DeliveryError(f"unknown channel {notification.channel}", permanent=True)
     try:
         message = render_message(
             kind.kind, notification.context, notification.member, notification.channel
         )
     except TemplateSyntaxError as exc:
         raise DeliveryError(f"template error: {exc}", permanent=True) from exc
-    if notification.channel == EMAIL:
-        send_email(notification.recipient, message)
-    elif notification.channel in (DM, ADMIN_CHANNEL):
-        send_discord(notification.channel, notification.recipient, message)
-    else:
-        raise DeliveryError(f"unknown channel {notification.channel}", permanent=True)
+    sender(notification.recipient, message)
 
 
 def masked_context(notification: Notification, *, superuser: bool) -> dict[str, Any]:

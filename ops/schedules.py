@@ -56,8 +56,10 @@ def jobs(config: GatewayConfig) -> list[Job]:
         Job("deliver due notifications", "ops.tasks.deliver_due_notifications", minutes=1),
         Job("drain stripe events", "billing.tasks.drain_stripe_events", minutes=1),
         Job("billing tick", "billing.tasks.billing_tick", minutes=5),
-        Job("daily reconciliation", "ops.tasks.reconcile_scheduled", cron=reconcile_cron(config)),
-        Job("prune old records", "ops.tasks.prune_old_records", cron="30 3 * * *"),
+        Job(
+            "daily reconciliation", "gateway.tasks.reconcile_scheduled", cron=reconcile_cron(config)
+        ),
+        Job("prune old records", "gateway.tasks.prune_old_records", cron="30 3 * * *"),
     ]
 
 

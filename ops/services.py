@@ -16,7 +16,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from ops.models import AuditLog, MessageTemplate, Notification
+from ops.models import AuditAction, AuditActor, AuditLog, MessageTemplate, Notification
+from ops.notifications import compile_template, unknown_variables
 from ops.templates_registry import get_kind
 
 log = structlog.get_logger(__name__)
@@ -24,6 +25,14 @@ log = structlog.get_logger(__name__)
 
 def current_request_id() -> str:
     return str(structlog.contextvars.get_contextvars().get("request_id", ""))
+
+
+def audit_actor(actor: Any, actor_type: str = AuditActor.STAFF, *, label: str = "") -> dict:
+    """The audit fields of whoever acted: a staff user (the default ``actor_type``) or a member
+    (``AuditActor.MEMBER``); ``None`` is the system. The label defaults to ``str(actor)``."""
+    if actor is None:
+        return {"actor_type": AuditActor.SYSTEM, "actor_id": "", "actor_label": label}
+    return {"actor_type": actor_type, "actor_id": str(actor.pk), "actor_label": label or str(actor)}
 
 
 def audit_record(
@@ -124,10 +133,8 @@ def notification_retry_now(*, notification: Notification, actor: Any, reason: st
     if not updated:
         return False
     audit_record(
-        actor_type=AuditLog.Actor.STAFF,
-        actor_id=str(actor.pk),
-        actor_label=str(actor),
-        action="notification.retry_now",
+        **audit_actor(actor),
+        action=AuditAction.NOTIFICATION_RETRY_NOW,
         target=notification,
         details={"kind": notification.kind, "previous_status": notification.status},
         reason=reason,
@@ -145,8 +152,6 @@ def message_template_save(
     Unknown variables do not block the save (the wording is staff's call) but are reported
     and audited, because they render empty. A template that does not compile is refused.
     """
-    from ops.notifications import compile_template, unknown_variables
-
     get_kind(kind)
     compile_template(subject)
     compile_template(body)
@@ -156,10 +161,8 @@ def message_template_save(
         kind=kind, defaults={"subject": subject, "body": body, "updated_by": str(actor)}
     )
     audit_record(
-        actor_type=AuditLog.Actor.STAFF,
-        actor_id=str(actor.pk),
-        actor_label=str(actor),
-        action="message_template.created" if created else "message_template.updated",
+        **audit_actor(actor),
+        action=AuditAction.MESSAGE_TEMPLATE_CREATED if created else "message_template.updated",
         target=template,
         details={
             "kind": kind,
@@ -174,10 +177,8 @@ def message_template_save(
 def message_template_reset(*, template: MessageTemplate, actor: Any) -> None:
     """Drop a staff edit so the default files in ``templates/messages/`` apply again."""
     audit_record(
-        actor_type=AuditLog.Actor.STAFF,
-        actor_id=str(actor.pk),
-        actor_label=str(actor),
-        action="message_template.reset",
+        **audit_actor(actor),
+        action=AuditAction.MESSAGE_TEMPLATE_RESET,
         target=template,
         details={
             "kind": template.kind,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 from uuid import uuid4
 
 import discord
@@ -38,10 +38,20 @@ from discordsync.introductions import (
     introductions_mark_handled,
 )
 
-if TYPE_CHECKING:
-    from discordsync.bot.runner import BotRunner
-
 log = structlog.get_logger(__name__)
+
+
+class Runner(Protocol):
+    """What the bot needs from the process that runs it (``discordsync.bot.runner.BotRunner``):
+    whether new events are still accepted, the handlers in flight, the connected signal, and
+    an interruptible sleep."""
+
+    accepting: bool
+    inflight: set[asyncio.Task[Any]]
+    connected: asyncio.Event
+
+    async def sleep_or_stop(self, seconds: float) -> bool: ...
+
 
 T = TypeVar("T")
 
@@ -105,7 +115,7 @@ def message_facts(message: discord.Message, *, is_edit: bool) -> MessageFacts:
 
 
 class GatewayBot(discord.Client):
-    def __init__(self, *, runner: BotRunner) -> None:
+    def __init__(self, *, runner: Runner) -> None:
         super().__init__(
             intents=bot_intents(),
             # We never need the full member list in memory; join/leave events carry the user.

@@ -28,9 +28,9 @@ from django.db import close_old_connections, connections
 from django.utils import timezone
 
 from discordsync.bot.client import GatewayBot, point_at_configured_discord
-from discordsync.bot.lease import lease_acquire, lease_release
 from discordsync.bot.selfcheck import build_report, facts_from_guild, selfcheck_store
 from discordsync.bot.services import heartbeat_beat
+from ops.leases import lease_acquire, lease_release
 
 log = structlog.get_logger(__name__)
 

@@ -11,9 +11,10 @@ from typing import Any
 import structlog
 from django.db import transaction
 
-from discordsync.services import guild_absence_record, role_sync_request
+from discordsync.services import guild_absence_record
 from members.models import Member
-from ops.models import AuditLog, Heartbeat
+from members.sync import role_sync_request
+from ops.models import AuditAction, AuditActor, Heartbeat
 from ops.services import audit_record
 
 log = structlog.get_logger(__name__)
@@ -21,23 +22,32 @@ log = structlog.get_logger(__name__)
 HEARTBEAT_NAME = "bot"
 
 
+def _guild_event(discord_id: str, action: AuditAction, reason: str) -> Member | None:
+    """Lock the linked member a guild event is about and audit the event; None if unknown."""
+    member = Member.objects.select_for_update().filter(discord_id=discord_id).first()
+    if member is not None:
+        audit_record(
+            actor_type=AuditActor.DISCORD,
+            actor_id=discord_id,
+            actor_label=member.discord_username,
+            action=action,
+            target=member,
+            reason=reason,
+        )
+    return member
+
+
 @transaction.atomic
 def member_guild_join(*, discord_id: str, now: datetime) -> bool:
     """A linked member joined (or rejoined) the guild: record it and re-apply their role."""
-    member = Member.objects.select_for_update().filter(discord_id=discord_id).first()
+    member = _guild_event(
+        discord_id, AuditAction.MEMBER_GUILD_JOINED, "member joined the Discord guild"
+    )
     if member is None:
         return False
     member.in_guild = True
     member.guild_joined_at = now
     member.save(update_fields=["in_guild", "guild_joined_at", "updated_at"])
-    audit_record(
-        actor_type=AuditLog.Actor.DISCORD,
-        actor_id=discord_id,
-        actor_label=member.discord_username,
-        action="member.guild_joined",
-        target=member,
-        reason="member joined the Discord guild",
-    )
     role_sync_request(member_id=member.pk)
     log.info("member_guild_joined", member_id=member.pk)
     return True
@@ -47,18 +57,12 @@ def member_guild_join(*, discord_id: str, now: datetime) -> bool:
 def member_guild_leave(*, discord_id: str, now: datetime) -> bool:
     """A linked member left the guild. Billing is untouched: leaving is not cancelling; a
     member who is still entitled gets one email with a way back in."""
-    member = Member.objects.select_for_update().filter(discord_id=discord_id).first()
+    member = _guild_event(
+        discord_id, AuditAction.MEMBER_GUILD_LEFT, "member left the Discord guild"
+    )
     if member is None:
         return False
     guild_absence_record(member_id=member.pk, now=now)
-    audit_record(
-        actor_type=AuditLog.Actor.DISCORD,
-        actor_id=discord_id,
-        actor_label=member.discord_username,
-        action="member.guild_left",
-        target=member,
-        reason="member left the Discord guild",
-    )
     log.info("member_guild_left", member_id=member.pk)
     return True
 

@@ -39,7 +39,7 @@ def line_items(server, url: str) -> list[tuple[str, int]]:
 
 
 def test_individual_checkout_creates_customer_lazily_and_a_session(client, buyer, stripe_server):
-    response = client.post(reverse("members:checkout_individual"))
+    response = client.post(reverse("billing:checkout_individual"))
 
     assert response.status_code == 302
     url = response["Location"]
@@ -63,7 +63,7 @@ def test_individual_checkout_creates_customer_lazily_and_a_session(client, buyer
     assert AuditLog.objects.filter(action="billing.checkout_started").count() == 1
 
     # A second attempt (abandoned the first) reuses the customer.
-    again = client.post(reverse("members:checkout_individual"))
+    again = client.post(reverse("billing:checkout_individual"))
     assert again["Location"] != url
     assert len(requests_to(stripe_server, "POST", "/v1/customers")) == 1
 
@@ -72,7 +72,7 @@ def test_company_checkout_omits_zero_quantity_items_and_names_the_pending_team(
     client, buyer, stripe_server
 ):
     response = client.post(
-        reverse("members:company"),
+        reverse("billing:company"),
         {"company_name": "  Acme Widgets ", "owner_seats": 2, "team_seats": 0},
     )
 
@@ -98,10 +98,10 @@ def test_abandoned_company_checkout_then_retry_reuses_the_pending_team(
     client, buyer, stripe_server
 ):
     first = client.post(
-        reverse("members:company"), {"company_name": "Acme", "owner_seats": 1, "team_seats": 0}
+        reverse("billing:company"), {"company_name": "Acme", "owner_seats": 1, "team_seats": 0}
     )
     retry = client.post(
-        reverse("members:company"),
+        reverse("billing:company"),
         {"company_name": "Acme Ltd", "owner_seats": 1, "team_seats": 3},
     )
 
@@ -128,7 +128,7 @@ def test_abandoned_company_checkout_then_retry_reuses_the_pending_team(
     ],
 )
 def test_bad_company_details_are_refused_and_change_nothing(client, buyer, stripe_server, data):
-    response = client.post(reverse("members:company"), data)
+    response = client.post(reverse("billing:company"), data)
 
     assert response.status_code == 400
     assert 'role="alert"' in response.content.decode()
@@ -140,9 +140,9 @@ def test_entitled_member_cannot_start_another_checkout(client, buyer, stripe_ser
     individual_subscriber(buyer, stripe_server)
     sessions_before = len(requests_to(stripe_server, "POST", "/v1/checkout/sessions"))
 
-    individual = client.post(reverse("members:checkout_individual"), follow=True)
+    individual = client.post(reverse("billing:checkout_individual"), follow=True)
     company = client.post(
-        reverse("members:company"), {"company_name": "Acme", "owner_seats": 1, "team_seats": 0}
+        reverse("billing:company"), {"company_name": "Acme", "owner_seats": 1, "team_seats": 0}
     )
 
     assert "You already have an active membership." in individual.content.decode()
@@ -156,7 +156,7 @@ def test_stripe_outage_shows_a_clear_error_and_changes_nothing(client, buyer, st
     stripe_server.state.add_fault("/v1/checkout/sessions", status=500, count=10)
 
     response = client.post(
-        reverse("members:company"), {"company_name": "Acme", "owner_seats": 1, "team_seats": 0}
+        reverse("billing:company"), {"company_name": "Acme", "owner_seats": 1, "team_seats": 0}
     )
 
     assert response.status_code == 400
@@ -172,8 +172,8 @@ def test_stripe_outage_shows_a_clear_error_and_changes_nothing(client, buyer, st
 def test_billing_portal_is_a_fresh_session_per_click(client, buyer, stripe_server):
     individual_subscriber(buyer, stripe_server)
 
-    first = client.post(reverse("members:billing_portal"))
-    second = client.post(reverse("members:billing_portal"))
+    first = client.post(reverse("billing:billing_portal"))
+    second = client.post(reverse("billing:billing_portal"))
 
     assert first.status_code == second.status_code == 302
     assert first["Location"] != second["Location"]
@@ -187,7 +187,7 @@ def test_billing_portal_is_a_fresh_session_per_click(client, buyer, stripe_serve
 
 
 def test_billing_portal_without_a_customer_explains_why(client, buyer, stripe_server):
-    response = client.post(reverse("members:billing_portal"), follow=True)
+    response = client.post(reverse("billing:billing_portal"), follow=True)
 
     assert "There is no billing account yet." in response.content.decode()
     assert requests_to(stripe_server, "POST", "/v1/billing_portal") == []
@@ -255,11 +255,11 @@ def test_seat_add_needs_a_paid_team(buyer, stripe_server):
 
 
 def test_owner_buys_seats_from_the_team_page(client, company, stripe_server):
-    response = client.post(reverse("discordsync:team_seats_add"), {"tier": "team", "quantity": 3})
+    response = client.post(reverse("billing:team_seats_add"), {"tier": "team", "quantity": 3})
 
     assert response.status_code == 302
     assert _quantities(company.subscription_id)[settings.STRIPE_TEAM_SEAT_PRICE_ID] == 3
-    page = client.get(reverse("discordsync:team")).content.decode()
+    page = client.get(reverse("billing:team")).content.decode()
     assert "3 seats added and invoiced" in page
 
 
@@ -267,10 +267,10 @@ def test_owner_buys_seats_from_the_team_page(client, company, stripe_server):
 def test_team_page_refuses_a_bad_seat_quantity_without_calling_stripe(
     client, company, stripe_server, quantity
 ):
-    client.post(reverse("discordsync:team_seats_add"), {"tier": "team", "quantity": quantity})
+    client.post(reverse("billing:team_seats_add"), {"tier": "team", "quantity": quantity})
 
     assert stripe_server.state.request_log() == []
-    page = client.get(reverse("discordsync:team")).content.decode()
+    page = client.get(reverse("billing:team")).content.decode()
     assert "Add between 1 and 50 seats at a time." in page
 
 
@@ -281,7 +281,7 @@ def test_only_an_owner_of_the_team_can_buy_seats(client, company, stripe_server)
     Member.objects.create(user=outsider)
     client.force_login(outsider)
 
-    response = client.post(reverse("discordsync:team_seats_add"), {"tier": "team", "quantity": 1})
+    response = client.post(reverse("billing:team_seats_add"), {"tier": "team", "quantity": 1})
 
     assert response.status_code == 404
     assert stripe_server.state.request_log() == []

@@ -30,8 +30,8 @@ from billing.entitlement import (
 from billing.models import ComplimentaryMembership, Dispute, FailureEpisode
 from discordsync.selectors import member_expected_role
 from gateway.admin_site import members_by_state
+from gateway.reconciliation import reconcile
 from members.models import ManagedRole, Member, Override, SeatTier, Team, User
-from ops.reconciliation import reconcile
 from tests.discordsync.conftest import subscription
 
 NOW = timezone.now()

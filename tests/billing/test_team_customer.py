@@ -55,7 +55,7 @@ def purchaser(stripe_server) -> Member:
 def _buy_company(stripe_server, purchaser: Member) -> Team:
     client = _logged_in(purchaser)
     response = client.post(
-        reverse("members:company"), {"company_name": "Acme", "owner_seats": 2, "team_seats": 1}
+        reverse("billing:company"), {"company_name": "Acme", "owner_seats": 2, "team_seats": 1}
     )
     assert response.status_code == 302
     session_id = response["Location"].rstrip("/").rsplit("/", 1)[-1]
@@ -83,7 +83,7 @@ def test_every_owner_opens_the_team_customer_never_the_purchasers(stripe_server,
     co_owner = _co_owner(team, "percy@acme.example")
 
     for member in (purchaser, co_owner):
-        response = _logged_in(member).post(reverse("members:billing_portal"))
+        response = _logged_in(member).post(reverse("billing:billing_portal"))
         assert _portal_customer(stripe_server, response) == team.stripe_customer_id
 
 
@@ -109,7 +109,7 @@ def test_a_co_owner_cannot_open_a_purchasers_personal_customer(stripe_server, le
     co_owner = _co_owner(legacy_team, "percy@acme.example")
     stripe_server.state.clear_requests()
 
-    response = _logged_in(co_owner).post(reverse("members:billing_portal"), follow=True)
+    response = _logged_in(co_owner).post(reverse("billing:billing_portal"), follow=True)
 
     assert "personal account of the owner" in response.content.decode()
     assert requests_to(stripe_server, "POST", "/v1/billing_portal") == []
@@ -137,7 +137,7 @@ def test_separation_dry_run_changes_nothing_then_the_run_separates(
     assert purchaser.stripe_customer_id == ""
     customer = stripe_server.state.get_customer(personal)
     assert (customer["name"], customer["metadata"]["team_id"]) == ("Old Guard", str(legacy_team.pk))
-    response = _logged_in(co_owner).post(reverse("members:billing_portal"))
+    response = _logged_in(co_owner).post(reverse("billing:billing_portal"))
     assert _portal_customer(stripe_server, response) == personal  # now the team's
 
     # Nothing left to do; the purchaser's next purchase of their own gets a new customer.

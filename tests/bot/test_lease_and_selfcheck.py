@@ -8,7 +8,6 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
-from discordsync.bot.lease import lease_acquire, lease_release
 from discordsync.bot.selfcheck import (
     GuildFacts,
     RoleInfo,
@@ -18,6 +17,7 @@ from discordsync.bot.selfcheck import (
 )
 from discordsync.bot.services import member_guild_join, member_guild_leave
 from members.models import Member
+from ops.leases import lease_acquire, lease_release
 from ops.models import AuditLog, Heartbeat, Notification
 from tests.bot.conftest import SQUIRE_DISCORD_ID
 

@@ -199,7 +199,7 @@ def test_magic_link_never_signs_in_staff(superuser):
 
     assert response.status_code == 400
     assert not admin_opens(client)
-    assert client.get(reverse("members:dashboard")).status_code == 302
+    assert client.get(reverse("billing:dashboard")).status_code == 302
 
 
 def test_discord_login_never_signs_in_staff(discord, superuser):
@@ -211,4 +211,4 @@ def test_discord_login_never_signs_in_staff(discord, superuser):
 
     assert response.status_code == 400
     assert not admin_opens(client)
-    assert client.get(reverse("members:dashboard")).status_code == 302
+    assert client.get(reverse("billing:dashboard")).status_code == 302

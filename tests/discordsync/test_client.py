@@ -126,12 +126,3 @@ def test_unknown_member_is_none_and_dms_closed_is_permanent(discord):
     with pytest.raises(DiscordPermanentError) as raised:
         client.send_dm(LANCELOT, "Hail")
     assert raised.value.code == 50007
-
-
-def test_list_members_pages_through_the_guild(discord):
-    discord.seed_members(25)
-    ids = [m["user"]["id"] for m in get_client().list_members(limit=10)]
-    assert len(ids) == len(set(ids)) == len(discord.members)
-    assert (
-        len(discord.requests(method="GET", path_prefix=f"/guilds/{discord.guild_id}/members")) == 3
-    )

@@ -107,7 +107,7 @@ def test_global_cap_holds_across_routes(server, settings):
     for user in users:
         jobs.append(lambda u=user: client.add_role(u, ROLE_IDS["knight"], reason="pacing test"))
         jobs.append(lambda u=user: client.get_member(u))
-        jobs.append(lambda: client.get_guild_roles())
+        jobs.append(lambda: client.get_guild())
 
     elapsed = _run_parallel(jobs, threads=4)
 

@@ -10,9 +10,8 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from discordsync.oauth import DiscordUser
-from members.models import Invite, Member, SeatTier
-from members.team_services import SeatError, seat_claim
+from billing.teams import SeatError, seat_claim
+from members.models import DiscordUser, Invite, Member, SeatTier
 from ops.models import AuditLog, Notification
 from tests.conftest import FAKE_ROLE_IDS as ROLE_IDS
 from tests.discordsync.conftest import (
@@ -252,7 +251,7 @@ def test_concurrent_claims_never_exceed_paid_seats(discord):
 def test_parallel_invite_emails_never_pass_the_daily_limit(discord, settings):
     if connection.vendor != "postgresql":
         pytest.skip(f"needs PostgreSQL (DATABASE_URL); running on {connection.vendor}")
-    from members.team_services import invite_create
+    from billing.teams import invite_create
 
     settings.TEAM_INVITE_EMAILS_PER_DAY = 3
     team = make_team("Lothian Ltd", team_seats=5)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import ops.health  # noqa: F401  (registers the checks)
-from gateway.health import CHECKS as REGISTRY
+from ops.health import CHECKS as REGISTRY
 from tests.processes import ROOT
 
 SOURCES = ["gateway", "members", "billing", "discordsync", "ops"]

@@ -67,7 +67,7 @@ def test_discord_outage_loses_no_role_change_opens_the_breaker_and_alerts_once(t
             )
             manage(
                 env,
-                "from discordsync.services import role_sync_request\n"
+                "from members.sync import role_sync_request\n"
                 "from members.models import Member\n"
                 "for pk in Member.objects.values_list('pk', flat=True):\n"
                 "    role_sync_request(member_id=pk)\n",

@@ -53,7 +53,7 @@ def test_definitions_match_the_operating_plan():
         5,
     )
     reconciliation = by_name["daily reconciliation"]
-    assert reconciliation.func == "ops.tasks.reconcile_scheduled"
+    assert reconciliation.func == "gateway.tasks.reconcile_scheduled"
     assert reconciliation.schedule_type == Schedule.CRON
     assert reconciliation.cron == "0 4 * * *"
     assert all(s.repeats == -1 for s in by_name.values())

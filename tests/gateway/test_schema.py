@@ -25,7 +25,7 @@ def database_cache(settings):
     """The production cache configuration (no REDIS_URL), on a table no test created."""
     settings.CACHES = {
         "default": {
-            "BACKEND": "gateway.cache.DatabaseCache",
+            "BACKEND": "ops.cache.DatabaseCache",
             "LOCATION": TABLE,
         }
     }

@@ -12,7 +12,7 @@ from django_q.signing import SignedPackage
 from django_q.tasks import async_task
 from django_q.worker import worker
 
-from gateway.tasks import REQUEST_ID_KEY, bind_fresh_request_id
+from gateway.tasks import REQUEST_ID_KEY
 from tests.gateway import jobs
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.gateway.urls")]
@@ -72,13 +72,3 @@ def test_inline_task_keeps_the_callers_context(client):
     response = client.get("/_test/enqueue/")
     (seen,) = jobs.SEEN
     assert seen["request_id"] == response["X-Request-ID"]
-
-
-def test_bind_fresh_request_id_starts_a_new_scope_for_a_bot_event():
-    structlog.contextvars.bind_contextvars(request_id="old", guild_id=1)
-    request_id = bind_fresh_request_id(event="on_message")
-    assert structlog.contextvars.get_contextvars() == {
-        "request_id": request_id,
-        "event": "on_message",
-    }
-    assert request_id != "old"

@@ -21,8 +21,8 @@ from django.core.mail.backends.locmem import EmailBackend as LocmemBackend
 from django.test import Client
 from django.utils import timezone
 
-from billing.lifecycle import TickReport, billing_tick
 from billing.models import FailureEpisode
+from billing.tick import TickReport, billing_tick
 from discordsync.tasks import sync_member_roles
 from members.models import Member, Team, User
 from ops.models import Notification

@@ -10,7 +10,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection, connections
 
-from billing.lifecycle import billing_tick
+from billing.tick import billing_tick
 from members.models import Member
 from ops.models import Notification
 from tests.lifecycle.conftest import sent_once, subscribe_individual

@@ -24,8 +24,8 @@ from billing.checkout import (
 )
 from billing.entitlement import Access, member_access, member_is_entitled
 from billing.models import Dispute, StripeEventInbox
+from billing.staff_services import member_complimentary_end, member_complimentary_grant
 from members.models import Invite, Member, SeatTier, Team, User
-from members.staff_services import member_complimentary_end, member_complimentary_grant
 from ops.models import AuditLog, GatewayConfig, Notification
 from tests.billing.conftest import (
     deliver,

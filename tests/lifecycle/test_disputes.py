@@ -52,7 +52,7 @@ def test_a_dispute_suspends_access_at_once_and_tells_member_and_staff(world, kay
     world.client.force_login(kay.user)
     assert (
         "Access paused: payment disputed"
-        in world.client.get(reverse("members:dashboard")).content.decode()
+        in world.client.get(reverse("billing:dashboard")).content.decode()
     )
 
     # Evidence submitted: still open, nothing new for anyone.

@@ -12,8 +12,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from billing.reminders import claim_reminders_send
 from members.models import Invite, Member, SeatTier
-from members.reminders import claim_reminders_send
 from ops.models import Notification
 from tests.lifecycle.conftest import messages, subscribe_company, subscribe_individual
 
@@ -94,8 +94,8 @@ def test_owners_of_a_team_that_is_not_active_cannot_create_or_email_invites(worl
 
 def test_a_seat_claimed_again_after_a_return_is_a_new_access_period(world):
     team, _ = subscribe_company(world, "pat@acme.example", "Acme Ltd", team_seats=1)
-    from discordsync.oauth import DiscordUser
-    from members.team_services import seat_claim
+    from billing.teams import seat_claim
+    from members.models import DiscordUser
 
     person = world.discord.add_user(username="tom", in_guild=False, roles=[])
     tom = DiscordUser(id=person["id"], username="tom", avatar="")

@@ -321,7 +321,7 @@ def test_stripe_down_at_removal_retries_next_tick(world):
     world.tick(t0 + 48 * H + MIN)
     episode.refresh_from_db()
 
-    from billing.lifecycle import billing_tick
+    from billing.tick import billing_tick
 
     # Every attempt of stripe-python's bounded retries fails.
     world.stripe.state.add_fault(

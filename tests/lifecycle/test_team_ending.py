@@ -13,10 +13,9 @@ from django.utils import timezone
 
 from billing.checkout import checkout_company_start, checkout_individual_start
 from billing.entitlement import member_is_entitled
-from discordsync.oauth import DiscordUser
+from billing.teams import SeatError, seat_claim
 from discordsync.services import LinkError, discord_link
-from members.models import Invite, Member, SeatTier, Team, User
-from members.team_services import SeatError, seat_claim
+from members.models import DiscordUser, Invite, Member, SeatTier, Team, User
 from ops.models import AuditLog
 from tests.billing.conftest import pay_checkout, start_individual_checkout
 from tests.lifecycle.conftest import seat, subscribe_company, subscribe_individual

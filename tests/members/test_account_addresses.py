@@ -7,8 +7,8 @@ import pytest
 from django.contrib.auth import SESSION_KEY
 from django.urls import reverse
 
+from billing.teams import SeatError, invite_create
 from members.models import Member, User, normalize_email
-from members.team_services import SeatError, invite_create
 from ops.models import Notification
 from tests.discordsync.conftest import make_team
 from tests.members.conftest import PASSWORD

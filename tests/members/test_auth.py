@@ -29,7 +29,7 @@ def test_signup_creates_account_logs_in_and_lands_on_dashboard(client):
     response = signup(client, "  New.Person@Example.ORG ")
 
     assert response.status_code == 302
-    assert response["Location"] == reverse("members:dashboard")
+    assert response["Location"] == reverse("billing:dashboard")
     user = User.objects.get()
     assert user.email == "new.person@example.org"
     assert user.check_password(PASSWORD)
@@ -37,7 +37,7 @@ def test_signup_creates_account_logs_in_and_lands_on_dashboard(client):
     assert member.stripe_customer_id == ""  # the Stripe customer comes at checkout
     assert client.session[SESSION_KEY] == str(user.pk)
     assert AuditLog.objects.filter(action="member.signed_up", target_id=str(member.pk)).exists()
-    assert client.get(reverse("members:dashboard")).status_code == 200
+    assert client.get(reverse("billing:dashboard")).status_code == 200
 
 
 def test_duplicate_signup_any_case_is_refused_neutrally_without_session(client, alice):
@@ -79,7 +79,7 @@ def test_login_with_password_and_logout(client, alice):
     )
 
     assert response.status_code == 302
-    assert response["Location"] == reverse("members:dashboard")
+    assert response["Location"] == reverse("billing:dashboard")
     assert client.session[SESSION_KEY] == str(alice.pk)
     assert client.session.session_key != anonymous_key  # no session fixation
 
@@ -87,7 +87,7 @@ def test_login_with_password_and_logout(client, alice):
     response = client.post(reverse("members:logout"))
     assert response.status_code == 302
     assert SESSION_KEY not in client.session
-    assert client.get(reverse("members:dashboard")).status_code == 302
+    assert client.get(reverse("billing:dashboard")).status_code == 302
 
 
 @pytest.mark.parametrize("email", ["alice@example.org", "nobody@example.org"])
@@ -118,7 +118,7 @@ def test_next_never_redirects_off_site(client, alice, target):
     )
 
     assert response.status_code == 302
-    assert response["Location"] == reverse("members:dashboard")
+    assert response["Location"] == reverse("billing:dashboard")
 
 
 def test_next_on_site_is_followed(client, alice):
@@ -131,7 +131,7 @@ def test_next_on_site_is_followed(client, alice):
 
 
 def test_login_required_pages_send_anonymous_visitors_to_login(client):
-    response = client.get(reverse("members:dashboard"))
+    response = client.get(reverse("billing:dashboard"))
 
     assert response.status_code == 302
     assert response["Location"].startswith(reverse("members:login") + "?next=")
@@ -166,7 +166,7 @@ def test_magic_link_is_emailed_and_logs_in_once(client, alice, settings):
     response = _use(client, link)
 
     assert response.status_code == 302
-    assert response["Location"] == reverse("members:dashboard")
+    assert response["Location"] == reverse("billing:dashboard")
     assert client.session[SESSION_KEY] == str(alice.pk)
     assert client.session.session_key != anonymous_key
 

@@ -27,7 +27,7 @@ def member(client) -> Member:
 
 
 def page(client) -> str:
-    response = client.get(reverse("members:dashboard"))
+    response = client.get(reverse("billing:dashboard"))
     assert response.status_code == 200
     return response.content.decode()
 
@@ -36,8 +36,8 @@ def test_without_subscription_the_dashboard_offers_the_plans(client, member):
     body = page(client)
 
     assert "You have no active membership yet." in body
-    assert reverse("members:checkout_individual") in body
-    assert reverse("members:company") in body
+    assert reverse("billing:checkout_individual") in body
+    assert reverse("billing:company") in body
     assert "Link Discord" not in body
 
 
@@ -50,7 +50,7 @@ def test_active_subscriber_sees_status_plan_renewal_and_link_discord(client, mem
     assert "Individual membership" in body
     assert "Renews on" in body
     assert 'href="/claim/"' in body and "Link Discord" in body
-    assert reverse("members:billing_portal") in body
+    assert reverse("billing:billing_portal") in body
     assert "Payment problem" not in body
 
 
@@ -98,7 +98,7 @@ def test_linked_member_sees_discord_name_and_invite(client, member, stripe_serve
 
 
 def test_checkout_success_message(client, member):
-    response = client.get(reverse("members:dashboard") + "?checkout=success")
+    response = client.get(reverse("billing:dashboard") + "?checkout=success")
 
     assert "Your payment is being confirmed." in response.content.decode()
 
@@ -111,10 +111,10 @@ def test_billing_page_lists_subscription_and_invoices(client, member, stripe_ser
     for invoice in stripe.Invoice.list(subscription=subscription_id).data:
         Invoice.sync_from_stripe_data(invoice)
 
-    response = client.get(reverse("members:billing"))
+    response = client.get(reverse("billing:billing"))
 
     body = response.content.decode()
     assert response.status_code == 200
     assert "Latest invoices" in body
     assert "Paid" in body
-    assert reverse("members:billing_portal") in body
+    assert reverse("billing:billing_portal") in body

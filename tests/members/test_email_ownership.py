@@ -57,7 +57,7 @@ def latest_link(kind: str) -> str:
 
 
 def logged_in(client: Client) -> bool:
-    return client.get(reverse("members:dashboard")).status_code == 200
+    return client.get(reverse("billing:dashboard")).status_code == 200
 
 
 # --- The attack ---------------------------------------------------------------------------

@@ -23,7 +23,7 @@ def test_landing_lists_plan_names_without_mirrored_prices(client):
     body = response.content.decode()
     for name in ("Individual membership", "Company owner seat", "Company team seat"):
         assert name in body
-    assert reverse("members:company") in body
+    assert reverse("billing:company") in body
 
 
 def test_theme_stylesheet_serves_configured_colours(client, settings):

@@ -27,10 +27,9 @@ from billing.checkout import member_has_live_subscription
 from billing.lifecycle import episode_remove
 from billing.models import FailureEpisode
 from billing.services import SubscriptionSnapshot, subscription_apply
-from discordsync.oauth import DiscordUser
+from billing.teams import seat_claim
 from discordsync.services import discord_link, discord_only_and_empty
-from members.models import Invite, Member, SeatTier, Team, User
-from members.team_services import seat_claim
+from members.models import DiscordUser, Invite, Member, SeatTier, Team, User
 from ops.models import GatewayConfig
 from tests.discordsync.conftest import make_member, subscription
 

@@ -40,6 +40,12 @@ from django.utils import timezone
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from billing.staff_services import (
+    member_access_restore,
+    member_access_revoke,
+    member_complimentary_end,
+    member_complimentary_grant,
+)
 from discordsync.bot.services import member_guild_join, member_guild_leave
 from discordsync.introductions import (
     CATCH_UP_FIRST_WINDOW,
@@ -48,16 +54,10 @@ from discordsync.introductions import (
     introductions_catch_up,
     introductions_mark_handled,
 )
+from gateway.reconciliation import reconcile
 from members.models import Invite, Member, User
 from members.models import Team as TeamRow
-from members.staff_services import (
-    member_access_restore,
-    member_access_revoke,
-    member_complimentary_end,
-    member_complimentary_grant,
-)
 from ops.models import Notification
-from ops.reconciliation import reconcile
 from tests.billing.conftest import deliver, pay_checkout, recorded_events
 from tests.conftest import FAKE_ROLE_IDS as ROLE_IDS
 from tests.discordsync.conftest import authorize

@@ -11,8 +11,8 @@ from __future__ import annotations
 import pytest
 
 from billing.models import FailureEpisode
+from billing.staff_services import member_complimentary_end, member_complimentary_grant
 from members.models import User
-from members.staff_services import member_complimentary_end, member_complimentary_grant
 from ops.models import Notification
 from tests.lifecycle.conftest import (
     World,

@@ -12,10 +12,10 @@ from django.test import override_settings
 from django.urls import reverse
 from django.utils import timezone
 
-from gateway.retry import MAX_ATTEMPTS
 from members.models import Member, Team, User
 from ops import notifications
 from ops.models import AuditLog, Notification
+from ops.retry import MAX_ATTEMPTS
 from ops.services import notification_enqueue
 from ops.tasks import deliver_due_notifications, deliver_notification
 

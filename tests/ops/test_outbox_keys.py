@@ -74,8 +74,8 @@ def test_the_migration_keeps_existing_messages_de_duplicated(db):
     from django.apps import apps
     from django.utils import timezone
 
+    from billing.reminders import claim_cadence, claim_episode
     from members.models import Member, User
-    from members.reminders import claim_cadence, claim_episode
     from ops.models import GatewayConfig
 
     migration = importlib.import_module("ops.migrations.0004_notification_key_digest")

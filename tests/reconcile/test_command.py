@@ -13,9 +13,9 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from discordsync.bot.lease import lease_acquire
+from gateway.reconciliation import LEASE_NAME
+from ops.leases import lease_acquire
 from ops.models import ReconciliationRun
-from ops.reconciliation import LEASE_NAME
 
 from .conftest import World
 

@@ -11,9 +11,9 @@ from django.core import mail
 from django.utils import timezone
 
 from billing.models import FailureEpisode
+from gateway.reconciliation import reconcile
 from members.models import ManagedRole, Member, Override, SeatTier, Team
 from ops.models import Notification, ReconciliationRun
-from ops.reconciliation import reconcile
 
 from .conftest import ROLE_IDS, World
 
@@ -273,7 +273,7 @@ def test_a_stripe_outage_fails_the_run_with_the_reason_stored(world):
     stripe.max_network_retries = 0
     world.stripe.state.add_fault("/v1/subscriptions", status=500, count=5)
 
-    from ops.reconciliation import ReconciliationError
+    from gateway.reconciliation import ReconciliationError
 
     with pytest.raises(ReconciliationError):
         reconcile(fix=True, dry_run=False, trigger="test")

@@ -10,9 +10,9 @@ from django_q.models import Schedule
 from djstripe.models import WebhookEventTrigger
 
 from billing.models import StripeEventInbox
+from gateway.tasks import prune_old_records
 from ops.models import GatewayConfig, Notification, ReconciliationRun
 from ops.schedules import jobs
-from ops.tasks import prune_old_records
 
 pytestmark = pytest.mark.django_db
 
@@ -110,6 +110,6 @@ def test_retention_follows_the_database_setting():
 
 def test_the_daily_schedules_name_these_tasks():
     by_name = {job.name: job for job in jobs(GatewayConfig())}
-    assert by_name["prune old records"].func == "ops.tasks.prune_old_records"
-    assert by_name["daily reconciliation"].func == "ops.tasks.reconcile_scheduled"
+    assert by_name["prune old records"].func == "gateway.tasks.prune_old_records"
+    assert by_name["daily reconciliation"].func == "gateway.tasks.reconcile_scheduled"
     assert by_name["prune old records"].schedule_type == Schedule.CRON

@@ -13,17 +13,17 @@ from django.db import connection
 from django.utils import timezone
 from django_q.models import Schedule
 
-from discordsync.bot.lease import lease_acquire
-from members.models import Member
-from ops.models import AuditLog, GatewayConfig, Notification, ReconciliationRun
-from ops.reconciliation import (
+from gateway.reconciliation import (
     LEASE_NAME,
     RUN_TIMEOUT_SECONDS,
     ReconciliationBusy,
     reconcile,
     reconciliation_start,
 )
-from ops.tasks import reconcile_scheduled, reconcile_verify
+from gateway.tasks import reconcile_scheduled, reconcile_verify
+from members.models import Member
+from ops.leases import lease_acquire
+from ops.models import AuditLog, GatewayConfig, Notification, ReconciliationRun
 
 from .conftest import World
 
@@ -93,7 +93,10 @@ def test_a_fixing_run_schedules_a_verification_an_hour_later_that_the_schedule_r
     due = verification.scheduled_for - run.finished_at
     assert timedelta(minutes=59) < due <= timedelta(hours=1)
     one_off = Schedule.objects.get(name=f"reconciliation run {verification.pk}")
-    assert (one_off.func, one_off.schedule_type) == ("ops.tasks.reconcile_verify", Schedule.ONCE)
+    assert (one_off.func, one_off.schedule_type) == (
+        "gateway.tasks.reconcile_verify",
+        Schedule.ONCE,
+    )
     assert one_off.next_run == verification.scheduled_for
     assert f"'timeout': {RUN_TIMEOUT_SECONDS}" in one_off.kwargs  # the run's own limit
 

@@ -23,8 +23,8 @@ from django.utils import timezone
 from djstripe.models import APIKey, WebhookEndpoint
 
 from billing.models import StripeEventInbox
-from gateway.admin_guard import GuardedAdminMixin
 from members.models import Invite, SeatTier
+from ops.admin_guard import GuardedAdminMixin
 from ops.models import AuditLog, Notification
 from tests.console.conftest import (  # noqa: F401 (fixtures)
     STAFF_PASSWORD,

@@ -35,7 +35,7 @@ def test_non_ascii_oauth_state_is_refused_not_crashed(discord):
     assert "_auth_user_id" not in client.session
 
 
-@pytest.mark.parametrize("target", ["dashboard", "members:dashboard", "b\u00fc<x", "javascript:1"])
+@pytest.mark.parametrize("target", ["dashboard", "billing:dashboard", "b\u00fc<x", "javascript:1"])
 def test_login_next_that_is_not_a_site_path_falls_back_to_the_dashboard(target):
     from members.models import Member, User
 

@@ -20,7 +20,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 DB_CACHE = {
-    "default": {"BACKEND": "gateway.cache.DatabaseCache", "LOCATION": "gateway_cache_test"},
+    "default": {"BACKEND": "ops.cache.DatabaseCache", "LOCATION": "gateway_cache_test"},
 }
 
 

@@ -2,7 +2,7 @@
 and say what it did. The worker runs the same thing every five minutes; operators use this to
 catch up by hand. ``--at T`` performs now what is due by T (it acts for real, stamping every
 change with the real time, so roles and messages agree); ``--dry-run`` lists what would happen
-and changes nothing (SPEC §2a)."""
+and changes nothing."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
-from billing.lifecycle import LifecycleError, billing_tick
+from billing.lifecycle import LifecycleError
+from billing.tick import billing_tick
 
 
 def parse_moment(value: str) -> datetime:

@@ -1,7 +1,7 @@
 """Staff actions on members, as services the admin (and anything else) calls.
 
 Each action is one transaction that validates, writes database state that ``expected_role``
-honours (so reconciliation never undoes staff intent — v1 bug §12 #11), records an audit row
+honours (so reconciliation never undoes staff intent), records an audit row
 with the staff member and the mandatory reason, and asks for a role sync on commit. Discord is
 converged by the one sync task; nothing here calls Discord directly.
 """
@@ -16,15 +16,16 @@ from django.utils import timezone
 
 from billing.complimentary import ComplimentaryError, complimentary_end, complimentary_grant
 from billing.models import ComplimentaryMembership
-from discordsync.services import discord_unlink_request, role_sync_request
 from members.models import ManagedRole, Member, Override
-from ops.models import AuditLog
-from ops.services import audit_record
+from members.sync import discord_unlink_request, role_sync_request
+from ops.errors import ServiceError
+from ops.models import AuditAction
+from ops.services import audit_actor, audit_record
 
 MIN_REASON_LENGTH = 10
 
 
-class StaffActionError(Exception):
+class StaffActionError(ServiceError):
     """A staff action was refused; the message is safe to show in the admin."""
 
 
@@ -44,9 +45,7 @@ def _locked(member: Member) -> Member:
 
 def _audit(*, member: Member, actor: Any, action: str, reason: str, details: dict) -> None:
     audit_record(
-        actor_type=AuditLog.Actor.STAFF,
-        actor_id=str(actor.pk),
-        actor_label=actor.email or str(actor),
+        **audit_actor(actor),
         action=action,
         target=member,
         details=details,
@@ -54,13 +53,31 @@ def _audit(*, member: Member, actor: Any, action: str, reason: str, details: dic
     )
 
 
-def _set_override(member: Member, *, override: str, forced_role: str, reason: str) -> dict:
+def _override_set(
+    *,
+    member: Member,
+    actor: Any,
+    action: AuditAction,
+    reason: str,
+    override: str,
+    forced_role: str = "",
+    details: dict | None = None,
+) -> Member:
+    """Set (or clear) the member's override, audit it with what it replaced, sync roles."""
     previous = {"override": member.override, "forced_role": member.forced_role}
     member.override = override
     member.forced_role = forced_role
     member.override_reason = reason if override else ""
     member.save(update_fields=["override", "forced_role", "override_reason", "updated_at"])
-    return previous
+    _audit(
+        member=member,
+        actor=actor,
+        action=action,
+        reason=reason,
+        details={**(details or {}), "previous": previous},
+    )
+    role_sync_request(member_id=member.pk)
+    return member
 
 
 @transaction.atomic
@@ -71,17 +88,13 @@ def member_access_revoke(*, member: Member, actor: Any, reason: str) -> Member:
     paying and stay in the guild without access.
     """
     reason = _clean_reason(reason)
-    member = _locked(member)
-    previous = _set_override(member, override=Override.REVOKED, forced_role="", reason=reason)
-    _audit(
-        member=member,
+    return _override_set(
+        member=_locked(member),
         actor=actor,
-        action="member_access_revoked",
+        action=AuditAction.MEMBER_ACCESS_REVOKED,
         reason=reason,
-        details={"previous": previous},
+        override=Override.REVOKED,
     )
-    role_sync_request(member_id=member.pk)
-    return member
 
 
 @transaction.atomic
@@ -91,16 +104,13 @@ def member_access_restore(*, member: Member, actor: Any, reason: str) -> Member:
     member = _locked(member)
     if not member.override:
         raise StaffActionError(f"{member} has no override to clear.")
-    previous = _set_override(member, override=Override.NONE, forced_role="", reason="")
-    _audit(
+    return _override_set(
         member=member,
         actor=actor,
-        action="member_access_restored",
+        action=AuditAction.MEMBER_ACCESS_RESTORED,
         reason=reason,
-        details={"previous": previous},
+        override=Override.NONE,
     )
-    role_sync_request(member_id=member.pk)
-    return member
 
 
 @transaction.atomic
@@ -109,17 +119,15 @@ def member_role_force(*, member: Member, role: str, actor: Any, reason: str) -> 
     reason = _clean_reason(reason)
     if role not in ManagedRole.values:
         raise StaffActionError(f"Unknown role {role!r}; choose one of {', '.join(ManagedRole)}.")
-    member = _locked(member)
-    previous = _set_override(member, override=Override.FORCED, forced_role=role, reason=reason)
-    _audit(
-        member=member,
+    return _override_set(
+        member=_locked(member),
         actor=actor,
-        action="member_role_forced",
+        action=AuditAction.MEMBER_ROLE_FORCED,
         reason=reason,
-        details={"role": role, "previous": previous},
+        override=Override.FORCED,
+        forced_role=role,
+        details={"role": role},
     )
-    role_sync_request(member_id=member.pk)
-    return member
 
 
 @transaction.atomic
@@ -155,7 +163,13 @@ def member_claim_reset(*, member: Member, actor: Any, reason: str) -> Member:
             "updated_at",
         ]
     )
-    _audit(member=member, actor=actor, action="member_claim_reset", reason=reason, details=old)
+    _audit(
+        member=member,
+        actor=actor,
+        action=AuditAction.MEMBER_CLAIM_RESET,
+        reason=reason,
+        details=old,
+    )
     discord_unlink_request(discord_id=old["discord_id"], reason=f"claim reset by staff: {reason}")
     return member
 
@@ -170,7 +184,7 @@ def member_resync(*, member: Member, actor: Any, reason: str) -> Member:
     _audit(
         member=member,
         actor=actor,
-        action="member_resync_requested",
+        action=AuditAction.MEMBER_RESYNC_REQUESTED,
         reason=reason,
         details={"requested_at": timezone.now().isoformat()},
     )
@@ -182,7 +196,7 @@ def member_resync(*, member: Member, actor: Any, reason: str) -> Member:
 def member_complimentary_grant(
     *, member: Member, actor: Any, reason: str, ends_at: datetime | None = None
 ) -> Member:
-    """Entitle the member without a subscription (SPEC §2a) until ``ends_at`` or staff end it.
+    """Entitle the member without a subscription until ``ends_at`` or staff end it.
 
     They get the role the usual rules give (Squire until introduced); a forced role is not
     needed and would not grant access by itself.
@@ -202,7 +216,7 @@ def member_complimentary_grant(
     _audit(
         member=member,
         actor=actor,
-        action="complimentary_granted",
+        action=AuditAction.COMPLIMENTARY_GRANTED,
         reason=reason,
         details={
             "membership_id": membership.pk,
@@ -225,7 +239,7 @@ def member_complimentary_end(*, member: Member, actor: Any, reason: str) -> Memb
     _audit(
         member=member,
         actor=actor,
-        action="complimentary_ended",
+        action=AuditAction.COMPLIMENTARY_ENDED,
         reason=reason,
         details={"membership_id": membership.pk},
     )

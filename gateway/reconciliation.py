@@ -47,22 +47,25 @@ from typing import Any
 import stripe
 import structlog
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Count
 from django.utils import timezone
 from django_q.models import Schedule
+from django_q.tasks import async_task
 from djstripe.models import Subscription
 
 from billing.entitlement import FactsIndex, access
 from billing.models import FailureEpisode
-from discordsync.bot.lease import lease_acquire, lease_release
+from billing.services import SubscriptionSnapshot, payment_recovered, subscription_apply
 from discordsync.client import DiscordError, get_client
 from discordsync.policy import expected_role, role_facts
 from discordsync.selectors import introduction_required, managed_role_ids
 from discordsync.services import guild_absence_record, guild_presence_record
+from discordsync.tasks import sync_member_roles
 from members.models import Member, Override, SeatTier, Team
-from ops.models import AuditLog, Lease, ReconciliationRun
-from ops.services import audit_record, notification_enqueue
+from ops.leases import lease_acquire, lease_release
+from ops.models import AuditAction, AuditActor, AuditLog, Lease, ReconciliationRun
+from ops.services import audit_actor, audit_record, notification_enqueue
 
 log = structlog.get_logger(__name__)
 
@@ -202,10 +205,8 @@ def reconciliation_start(
             scheduled_for=now,
         )
         audit_record(
-            actor_type=AuditLog.Actor.STAFF if actor is not None else AuditLog.Actor.SYSTEM,
-            actor_id=str(getattr(actor, "pk", "") or ""),
-            actor_label=str(actor) if actor is not None else "",
-            action="reconciliation_requested",
+            **audit_actor(actor),
+            action=AuditAction.RECONCILIATION_REQUESTED,
             target=run,
             details={"trigger": trigger, "fix": fix},
         )
@@ -307,8 +308,6 @@ def daily_run_claim(
 
     When paused, the row is stored as ``skipped`` so the admin shows the day was not forgotten.
     """
-    from django.db import IntegrityError
-
     now = now or timezone.now()
     status = ReconciliationRun.Status.SKIPPED if paused else ReconciliationRun.Status.SCHEDULED
     try:
@@ -722,9 +721,6 @@ def _subject(finding: dict[str, Any]) -> dict[str, Any]:
 
 def _apply_fixes(state: _Run) -> list[dict[str, Any]]:
     """Database first (mirror, episodes), then Discord, so role syncs see the repaired state."""
-    from billing.services import SubscriptionSnapshot, payment_recovered, subscription_apply
-    from discordsync.tasks import sync_member_roles
-
     order = {
         "resync_subscription": 0,
         "close_failure_episode": 1,
@@ -820,9 +816,9 @@ def _remove_unknown_roles(state: _Run, discord_id: str) -> None:
             client.remove_role(discord_id, role_id, reason=reason)
             state.counts["api_discord_writes"] += 1
             audit_record(
-                actor_type=AuditLog.Actor.SYSTEM,
+                actor_type=AuditActor.SYSTEM,
                 actor_label="reconciliation",
-                action="discord_role_removed_unknown_user",
+                action=AuditAction.DISCORD_ROLE_REMOVED_UNKNOWN_USER,
                 details={"discord_id": discord_id, "role": name, "role_id": role_id},
                 reason=reason,
             )
@@ -906,7 +902,7 @@ def _schedule_once(run: ReconciliationRun, due: datetime) -> None:
     Schedule.objects.update_or_create(
         name=f"reconciliation run {run.pk}",
         defaults={
-            "func": "ops.tasks.reconcile_verify",
+            "func": "gateway.tasks.reconcile_verify",
             "args": repr((run.pk,)),
             "kwargs": repr({"q_options": {"timeout": RUN_TIMEOUT_SECONDS}}),
             "schedule_type": Schedule.ONCE,
@@ -947,9 +943,7 @@ def _lease_busy(now: datetime) -> bool:
 
 
 def _enqueue_run(run_id: int) -> None:
-    from django_q.tasks import async_task
-
-    async_task("ops.tasks.reconcile_run", run_id, timeout=RUN_TIMEOUT_SECONDS)
+    async_task("gateway.tasks.reconcile_run", run_id, timeout=RUN_TIMEOUT_SECONDS)
 
 
 def run_enqueue(*, run_id: int) -> None:

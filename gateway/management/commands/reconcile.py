@@ -14,7 +14,7 @@ from typing import Any
 import structlog
 from django.core.management.base import BaseCommand, CommandParser
 
-from ops import reconciliation
+from gateway import reconciliation
 from ops.models import GatewayConfig, ReconciliationRun
 
 log = structlog.get_logger(__name__)

@@ -7,7 +7,7 @@ current subscription (48 h and 7 days by default, ``claim_reminder``), then ever
 the outbox by subscription, access period (``paid_at``) and step, so a reminder is sent once per
 period however often the tick runs, and a return (a new subscription, or the same one settled
 after it ended) starts its own cadence. After
-downtime only the latest due step goes out (original-system bug 17). Linking Discord stops them:
+downtime only the latest due step goes out. Linking Discord stops them:
 linked members are simply no longer selected.
 """
 

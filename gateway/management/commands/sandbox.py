@@ -12,11 +12,14 @@ import asyncio
 import signal
 import threading
 
+import stripe
 import structlog
 from aiohttp import web
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from djstripe.models import Price
 
+from billing.stripe_client import configure_stripe
 from fakes.discord.app import create_app as create_discord_app
 from fakes.discord.seed import Seed
 from fakes.discord.state import FakeDiscordState
@@ -86,10 +89,6 @@ class Command(BaseCommand):
     @staticmethod
     def mirror_catalogue() -> None:
         """Copy the fake's demo prices into dj-stripe (what a real deployment syncs once)."""
-        import stripe
-        from djstripe.models import Price
-
-        from billing.stripe_client import configure_stripe
 
         configure_stripe()
         for price_id in (

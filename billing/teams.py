@@ -26,9 +26,8 @@ from django.utils import timezone
 
 from billing.checkout import member_has_live_subscription
 from billing.entitlement import member_is_entitled, subscription_is_entitled
-from discordsync.oauth import DiscordUser
-from discordsync.services import member_remove_request, role_sync_request
 from members.models import (
+    DiscordUser,
     Invite,
     Member,
     SeatTier,
@@ -37,12 +36,15 @@ from members.models import (
     normalize_email,
     validate_member_email,
 )
-from ops.services import audit_record, notification_enqueue
+from members.sync import member_farewell_and_remove, role_sync_request
+from ops.errors import ServiceError
+from ops.models import AuditAction, AuditActor
+from ops.services import audit_actor, audit_record, notification_enqueue
 
 INVITE_TIERS = (SeatTier.OWNER, SeatTier.TEAM)
 
 
-class SeatError(Exception):
+class SeatError(ServiceError):
     """A team action is refused; the message is safe to show to the user."""
 
 
@@ -90,10 +92,6 @@ def owned_team(member: Member | None) -> Team:
     if member is None or member.team_id is None or member.seat_tier != SeatTier.OWNER:
         raise NotFound("Only owners of a team can manage its seats.")
     return member.team
-
-
-def _actor(member: Member) -> dict[str, str]:
-    return {"actor_type": "member", "actor_id": str(member.pk), "actor_label": str(member)}
 
 
 def _invite_email_allowance_check(team: Team) -> None:
@@ -144,8 +142,8 @@ def invite_create(*, actor: Member, tier: str, email: str = "") -> Invite:
         team=team, tier=tier, email=email, token=secrets.token_urlsafe(32), created_by=actor
     )
     audit_record(
-        **_actor(actor),
-        action="invite_created",
+        **audit_actor(actor, AuditActor.MEMBER),
+        action=AuditAction.INVITE_CREATED,
         target=invite,
         details={"team_id": team.pk, "tier": tier, "email": email},
     )
@@ -174,7 +172,11 @@ def invite_revoke(*, actor: Member, invite_id: int, now: datetime) -> Invite:
     if invite.revoked_at is None:
         invite.revoked_at = now
         invite.save(update_fields=["revoked_at"])
-        audit_record(**_actor(actor), action="invite_revoked", target=invite)
+        audit_record(
+            **audit_actor(actor, AuditActor.MEMBER),
+            action=AuditAction.INVITE_REVOKED,
+            target=invite,
+        )
     return invite
 
 
@@ -228,7 +230,7 @@ def seat_claim(*, invite_id: int, discord_user: DiscordUser, now: datetime) -> M
         if member.team_id is not None:
             raise SeatError("Your Discord account already holds a seat in another team.")
         # A cancelled individual plan is history, not a membership: only one that still grants
-        # or owes access (SPEC §2a) keeps the person from taking a seat.
+        # or owes access keeps the person from taking a seat.
         if member_is_entitled(member, now) or member_has_live_subscription(member):
             raise SeatError(
                 "Your Discord account already has its own membership. Cancel it before "
@@ -259,10 +261,8 @@ def seat_claim(*, invite_id: int, discord_user: DiscordUser, now: datetime) -> M
     invite.last_claimed_by = member
     invite.save(update_fields=["last_claimed_at", "last_claimed_by"])
     audit_record(
-        actor_type="member",
-        actor_id=str(member.pk),
-        actor_label=discord_user.username,
-        action="seat_claimed",
+        **audit_actor(member, AuditActor.MEMBER, label=discord_user.username),
+        action=AuditAction.SEAT_CLAIMED,
         target=member,
         details={
             "team_id": team.pk,
@@ -275,23 +275,6 @@ def seat_claim(*, invite_id: int, discord_user: DiscordUser, now: datetime) -> M
     )
     role_sync_request(member_id=member.pk)
     return member
-
-
-def _farewell_dm(
-    *, member: Member, kind: str, episode: str, context: dict[str, object]
-) -> int | None:
-    """Queue the goodbye DM the kick task delivers before kicking; its id, or None."""
-    if not member.discord_id:
-        return None
-    farewell = notification_enqueue(
-        kind=kind,
-        channel="dm",
-        recipient=member.discord_id,
-        episode=episode,
-        member=member,
-        context=context,
-    )
-    return farewell.pk if farewell is not None else None
 
 
 @transaction.atomic
@@ -313,25 +296,20 @@ def seat_revoke(*, actor: Member, member_id: int, now: datetime) -> Member:
         raise SeatError("The primary owner's seat cannot be revoked by other team members.")
 
     tier = target.seat_tier
-    farewell_id = _farewell_dm(
+    member_detach(member=target, now=now)
+    audit_record(
+        **audit_actor(actor, AuditActor.MEMBER),
+        action=AuditAction.SEAT_REVOKED,
+        target=target,
+        details={"team_id": team.pk, "tier": tier, "discord_id": target.discord_id or ""},
+    )
+    member_farewell_and_remove(
         member=target,
+        reason="Team seat revoked by an owner",
         kind="seat_revoked",
         episode=f"team:{team.pk}:{now.isoformat()}",
         context={"team_name": team.name, "name": target.discord_username},
     )
-    member_detach(member=target, now=now)
-    audit_record(
-        **_actor(actor),
-        action="seat_revoked",
-        target=target,
-        details={"team_id": team.pk, "tier": tier, "discord_id": target.discord_id or ""},
-    )
-    if target.discord_id:
-        member_remove_request(
-            member_id=target.pk,
-            reason="Team seat revoked by an owner",
-            farewell_id=farewell_id,
-        )
     return target
 
 
@@ -381,7 +359,7 @@ def team_end(*, team_id: int, now: datetime, reason: str, actor_type: str = "str
         member_detach(member=member, now=now)
         audit_record(
             actor_type=actor_type,
-            action="team_member_detached",
+            action=AuditAction.TEAM_MEMBER_DETACHED,
             target=member,
             details={"team_id": team.pk, "tier": tier, "discord_id": member.discord_id or ""},
             reason=reason,
@@ -413,8 +391,8 @@ def team_return(*, team_id: int, now: datetime) -> Member | None:
     owner.seat_tier = SeatTier.OWNER
     owner.save(update_fields=["team", "seat_tier", "updated_at"])
     audit_record(
-        actor_type="stripe",
-        action="team_owner_reattached",
+        actor_type=AuditActor.STRIPE,
+        action=AuditAction.TEAM_OWNER_REATTACHED,
         target=owner,
         details={"team_id": team.pk, "subscription_id": team.subscription_id or ""},
     )
@@ -476,9 +454,6 @@ def _seat_release(*, member: Member, team: Team, tier: str, seats: tuple[int, da
     # One message per seat held: the claim (paid_at) names the occasion.
     episode = f"team:{team.pk}:released:{(member.paid_at or now).isoformat()}"
     context = {"team_name": team.name, "member_name": _seat_name(member)}
-    farewell_id = _farewell_dm(
-        member=member, kind="seat_released", episode=episode, context=context
-    )
     notification_enqueue(
         kind="seat_released",
         channel="email",
@@ -489,8 +464,8 @@ def _seat_release(*, member: Member, team: Team, tier: str, seats: tuple[int, da
     )
     member_detach(member=member, now=now)
     audit_record(
-        actor_type="stripe",
-        action="seat_released",
+        actor_type=AuditActor.STRIPE,
+        action=AuditAction.SEAT_RELEASED,
         target=member,
         details={
             "team_id": team.pk,
@@ -501,9 +476,10 @@ def _seat_release(*, member: Member, team: Team, tier: str, seats: tuple[int, da
         },
         reason="the company reduced its paid seats below the claimed ones",
     )
-    if member.discord_id:
-        member_remove_request(
-            member_id=member.pk,
-            reason="Team seats reduced below the claimed ones",
-            farewell_id=farewell_id,
-        )
+    member_farewell_and_remove(
+        member=member,
+        reason="Team seats reduced below the claimed ones",
+        kind="seat_released",
+        episode=episode,
+        context=context,
+    )

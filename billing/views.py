@@ -1,0 +1,260 @@
+"""Billing and team pages: the member dashboard, billing and the Stripe portal, checkout
+(individual and company), and the team owner's seat pages.
+
+They live with billing because what they show and change is billing's: entitlement, the
+billing summary, Stripe Checkout and seat changes. Views parse input and call services;
+refusals come back as ``CheckoutError``/``SeatError`` and are shown as messages.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from billing.checkout import (
+    SEAT_ADD_MAX,
+    billing_portal_start,
+    checkout_company_start,
+    checkout_individual_start,
+    member_has_live_subscription,
+    seats_add,
+)
+from billing.selectors import member_billing_summary
+from billing.teams import (
+    INVITE_TIERS,
+    NotFound,
+    invite_create,
+    invite_link,
+    invite_revoke,
+    owned_team,
+    seat_revoke,
+    team_seats,
+)
+from members.forms import CompanyForm
+from members.gates import email_proven_required
+from members.models import Member, SeatTier
+from members.selectors import member_can_manage_billing, member_invoices
+from members.services import member_for_user
+from ops.errors import ServiceError
+
+# --- Member dashboard, billing and checkout -------------------------------------------------
+
+
+@login_required
+@require_GET
+def dashboard(request: HttpRequest) -> HttpResponse:
+    member = member_for_user(user=request.user)
+    checkout = request.GET.get("checkout")
+    if checkout == "success":
+        messages.success(request, "Thank you! Your payment is being confirmed.")
+    elif checkout == "cancel":
+        messages.info(request, "Checkout was cancelled; nothing was charged.")
+    billing = member_billing_summary(member)
+    return render(
+        request,
+        "members/dashboard.html",
+        {
+            "member": member,
+            "billing": billing,
+            "can_manage_billing": member_can_manage_billing(member=member),
+            "is_owner": member.team_id is not None and member.seat_tier == SeatTier.OWNER,
+            "invite_url": settings.DISCORD_INVITE_URL,
+            "now": timezone.now(),
+        },
+    )
+
+
+@login_required
+@require_GET
+def billing(request: HttpRequest) -> HttpResponse:
+    member = member_for_user(user=request.user)
+    return render(
+        request,
+        "members/billing.html",
+        {
+            "member": member,
+            "billing": member_billing_summary(member),
+            "invoices": member_invoices(member=member),
+            "can_manage_billing": member_can_manage_billing(member=member),
+        },
+    )
+
+
+@login_required
+@email_proven_required
+@require_POST
+def billing_portal(request: HttpRequest) -> HttpResponse:
+    member = member_for_user(user=request.user)
+    try:
+        url = billing_portal_start(
+            member=member, return_url=f"{settings.APP_URL}{reverse('billing:billing')}"
+        )
+    except ServiceError as exc:
+        messages.error(request, str(exc))
+        return redirect("billing:billing")
+    return redirect(url)
+
+
+@login_required
+@require_POST
+def checkout_individual(request: HttpRequest) -> HttpResponse:
+    member = member_for_user(user=request.user)
+    try:
+        url = checkout_individual_start(member=member)
+    except ServiceError as exc:
+        messages.error(request, str(exc))
+        return redirect("billing:dashboard")
+    return redirect(url)
+
+
+@never_cache
+@login_required
+@require_http_methods(["GET", "POST"])
+def company(request: HttpRequest) -> HttpResponse:
+    member = member_for_user(user=request.user)
+    form = CompanyForm(request.POST or None)
+    if request.GET.get("checkout") == "cancel":
+        messages.info(request, "Checkout was cancelled; your details are kept for next time.")
+    if request.method == "POST" and form.is_valid():
+        try:
+            url = checkout_company_start(
+                member=member,
+                company_name=form.cleaned_data["company_name"],
+                owner_seats=form.cleaned_data["owner_seats"],
+                team_seats=form.cleaned_data["team_seats"],
+            )
+        except ServiceError as exc:
+            form.add_error(None, str(exc))
+        else:
+            return redirect(url)
+    status = 400 if form.is_bound and form.errors else 200
+    return render(
+        request,
+        "members/company.html",
+        {"form": form, "already_member": member_has_live_subscription(member)},
+        status=status,
+    )
+
+
+# --- Team seats ------------------------------------------------------------------------
+
+
+def _owner(request: HttpRequest) -> Member:
+    member = Member.objects.select_related("team", "user").filter(user=request.user).first()
+    try:
+        owned_team(member)
+    except NotFound as exc:
+        raise Http404(str(exc)) from exc
+    assert member is not None
+    return member
+
+
+@login_required
+@email_proven_required
+@never_cache
+@require_GET
+def team(request: HttpRequest) -> HttpResponse:
+    owner = _owner(request)
+    team = owner.team
+    members = sorted(
+        team.members.select_related("user"),
+        key=lambda m: (m.pk != team.primary_owner_id, m.seat_tier != SeatTier.OWNER, m.pk),
+    )
+    invites = [
+        (invite, invite_link(invite))
+        for invite in team.invites.filter(revoked_at__isnull=True).order_by("-created_at")
+    ]
+    return render(
+        request,
+        "team/dashboard.html",
+        {
+            "team": team,
+            "owner": owner,
+            "seats": team_seats(team),
+            "members": members,
+            "invites": invites,
+            "tiers": [(tier, SeatTier(tier).label) for tier in INVITE_TIERS],
+            "seat_add_max": SEAT_ADD_MAX,
+        },
+    )
+
+
+@login_required
+@email_proven_required
+@require_POST
+def team_invite_create(request: HttpRequest) -> HttpResponse:
+    owner = _owner(request)
+    try:
+        invite = invite_create(
+            actor=owner,
+            tier=request.POST.get("tier", ""),
+            email=request.POST.get("email", "")[:254],
+        )
+    except ServiceError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Invite created: {invite_link(invite)}")
+    return redirect("billing:team")
+
+
+@login_required
+@email_proven_required
+@require_POST
+def team_seats_add(request: HttpRequest) -> HttpResponse:
+    """Buy more seats now: Stripe invoices the prorated amount at once; the paid counts on
+    this page follow when Stripe confirms the change."""
+    owner = _owner(request)
+    try:
+        quantity = int(request.POST.get("quantity", ""))
+    except ValueError:
+        quantity = 0
+    try:
+        change = seats_add(
+            team=owner.team, tier=request.POST.get("tier", ""), quantity=quantity, actor=owner
+        )
+    except ServiceError as exc:
+        messages.error(request, str(exc))
+    else:
+        added = change.new_quantity - change.previous_quantity
+        messages.success(
+            request,
+            f"{added} seat{'s' if added != 1 else ''} added and invoiced (prorated). The seat "
+            "counts update as soon as Stripe confirms the change.",
+        )
+    return redirect("billing:team")
+
+
+@login_required
+@email_proven_required
+@require_POST
+def team_invite_revoke(request: HttpRequest, invite_id: int) -> HttpResponse:
+    owner = _owner(request)
+    try:
+        invite_revoke(actor=owner, invite_id=invite_id, now=timezone.now())
+    except NotFound as exc:
+        raise Http404(str(exc)) from exc
+    messages.success(request, "Invite revoked.")
+    return redirect("billing:team")
+
+
+@login_required
+@email_proven_required
+@require_POST
+def team_seat_revoke(request: HttpRequest, member_id: int) -> HttpResponse:
+    owner = _owner(request)
+    try:
+        target = seat_revoke(actor=owner, member_id=member_id, now=timezone.now())
+    except NotFound as exc:
+        raise Http404(str(exc)) from exc
+    except ServiceError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Seat revoked for {target}. The seat is free again.")
+    return redirect("billing:team")
