@@ -21,7 +21,7 @@ from bench.reliability import record
 from fakes.discord.server import FakeDiscordServer
 from tests.drills.stack import Process, drill_env, wait_until
 from tests.gateway import planted
-from tests.gateway.conftest import SentryIngest
+from tests.observability import SentryIngest
 from tests.processes import free_port, wait_for_port
 
 pytestmark = pytest.mark.slow

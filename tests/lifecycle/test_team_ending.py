@@ -18,8 +18,8 @@ from discordsync.services import LinkError, discord_link
 from members.models import Invite, Member, SeatTier, Team, User
 from members.team_services import SeatError, seat_claim
 from ops.models import AuditLog
-from tests.billing.conftest import pay_checkout, start_individual_checkout
-from tests.lifecycle.conftest import seat, subscribe_company, subscribe_individual
+from tests.journeys import seat, subscribe_company, subscribe_individual
+from tests.providers import pay_checkout, start_individual_checkout
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -16,8 +16,7 @@ from django.utils import timezone
 from discordsync.bot.lease import lease_acquire
 from ops.models import ReconciliationRun
 from ops.reconciliation import LEASE_NAME
-
-from .conftest import World
+from tests.reconcile.world import World
 
 
 def _reconcile(*args: str) -> tuple[int, str, str]:

@@ -24,8 +24,7 @@ from ops.reconciliation import (
     reconciliation_start,
 )
 from ops.tasks import reconcile_scheduled, reconcile_verify
-
-from .conftest import World
+from tests.reconcile.world import World
 
 
 def _drifted(world: World) -> list[Member]:
