@@ -15,7 +15,7 @@ import pytest
 
 from bench.reliability import record
 from fakes.discord.server import FakeDiscordServer
-from tests.bot.test_runbot_process import PERSONAS, SEED_CODE
+from tests.discordsync.bot.test_runbot_process import PERSONAS, SEED_CODE
 from tests.drills.stack import Process, drill_env, manage, query, wait_until
 
 pytestmark = pytest.mark.slow

@@ -6,7 +6,7 @@ The fake Stripe delivers a stream of events over TLS through the project's rever
 both clusters drain them. Every event must be applied exactly once, each scheduled job must run
 at most once per period although both clusters run the scheduler, and only one bot may hold
 the gateway connection (its takeover after SIGKILL is proven in
-``tests/bot/test_runbot_process.py::test_only_one_bot_connects_and_a_standby_takes_over_after_kill_9``).
+``tests/discordsync/bot/test_runbot_process.py::test_only_one_bot_connects_and_a_standby_takes_over_after_kill_9``).
 Runs on a private PostgreSQL server and a flushed Redis database.
 """
 
@@ -23,7 +23,7 @@ import redis
 from bench.reliability import record
 from fakes.discord.server import FakeDiscordServer
 from fakes.stripe.server import FakeStripeServer
-from tests.bot.procs import Bot
+from tests.discordsync.bot.procs import Bot
 from tests.drills.caddy import CaddyProxy
 from tests.drills.postgres import PrivatePostgres
 from tests.drills.stack import INBOX, WEBHOOK_SECRET, Process, prepare_database, wait_until

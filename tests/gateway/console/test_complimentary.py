@@ -18,7 +18,7 @@ from gateway.admin_site import members_by_state
 from members.models import Member
 from ops.models import AuditLog, Notification
 from tests import personas
-from tests.console.test_member_actions import REASON, managed
+from tests.gateway.console.test_member_actions import REASON, managed
 from tests.personas import LANCELOT
 
 pytestmark = pytest.mark.django_db

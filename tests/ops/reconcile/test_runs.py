@@ -24,7 +24,7 @@ from ops.reconciliation import (
     reconciliation_start,
 )
 from ops.tasks import reconcile_scheduled, reconcile_verify
-from tests.reconcile.world import World
+from tests.ops.reconcile.world import World
 
 
 def _drifted(world: World) -> list[Member]:

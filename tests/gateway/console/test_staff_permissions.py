@@ -10,7 +10,7 @@ from django.utils import timezone
 from members.models import Member, Override
 from ops.models import FeatureFlag, GatewayConfig
 from tests import personas
-from tests.console.pages import changelist
+from tests.gateway.console.pages import changelist
 from tests.personas import LANCELOT
 
 pytestmark = pytest.mark.django_db

@@ -10,7 +10,7 @@ from discordsync.selectors import member_expected_role
 from ops.flags import KNOWN_FLAGS, flag_enabled
 from ops.models import AuditLog, FeatureFlag, GatewayConfig, ReconciliationRun
 from tests import personas
-from tests.console.pages import changelist
+from tests.gateway.console.pages import changelist
 from tests.personas import LANCELOT
 
 pytestmark = pytest.mark.django_db

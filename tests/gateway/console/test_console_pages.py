@@ -13,7 +13,7 @@ from billing.models import FailureEpisode
 from members.models import Invite, Member, Override, SeatTier
 from ops.models import AuditLog, Notification
 from tests import personas
-from tests.console.pages import changelist
+from tests.gateway.console.pages import changelist
 from tests.personas import LANCELOT
 
 pytestmark = pytest.mark.django_db

@@ -16,7 +16,7 @@ from django.utils import timezone
 from discordsync.bot.lease import lease_acquire
 from ops.models import ReconciliationRun
 from ops.reconciliation import LEASE_NAME
-from tests.reconcile.world import World
+from tests.ops.reconcile.world import World
 
 
 def _reconcile(*args: str) -> tuple[int, str, str]:

@@ -1,4 +1,4 @@
-"""Reconciliation runs in its own small world (``tests/reconcile/world.py``)."""
+"""Reconciliation runs in its own small world (``tests/ops/reconcile/world.py``)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.reconcile.world import World
+from tests.ops.reconcile.world import World
 
 
 @pytest.fixture

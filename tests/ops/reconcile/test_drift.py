@@ -14,8 +14,8 @@ from billing.models import FailureEpisode
 from members.models import ManagedRole, Member, Override, SeatTier, Team
 from ops.models import Notification, ReconciliationRun
 from ops.reconciliation import reconcile
+from tests.ops.reconcile.world import World
 from tests.personas import ROLE_IDS
-from tests.reconcile.world import World
 
 
 def _debtor_member(world: World, name: str, *, holds: tuple[str, ...]) -> object:

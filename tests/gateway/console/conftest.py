@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from tests.console.pages import changelist
+from tests.gateway.console.pages import changelist
 
 
 @pytest.fixture
