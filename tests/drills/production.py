@@ -13,7 +13,6 @@ import re
 import secrets
 import shlex
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -30,8 +29,8 @@ from fakes.discord.seed import ARTHUR_ID, GUINEVERE_ID
 from fakes.discord.server import FakeDiscordServer
 from fakes.stripe.server import FakeStripeServer
 from tests.drills.caddy import CaddyProxy
-from tests.drills.stack import Process, wait_until
-from tests.processes import ROOT, free_port, wait_for_port
+from tests.drills.stack import Process
+from tests.processes import ROOT, free_port, wait_for_port, wait_until
 
 SERVER = "postgres://postgres@127.0.0.1:5432"
 PASSWORD = "a long and unguessable passphrase 7"  # noqa: S105 - a test member's password
@@ -378,21 +377,6 @@ def messages_sent(mail: Path, discord: FakeDiscordServer) -> int:
         bot = discord.state.bot.id
         posted = sum(1 for m in discord.state.messages.values() if m.author_id == bot)
     return emails + posted
-
-
-def manage(
-    env: dict[str, str], *args: str, checkout: Path = ROOT
-) -> subprocess.CompletedProcess[str]:
-    """``manage.py`` of ``checkout`` with its virtual environment's Python."""
-    python = sys.executable if checkout == ROOT else str(checkout / ".venv" / "bin" / "python")
-    return subprocess.run(
-        [python, "manage.py", *args],
-        cwd=checkout,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 def populate(

@@ -26,14 +26,12 @@ from tests.drills.production import (
     Browser,
     counts,
     drop_database,
-    manage,
     messages_sent,
     populate,
     production,
     wait_ready,
 )
-from tests.drills.stack import wait_until
-from tests.processes import ROOT
+from tests.processes import ROOT, manage, wait_until
 
 pytestmark = pytest.mark.slow
 

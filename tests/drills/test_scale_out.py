@@ -26,8 +26,8 @@ from fakes.stripe.server import FakeStripeServer
 from tests.discordsync.bot.procs import Bot
 from tests.drills.caddy import CaddyProxy
 from tests.drills.postgres import PrivatePostgres
-from tests.drills.stack import INBOX, WEBHOOK_SECRET, Process, prepare_database, wait_until
-from tests.processes import base_env, free_port, wait_for_port
+from tests.drills.stack import INBOX, WEBHOOK_SECRET, Process
+from tests.processes import base_env, free_port, sync_tables, wait_for_port, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -64,7 +64,7 @@ def test_two_webs_two_clusters_two_bots_apply_everything_once(tmp_path):
                 DEBUG="false",
                 **discord.settings(),
             )
-            prepare_database(env)
+            sync_tables(env)
             stripe = FakeStripeServer(webhook_secret=WEBHOOK_SECRET).start()
             env["STRIPE_API_BASE"] = stripe.url
             for n, port in enumerate(ports, 1):

@@ -43,7 +43,6 @@ from fakes.discord.server import FakeDiscordServer
 from tests.drills.production import (
     Browser,
     counts,
-    manage,
     messages_sent,
     populate,
     production,
@@ -51,7 +50,7 @@ from tests.drills.production import (
     wait_ready,
 )
 from tests.drills.test_deployment_docs import shell_blocks
-from tests.processes import ROOT
+from tests.processes import ROOT, manage
 
 pytestmark = pytest.mark.slow
 
