@@ -117,36 +117,41 @@ def squire(
     return member(name, discord_id=discord_id, **options)
 
 
-def debtor(name: str = "mordred", *, now: datetime | None = None, **options: Any) -> Member:
-    """A Debtor: the renewal failed, the grace period is over, the removal not yet due."""
+def _failed_renewal(
+    name: str, *, days_ago: int, now: datetime | None, options: dict[str, Any], **episode: Any
+) -> Member:
+    """A paying, introduced member whose renewal failed ``days_ago`` (seven days of grace)."""
     now = now or timezone.now()
-    person = member(name, status="past_due", introduced_at=now - timedelta(days=60), **options)
+    opened = now - timedelta(days=days_ago)
+    person = member(name, status="past_due", introduced_at=opened - timedelta(days=60), **options)
     FailureEpisode.objects.create(
         subscription_id=person.subscription_id,
         member=person,
-        opened_at=now - timedelta(days=10),
-        grace_ends_at=now - timedelta(days=3),
-        debtor_at=now - timedelta(days=3),
-        removal_due_at=now + timedelta(days=4),
+        opened_at=opened,
+        grace_ends_at=opened + timedelta(days=7),
+        debtor_at=opened + timedelta(days=7),
+        removal_due_at=opened + timedelta(days=14),
+        **episode,
     )
     return person
+
+
+def debtor(name: str = "mordred", *, now: datetime | None = None, **options: Any) -> Member:
+    """A Debtor: the renewal failed, the grace period is over, the removal not yet due."""
+    return _failed_renewal(name, days_ago=10, now=now, options=options)
 
 
 def removed(name: str = "gaheris", *, now: datetime | None = None, **options: Any) -> Member:
     """A member removed after the Debtor period; Stripe still shows the subscription unpaid."""
     now = now or timezone.now()
-    person = member(name, status="past_due", introduced_at=now - timedelta(days=90), **options)
-    FailureEpisode.objects.create(
-        subscription_id=person.subscription_id,
-        member=person,
-        opened_at=now - timedelta(days=30),
-        grace_ends_at=now - timedelta(days=23),
-        debtor_at=now - timedelta(days=23),
-        removal_due_at=now - timedelta(days=1),
-        closed_at=now - timedelta(days=1),
+    return _failed_renewal(
+        name,
+        days_ago=20,
+        now=now,
+        options=options,
+        closed_at=now - timedelta(days=6),
         close_reason=FailureEpisode.CloseReason.REMOVED,
     )
-    return person
 
 
 def complimentary(
