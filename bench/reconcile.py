@@ -26,13 +26,14 @@ import math
 import os
 import platform
 import resource
-import socket
 import subprocess
 import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from bench.processes import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 DISCORD_START_ID = 800000000000000001
@@ -43,12 +44,6 @@ TARGET_PEAK_MB = 300.0
 
 
 # --- driver ----------------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _wait_for(url: str, timeout: float = 20.0) -> None:
@@ -79,7 +74,7 @@ def _child(mode: str, size: int, env: dict[str, str]) -> dict[str, Any]:
 
 
 def run_size(size: int) -> dict[str, Any]:
-    stripe_port, discord_port = _free_port(), _free_port()
+    stripe_port, discord_port = free_port(), free_port()
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     fakes = [
         subprocess.Popen(

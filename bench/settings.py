@@ -1,7 +1,8 @@
-"""Settings for ``bench/webhook_ack.py``'s gunicorn: the project's, plus the bench URLs.
+"""Settings for the processes a benchmark starts: the project's, plus the bench URLs.
 
-Tables come straight from the models (``migrate --run-syncdb``) because dj-stripe's migrations
-take over a minute and are not what is measured.
+Tables come straight from the models (``migrate --run-syncdb``, ``bench/processes.py``) because
+dj-stripe's migrations take over a minute and are not what is measured. The processes the slow
+tests start use the same settings with test URLs (``tests/gateway/process_settings.py``).
 """
 
 from gateway.settings import *  # noqa: F403

@@ -221,6 +221,17 @@ def _longest_task() -> tuple[float, str]:
     return max(candidates)
 
 
+def _holds(holds: bool) -> str:
+    return "yes" if holds else "NO"
+
+
+def _markdown_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
+    """The lines of a Markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
 def table(links: list[Link]) -> str:
     from django.conf import settings
 
@@ -233,15 +244,21 @@ def table(links: list[Link]) -> str:
         "parent, runbot), which stops its children itself; SIGKILL goes to the whole group only",
         "when `TimeoutStopSec` runs out.",
         "",
-        "| Process | Unit | `TimeoutStopSec` | Graceful window | Longest work | Holds |",
-        "|---|---|---|---|---|---|",
     ]
-    for link in links:
-        rows.append(
-            f"| {link.process} | `{link.unit}` | {link.stop_timeout:g} s "
-            f"| {link.graceful:g} s — {link.graceful_source} "
-            f"| {link.work:g} s — {link.work_source} | {'yes' if link.holds else 'NO'} |"
-        )
+    rows += _markdown_table(
+        ("Process", "Unit", "`TimeoutStopSec`", "Graceful window", "Longest work", "Holds"),
+        [
+            (
+                link.process,
+                f"`{link.unit}`",
+                f"{link.stop_timeout:g} s",
+                f"{link.graceful:g} s — {link.graceful_source}",
+                f"{link.work:g} s — {link.work_source}",
+                _holds(link.holds),
+            )
+            for link in links
+        ],
+    )
     q = settings.Q_CLUSTER
     rows += [
         "",
@@ -257,15 +274,20 @@ def table(links: list[Link]) -> str:
         "",
         "The reverse proxy (`deploy/caddy/Caddyfile`) against gunicorn and Django:",
         "",
-        "| Proxy limit | Value | Rule | Against | Holds |",
-        "|---|---|---|---|---|",
     ]
-    for limit in proxy_limits():
-        rows.append(
-            f"| {limit.name} | {_number(limit.proxy)} | {limit.rule} "
-            f"| {_number(limit.other)} — {limit.why} "
-            f"| {'yes' if limit.holds else 'NO'} |"
-        )
+    rows += _markdown_table(
+        ("Proxy limit", "Value", "Rule", "Against", "Holds"),
+        [
+            (
+                limit.name,
+                _number(limit.proxy),
+                limit.rule,
+                f"{_number(limit.other)} — {limit.why}",
+                _holds(limit.holds),
+            )
+            for limit in proxy_limits()
+        ],
+    )
     longest, source = _longest_task()
     if longest >= q["retry"]:
         rows.append(

@@ -43,6 +43,7 @@ from typing import Any
 import psycopg
 
 from bench.docs import DOCS, ROOT, replace_section
+from bench.processes import child_env, free_port, sync_tables, wait_for_port
 from bench.schema import CREATE_TABLE
 from fakes.stripe.server import FakeStripeServer
 from fakes.stripe.webhooks import sign_payload
@@ -214,13 +215,9 @@ BENCH_DISCORD_IDS = (
 
 
 def _env(database_url: str, port: int, stripe_url: str) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("DJANGO_", "DATABASE_URL", "PYTEST", "Q_", "SENTRY", "STRIPE_"))
-    }
-    env.update(
-        {
+    return child_env(
+        drop=("SENTRY", "STRIPE_"),
+        **{
             # Staging: DEBUG off and JSON logs, as deployed; sandbox Stripe at the fake.
             "DJANGO_ENV": "staging",
             "DJANGO_SETTINGS_MODULE": "bench.settings",
@@ -241,25 +238,8 @@ def _env(database_url: str, port: int, stripe_url: str) -> dict[str, str]:
             "LOG_FORMAT": "json",
             "LOG_LEVEL": "INFO",
             "PYTHONUNBUFFERED": "1",
-        }
+        },
     )
-    return env
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_port(port: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise TimeoutError(f"gunicorn did not listen on {port}")
 
 
 def _templates(stripe: FakeStripeServer) -> list[dict[str, Any]]:
@@ -350,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.connections % THREADS_PER_PROCESS:
         parser.error(f"--connections must be a multiple of {THREADS_PER_PROCESS}")
 
-    port = _free_port()
+    port = free_port()
     database = f"gateway_bench_{uuid.uuid4().hex[:12]}"
     database_url = SERVER_URL.rsplit("/", 1)[0] + f"/{database}"
     with psycopg.connect(SERVER_URL, autocommit=True, connect_timeout=5) as admin:
@@ -359,17 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     web: subprocess.Popen[bytes] | None = None
     try:
         env = _env(database_url, port, stripe.url)
-        command = ["migrate", "--run-syncdb", "--noinput"]
-        done = subprocess.run(
-            [sys.executable, "manage.py", *command],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        if done.returncode:
-            raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
+        sync_tables(env)
         with psycopg.connect(database_url, autocommit=True) as conn:
             conn.execute(CREATE_TABLE)
         stock = subprocess.run(
@@ -405,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
             web = subprocess.Popen(
                 [GUNICORN, "gateway.wsgi"], cwd=ROOT, env=env, stdout=out, stderr=out
             )
-        _wait_port(port)
+        wait_for_port(port, timeout=60)
         _warm_up(port, endpoints, templates)
         workers = int(env.get("WEB_CONCURRENCY") or 2 * (os.cpu_count() or 1) + 1)
 

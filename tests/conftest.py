@@ -1,4 +1,8 @@
-"""Shared fixtures: personas, fake servers and helpers used across the suites."""
+"""Shared fixtures: fake servers, the journeys' world, staff personas, log capture.
+
+The people themselves are built by ``tests/personas.py``; helpers that drive Stripe and Discord
+live in ``tests/providers.py``. A suite's own conftest holds only fixtures no other suite uses.
+"""
 
 from __future__ import annotations
 
@@ -8,19 +12,15 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import Group
+from django.test import Client
 
 from fakes.discord import seed as fake_discord_seed
 from fakes.discord.server import FakeDiscordServer
 from fakes.stripe.server import FakeStripeServer
 from gateway.logging import build_logging
-
-# The fake guild's managed roles, as DISCORD_ROLE_IDS names them.
-FAKE_ROLE_IDS = {
-    "squire": fake_discord_seed.ROLE_SQUIRE_ID,
-    "knight": fake_discord_seed.ROLE_KNIGHT_ID,
-    "lord": fake_discord_seed.ROLE_LORD_ID,
-    "debtor": fake_discord_seed.ROLE_DEBTOR_ID,
-}
+from tests import personas
+from tests.journeys import World
 
 
 @pytest.fixture(autouse=True)
@@ -58,7 +58,7 @@ def discord(discord_server: FakeDiscordServer, settings: Any) -> Any:
     discord_server.state.reset()
     for name, value in discord_server.settings().items():
         setattr(settings, name, value)
-    settings.DISCORD_ROLE_IDS = dict(FAKE_ROLE_IDS)
+    settings.DISCORD_ROLE_IDS = dict(personas.ROLE_IDS)
     settings.DISCORD_ADMIN_CHANNEL_ID = fake_discord_seed.CHANNEL_ADMIN_ALERTS_ID
     settings.DISCORD_TIMEOUT_SECONDS = 5.0
     return discord_server.state
@@ -76,3 +76,48 @@ def json_logs() -> Iterator[io.StringIO]:
     root.addHandler(handler)
     yield stream
     root.removeHandler(handler)
+
+
+@pytest.fixture
+def world(client: Client, stripe_server: FakeStripeServer, discord: Any) -> World:
+    """Stripe, Discord and the gateway of one journey (``tests/journeys.py``)."""
+    return World(client, stripe_server, discord)
+
+
+# --- staff ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def support_group(db: Any) -> Group:
+    """The group the data migration creates (created here too under ``--nomigrations``)."""
+    personas.staff_groups()
+    return Group.objects.get(name="Support")
+
+
+@pytest.fixture
+def superuser(db: Any) -> Any:
+    return personas.superuser()
+
+
+@pytest.fixture
+def support_user(support_group: Group) -> Any:
+    return personas.staff_user()
+
+
+@pytest.fixture
+def admin_web(superuser: Any) -> Client:
+    return personas.client_for(superuser)
+
+
+@pytest.fixture
+def support_web(support_user: Any) -> Client:
+    return personas.client_for(support_user)
+
+
+@pytest.fixture
+def queued_processing(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Store and enqueue only: the view wakes the worker, no task runs inline."""
+    from django_q.conf import Conf
+
+    monkeypatch.setattr(Conf, "SYNC", False)
+    yield

@@ -2,7 +2,8 @@
 
 Such a process cannot share pytest's in-memory test database, so it gets a SQLite file of its
 own. Migrating from scratch costs over a minute (dj-stripe), so one migrated template is built
-per set of migration files and copied for each test.
+per set of migration files and copied for each test. Ports and the child environment come from
+``bench/processes.py``, which the benchmarks use too.
 """
 
 from __future__ import annotations
@@ -10,14 +11,33 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from importlib import metadata
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from bench.processes import (
+    ROOT,
+    child_env,
+    free_port,
+    manage,
+    sync_tables,
+    wait_for_port,
+    wait_until,
+)
+
+__all__ = [
+    "ROOT",
+    "base_env",
+    "free_port",
+    "fresh_database",
+    "manage",
+    "migrated_template",
+    "sandbox_env",
+    "sync_tables",
+    "wait_for_port",
+    "wait_until",
+]
 CACHE = ROOT / ".pytest_cache" / "process-db"
 
 
@@ -59,36 +79,28 @@ def fresh_database(directory: Path) -> Path:
 
 def base_env(database: Path, **overrides: str) -> dict[str, str]:
     """Environment for a child process: development profile, JSON logs, a file database."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("DJANGO_", "DATABASE_URL", "PYTEST", "Q_"))
-    }
-    env.update(
-        {
-            "DJANGO_ENV": "development",
-            "DJANGO_SETTINGS_MODULE": "gateway.settings",
-            "DATABASE_URL": f"sqlite:///{database}",
-            "LOG_FORMAT": "json",
-            "PYTHONUNBUFFERED": "1",
-        }
+    env = child_env(
+        DJANGO_ENV="development",
+        DJANGO_SETTINGS_MODULE="gateway.settings",
+        DATABASE_URL=f"sqlite:///{database}",
+        LOG_FORMAT="json",
+        PYTHONUNBUFFERED="1",
     )
     env.update(overrides)
     return env
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_port(port: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            sock.settimeout(0.2)
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise TimeoutError(f"nothing listening on port {port} after {timeout}s")
+def sandbox_env(directory: Path, **overrides: str) -> tuple[dict[str, str], int]:
+    """The environment of ``make run`` (``gateway.devserver``: the sandbox with its fake Stripe
+    and fake Discord) on free ports with a fresh database; also returns the web port."""
+    port = free_port()
+    env = base_env(
+        fresh_database(directory),
+        PORT=str(port),
+        SANDBOX_STRIPE_PORT=str(free_port()),
+        SANDBOX_DISCORD_PORT=str(free_port()),
+        WEB_CONCURRENCY="2",
+        LOG_FORMAT="console",
+        **overrides,
+    )
+    return env, port

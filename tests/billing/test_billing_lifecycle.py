@@ -16,9 +16,9 @@ from billing.models import FailureEpisode
 from billing.selectors import member_billing_summary
 from members.models import Member
 from ops.models import AuditLog, GatewayConfig, Notification
-from tests.billing.conftest import (
+from tests import personas
+from tests.providers import (
     deliver,
-    make_member,
     pay_checkout,
     recorded_events,
     start_individual_checkout,
@@ -31,7 +31,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def subscriber(client, stripe_server):
     """An active individual subscriber, all purchase events applied."""
-    member = make_member("kay@example.org")
+    member = personas.buyer("kay@example.org")
     session = start_individual_checkout(member)
     pay_checkout(stripe_server, session.id, email="kay@example.org")
     for event in recorded_events(stripe_server):
@@ -103,7 +103,7 @@ def test_first_payment_failure_does_not_start_a_grace_period(client, stripe_serv
 
     from billing.services import payment_failed_recorded
 
-    member = make_member("lee@example.org")
+    member = personas.buyer("lee@example.org")
     stripe_server.state.decline_payments(1)
     sub = stripe.Subscription.create(
         customer=member.stripe_customer_id,

@@ -11,12 +11,12 @@ from django.utils import timezone
 from billing.checkout import CheckoutError, checkout_company_start, seats_add
 from members.models import Member, SeatTier, Team, User
 from ops.models import AuditLog
-from tests.members.conftest import PASSWORD
 from tests.members.stripe_fake import (
     individual_subscriber,
     paid_subscription,
     requests_to,
 )
+from tests.personas import SIGNUP_PASSWORD as PASSWORD
 
 pytestmark = pytest.mark.django_db
 

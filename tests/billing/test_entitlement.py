@@ -32,7 +32,7 @@ from discordsync.selectors import member_expected_role
 from gateway.admin_site import members_by_state
 from gateway.reconciliation import reconcile
 from members.models import ManagedRole, Member, Override, SeatTier, Team, User
-from tests.discordsync.conftest import subscription
+from tests import personas
 
 NOW = timezone.now()
 PAST = NOW - timedelta(days=1)
@@ -109,7 +109,7 @@ def _member(n: int, status, episode, removed, disputed, comp, forced) -> Member:
     a forced Squire on every other pair of rows (it must never grant access)."""
     sub_id = f"sub_row{n}"
     if status:
-        subscription(sub_id, status)  # "" = a subscription id not mirrored (yet)
+        personas.subscription(sub_id, status)  # "" = a subscription id not mirrored (yet)
     team = None
     if n % 2:
         team = Team.objects.create(name=f"Team {n}", subscription_id=sub_id, team_seats=1)

@@ -19,13 +19,8 @@ from billing.models import StripeEventInbox
 from billing.selectors import member_billing_summary
 from billing.tasks import drain_stripe_events
 from ops.models import AuditLog, Notification
-from tests.billing.conftest import (
-    deliver,
-    make_member,
-    pay_checkout,
-    recorded_events,
-    start_individual_checkout,
-)
+from tests import personas
+from tests.providers import deliver, pay_checkout, recorded_events, start_individual_checkout
 
 pytestmark = pytest.mark.django_db
 
@@ -39,7 +34,7 @@ def _welcomes(member) -> int:
 @pytest.fixture
 def paid_individual(stripe_server):
     """An individual who has paid on Checkout; the fake has recorded (not sent) the events."""
-    member = make_member("ada@example.org")
+    member = personas.buyer("ada@example.org")
     session = start_individual_checkout(member)
     pay_checkout(stripe_server, session.id, email="ada@example.org")
     return member

@@ -10,12 +10,8 @@ from billing.models import StripeEventInbox
 from billing.selectors import member_billing_summary
 from members.models import SeatTier, Team
 from ops.models import Notification
-from tests.billing.conftest import (
-    make_member,
-    pay_checkout,
-    start_company_checkout,
-    start_individual_checkout,
-)
+from tests import personas
+from tests.providers import pay_checkout, start_company_checkout, start_individual_checkout
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -28,7 +24,7 @@ def _all_delivered(srv) -> list[dict]:
 
 def test_individual_purchase(stripe_to_live_server):
     srv = stripe_to_live_server
-    member = make_member("grace@example.org")
+    member = personas.buyer("grace@example.org")
     session = start_individual_checkout(member)
 
     pay_checkout(srv, session.id, email="grace@example.org")
@@ -46,7 +42,7 @@ def test_individual_purchase(stripe_to_live_server):
 
 def test_company_purchase(stripe_to_live_server):
     srv = stripe_to_live_server
-    purchaser = make_member("owner@acme.example")
+    purchaser = personas.buyer("owner@acme.example")
     team = Team.objects.create(name="Acme", stripe_customer_id=purchaser.stripe_customer_id)
     session = start_company_checkout(purchaser, team, owner_seats=2, team_seats=3)
 
@@ -67,7 +63,7 @@ def test_seats_follow_the_subscription_quantities(stripe_to_live_server):
     import stripe
 
     srv = stripe_to_live_server
-    purchaser = make_member("owner@initech.example")
+    purchaser = personas.buyer("owner@initech.example")
     team = Team.objects.create(name="Initech", stripe_customer_id=purchaser.stripe_customer_id)
     session = start_company_checkout(purchaser, team, owner_seats=1, team_seats=0)
     pay_checkout(srv, session.id, email="owner@initech.example")

@@ -17,9 +17,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from members.models import Member, SeatTier, Team, User
-from tests.billing.conftest import deliver, make_member, pay_checkout, recorded_events
-from tests.members.conftest import PASSWORD
+from tests import personas
 from tests.members.stripe_fake import requests_to
+from tests.personas import SIGNUP_PASSWORD as PASSWORD
+from tests.providers import deliver, pay_checkout, recorded_events
 
 pytestmark = pytest.mark.django_db
 
@@ -49,7 +50,7 @@ def _portal_customer(stripe_server, response) -> str:
 @pytest.fixture
 def purchaser(stripe_server) -> Member:
     """Someone who already has a personal Stripe customer (an earlier individual checkout)."""
-    return make_member("vivian@acme.example")
+    return personas.buyer("vivian@acme.example")
 
 
 def _buy_company(stripe_server, purchaser: Member) -> Team:

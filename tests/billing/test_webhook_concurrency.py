@@ -11,8 +11,8 @@ from django.db import connection
 
 from billing.models import StripeEventInbox
 from ops.models import AuditLog, Notification
-from tests.billing.conftest import (
-    make_member,
+from tests import personas
+from tests.providers import (
     pay_checkout,
     recorded_events,
     start_individual_checkout,
@@ -29,7 +29,7 @@ def _needs_postgresql():
 
 
 def test_fifty_concurrent_deliveries_apply_once(stripe_server, live_server):
-    member = make_member("lin@example.org")
+    member = personas.buyer("lin@example.org")
     session = start_individual_checkout(member)
     pay_checkout(stripe_server, session.id, email="lin@example.org")
     completed = recorded_events(stripe_server, ("checkout.session.completed",))[0]

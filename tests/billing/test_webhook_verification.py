@@ -9,7 +9,7 @@ import pytest
 from djstripe.models import Event, WebhookEventTrigger
 
 from billing.models import StripeEventInbox
-from tests.billing.conftest import post_webhook, stripe_signature
+from tests.providers import post_webhook, stripe_signature
 
 pytestmark = pytest.mark.django_db
 
@@ -91,7 +91,7 @@ def test_get_is_not_allowed(client):
     assert _nothing_stored()
 
 
-@pytest.mark.usefixtures("inline_processing_off")
+@pytest.mark.usefixtures("queued_processing")
 def test_valid_delivery_is_stored_once_with_one_insert(
     client, stripe_event, django_assert_max_num_queries
 ):
@@ -115,7 +115,7 @@ def test_valid_delivery_is_stored_once_with_one_insert(
     assert row.body == body
 
 
-@pytest.mark.usefixtures("inline_processing_off")
+@pytest.mark.usefixtures("queued_processing")
 def test_duplicate_delivery_is_stored_once_and_acknowledged(client, stripe_event):
     body = json.dumps(stripe_event)
     first = post_webhook(client, body, stripe_signature(body))

@@ -21,7 +21,7 @@ from email.message import Message
 from pathlib import Path
 from typing import Any
 
-from tests.processes import ROOT, base_env, free_port, fresh_database, wait_for_port
+from tests.processes import ROOT, sandbox_env, wait_for_port
 
 STAFF_EMAIL = "staff@example.org"
 
@@ -133,16 +133,10 @@ class Stack:
 
 
 def start_stack(directory: Path) -> tuple[subprocess.Popen[bytes], Stack]:
-    port, stripe_port, discord_port = free_port(), free_port(), free_port()
     mail = directory / "mail"
     mail.mkdir()
-    env = base_env(
-        fresh_database(directory),
-        PORT=str(port),
-        SANDBOX_STRIPE_PORT=str(stripe_port),
-        SANDBOX_DISCORD_PORT=str(discord_port),
-        WEB_CONCURRENCY="2",
-        LOG_FORMAT="console",
+    env, port = sandbox_env(
+        directory,
         STAFF_EMAIL=STAFF_EMAIL,
         EMAIL_BACKEND="django.core.mail.backends.filebased.EmailBackend",
         EMAIL_FILE_PATH=str(mail),
@@ -183,8 +177,8 @@ def start_stack(directory: Path) -> tuple[subprocess.Popen[bytes], Stack]:
         raise
     return process, Stack(
         url=url,
-        stripe_url=f"http://127.0.0.1:{stripe_port}",
-        discord_url=f"http://127.0.0.1:{discord_port}",
+        stripe_url=f"http://127.0.0.1:{env['SANDBOX_STRIPE_PORT']}",
+        discord_url=f"http://127.0.0.1:{env['SANDBOX_DISCORD_PORT']}",
         mailbox=Mailbox(mail),
         staff_email=STAFF_EMAIL,
         staff_password=match.group(1),

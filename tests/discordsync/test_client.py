@@ -12,8 +12,7 @@ from discordsync.client import (
     DiscordTransientError,
     get_client,
 )
-from tests.conftest import FAKE_ROLE_IDS as ROLE_IDS
-from tests.discordsync.conftest import LANCELOT
+from tests.personas import LANCELOT, ROLE_IDS
 
 
 def _role_requests(discord, method="PUT"):

@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from discordsync.client import DiscordClient, get_client
-from tests.conftest import FAKE_ROLE_IDS as ROLE_IDS
+from tests.personas import ROLE_IDS
 
 
 def _control(server, method: str, path: str, body: dict | None = None) -> dict:

@@ -13,8 +13,9 @@ from django.utils import timezone
 from discordsync.bot.services import member_guild_join, member_guild_leave
 from members.models import Member, Override
 from ops.models import AuditLog, Notification
-from tests.conftest import FAKE_ROLE_IDS as ROLE_IDS
-from tests.discordsync.conftest import ARTHUR, GUINEVERE, authorize, make_member, set_status
+from tests import personas
+from tests.personas import ARTHUR, GUINEVERE, ROLE_IDS
+from tests.providers import authorize
 
 pytestmark = pytest.mark.django_db
 
@@ -28,7 +29,7 @@ def _rejoin_emails(member: Member) -> list[Notification]:
 @pytest.fixture
 def lancelot(discord):
     """An introduced, paying member linked to ARTHUR, who is not in the guild right now."""
-    return make_member("lancelot", discord_id=ARTHUR, introduced_at=timezone.now())
+    return personas.member("lancelot", discord_id=ARTHUR, introduced_at=timezone.now())
 
 
 def test_leaving_while_entitled_sends_one_email_per_absence(
@@ -59,13 +60,13 @@ def test_members_who_are_not_entitled_get_no_email(
 ):
     now = timezone.now()
     if state == "canceled":
-        set_status(lancelot.subscription_id, "canceled")
+        personas.set_status(lancelot.subscription_id, "canceled")
     elif state == "revoked":
         Member.objects.filter(pk=lancelot.pk).update(override=Override.REVOKED)
     else:
         from billing.models import FailureEpisode
 
-        set_status(lancelot.subscription_id, "past_due")
+        personas.set_status(lancelot.subscription_id, "past_due")
         FailureEpisode.objects.create(
             subscription_id=lancelot.subscription_id,
             member=lancelot,

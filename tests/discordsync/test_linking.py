@@ -14,14 +14,9 @@ import pytest
 from discordsync.oauth import SESSION_KEY
 from members.models import Member, RoleSyncStatus
 from ops.models import AuditLog
-from tests.conftest import FAKE_ROLE_IDS as ROLE_IDS
-from tests.discordsync.conftest import (
-    ARTHUR,
-    GUINEVERE,
-    authorize,
-    make_member,
-    set_status,
-)
+from tests import personas
+from tests.personas import ARTHUR, GUINEVERE, ROLE_IDS
+from tests.providers import authorize
 
 pytestmark = pytest.mark.django_db
 
@@ -31,7 +26,7 @@ CALLBACK = "/oauth/discord/callback/"
 @pytest.fixture
 def percival(db):
     """An individual member who has paid and not linked Discord yet."""
-    return make_member("percival")
+    return personas.member("percival")
 
 
 def _logged_in(client, member):
@@ -120,7 +115,7 @@ def test_expired_flow_is_refused(client, discord, percival):
 
 def test_tampered_session_binding_links_nobody(client, discord, percival):
     """v1's IDOR: the member binding came from a cookie. Ours must match the logged-in user."""
-    victim = make_member("galahad")
+    victim = personas.member("galahad")
     _logged_in(client, percival)
     back = authorize(_start_link(client))
     session = client.session
@@ -132,7 +127,7 @@ def test_tampered_session_binding_links_nobody(client, discord, percival):
 
 
 def test_not_entitled_member_cannot_start(client, discord):
-    lapsed = make_member("mordred", status="canceled")
+    lapsed = personas.member("mordred", status="canceled")
     _logged_in(client, lapsed)
     response = client.post("/claim/")
     assert response.status_code == 302 and response["Location"] == "/claim/"
@@ -142,7 +137,7 @@ def test_not_entitled_member_cannot_start(client, discord):
 def test_entitlement_is_checked_again_at_the_callback(client, discord, percival):
     _logged_in(client, percival)
     back = authorize(_start_link(client))
-    set_status(percival.subscription_id, "canceled")
+    personas.set_status(percival.subscription_id, "canceled")
     response = client.get(CALLBACK, back)
     assert response.status_code == 400 and b"active membership" in response.content
     percival.refresh_from_db()
@@ -151,7 +146,7 @@ def test_entitlement_is_checked_again_at_the_callback(client, discord, percival)
 
 
 def test_discord_account_linked_to_someone_else(client, discord, percival):
-    make_member("gawain", discord_id=ARTHUR)
+    personas.member("gawain", discord_id=ARTHUR)
     _logged_in(client, percival)
     back = authorize(_start_link(client))
     response = client.get(CALLBACK, back)
@@ -161,7 +156,7 @@ def test_discord_account_linked_to_someone_else(client, discord, percival):
 
 
 def test_already_linked_member_is_not_sent_to_discord(client, discord):
-    linked = make_member("bors", discord_id=GUINEVERE)
+    linked = personas.member("bors", discord_id=GUINEVERE)
     Member.objects.filter(pk=linked.pk).update(in_guild=True)
     _logged_in(client, linked)
     response = client.post("/claim/")
@@ -184,7 +179,7 @@ def test_guild_join_failure_shows_the_invite_link(
 
 
 def test_login_with_discord(client, discord):
-    seat = make_member("tristan", discord_id=ARTHUR, password=None)
+    seat = personas.member("tristan", discord_id=ARTHUR, password=None)
     response = client.get("/login/discord/")
     back = authorize(response["Location"])
     response = client.get(CALLBACK, back)

@@ -12,8 +12,8 @@ from discordsync.client import DiscordTransientError
 from discordsync.tasks import member_remove_from_guild, sync_member_roles
 from members.models import Member, Override, RoleSyncStatus
 from ops.models import AuditLog, Notification
-from tests.conftest import FAKE_ROLE_IDS as ROLE_IDS
-from tests.discordsync.conftest import LANCELOT, make_member, set_status
+from tests import personas
+from tests.personas import LANCELOT, ROLE_IDS
 
 pytestmark = pytest.mark.django_db
 
@@ -33,7 +33,7 @@ def _managed(discord, user_id):
 
 
 def test_new_member_becomes_squire_and_a_second_sync_writes_nothing(discord):
-    member = make_member("lancelot", discord_id=LANCELOT)
+    member = personas.member("lancelot", discord_id=LANCELOT)
 
     assert sync_member_roles(member.pk) == RoleSyncStatus.OK
     assert _managed(discord, LANCELOT) == ["squire"]
@@ -51,7 +51,7 @@ def test_new_member_becomes_squire_and_a_second_sync_writes_nothing(discord):
 
 def test_stale_roles_are_removed_before_the_expected_one_is_added(discord):
     discord.set_member_roles(LANCELOT, [ROLE_IDS["knight"], ROLE_IDS["debtor"]])
-    member = make_member("lancelot", discord_id=LANCELOT, introduced_at=timezone.now())
+    member = personas.member("lancelot", discord_id=LANCELOT, introduced_at=timezone.now())
 
     sync_member_roles(member.pk)
 
@@ -66,7 +66,7 @@ def test_stale_roles_are_removed_before_the_expected_one_is_added(discord):
 
 def test_debtor_phase_swaps_to_debtor_and_cancellation_removes_everything(discord):
     now = timezone.now()
-    member = make_member("lancelot", discord_id=LANCELOT, introduced_at=now)
+    member = personas.member("lancelot", discord_id=LANCELOT, introduced_at=now)
     sync_member_roles(member.pk)
     FailureEpisode.objects.create(
         subscription_id=member.subscription_id,
@@ -78,7 +78,7 @@ def test_debtor_phase_swaps_to_debtor_and_cancellation_removes_everything(discor
     sync_member_roles(member.pk)
     assert _managed(discord, LANCELOT) == ["debtor"]
 
-    set_status(member.subscription_id, "canceled")
+    personas.set_status(member.subscription_id, "canceled")
     sync_member_roles(member.pk)
     assert _managed(discord, LANCELOT) == []
     member.refresh_from_db()
@@ -86,7 +86,7 @@ def test_debtor_phase_swaps_to_debtor_and_cancellation_removes_everything(discor
 
 
 def test_admin_override_is_honoured(discord):
-    member = make_member("lancelot", discord_id=LANCELOT, introduced_at=timezone.now())
+    member = personas.member("lancelot", discord_id=LANCELOT, introduced_at=timezone.now())
     Member.objects.filter(pk=member.pk).update(override=Override.FORCED, forced_role="knight")
     sync_member_roles(member.pk)
     assert _managed(discord, LANCELOT) == ["knight"]
@@ -96,7 +96,7 @@ def test_admin_override_is_honoured(discord):
 
 
 def test_member_not_in_guild_is_recorded_without_retrying(discord):
-    member = make_member("arthur", discord_id="500000000000000002")
+    member = personas.member("arthur", discord_id="500000000000000002")
     assert sync_member_roles(member.pk) == RoleSyncStatus.NOT_IN_GUILD
     member.refresh_from_db()
     assert member.in_guild is False and member.role_sync_status == RoleSyncStatus.NOT_IN_GUILD
@@ -104,14 +104,14 @@ def test_member_not_in_guild_is_recorded_without_retrying(discord):
 
 
 def test_unlinked_member(discord):
-    member = make_member("percival")
+    member = personas.member("percival")
     assert sync_member_roles(member.pk) == RoleSyncStatus.NOT_LINKED
     assert discord.requests() == []
 
 
 def test_forbidden_write_is_not_retried_and_alerts_once(discord):
     discord.set_bot_role_position(1)  # the classic mistake: bot role below the managed roles
-    member = make_member("lancelot", discord_id=LANCELOT)
+    member = personas.member("lancelot", discord_id=LANCELOT)
 
     assert sync_member_roles(member.pk) == RoleSyncStatus.FAILED
     assert sync_member_roles(member.pk) == RoleSyncStatus.FAILED
@@ -129,7 +129,7 @@ def test_transient_failure_raises_so_the_queue_retries(discord):
     discord.add_fault(
         f"/guilds/{discord.guild_id}/members", 500, method="GET", count=None, seconds=30
     )
-    member = make_member("lancelot", discord_id=LANCELOT)
+    member = personas.member("lancelot", discord_id=LANCELOT)
     with pytest.raises(DiscordTransientError):
         sync_member_roles(member.pk)
     member.refresh_from_db()
@@ -139,7 +139,7 @@ def test_transient_failure_raises_so_the_queue_retries(discord):
 
 
 def test_remove_from_guild_strips_roles_and_kicks(discord):
-    member = make_member("lancelot", discord_id=LANCELOT, status="canceled")
+    member = personas.member("lancelot", discord_id=LANCELOT, status="canceled")
     discord.set_member_roles(LANCELOT, [ROLE_IDS["knight"]])
 
     assert member_remove_from_guild(member.pk, "subscription ended") == RoleSyncStatus.NOT_IN_GUILD
@@ -160,6 +160,6 @@ def test_remove_from_guild_strips_roles_and_kicks(discord):
 
 
 def test_remove_from_guild_does_not_kick_a_member_who_is_entitled_again(discord):
-    member = make_member("lancelot", discord_id=LANCELOT, status="active")
+    member = personas.member("lancelot", discord_id=LANCELOT, status="active")
     member_remove_from_guild(member.pk, "stale request")
     assert discord.member_roles(LANCELOT) == [ROLE_IDS["squire"]]

@@ -13,7 +13,6 @@ import re
 import secrets
 import shlex
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -29,8 +28,9 @@ import requests
 from fakes.discord.seed import ARTHUR_ID, GUINEVERE_ID
 from fakes.discord.server import FakeDiscordServer
 from fakes.stripe.server import FakeStripeServer
-from tests.drills.stack import Process, wait_until
-from tests.processes import ROOT, wait_for_port
+from tests.drills.caddy import CaddyProxy
+from tests.drills.stack import Process
+from tests.processes import ROOT, free_port, wait_for_port, wait_until
 
 SERVER = "postgres://postgres@127.0.0.1:5432"
 PASSWORD = "a long and unguessable passphrase 7"  # noqa: S105 - a test member's password
@@ -138,6 +138,67 @@ class Units:
     def stop(self) -> None:
         for process in self.processes:
             process.stop()
+
+
+@dataclass
+class Deployment:
+    """One production deployment of a drill: the database, the fakes, the Caddy proxy in front,
+    the environment of /etc/gateway/env, and the units running at the moment (if any)."""
+
+    database_url: str
+    stripe: FakeStripeServer
+    discord: FakeDiscordServer
+    proxy: CaddyProxy
+    mail: Path
+    logs: Path
+    env: dict[str, str]
+    units: Units | None = None
+
+    def start(self, env: dict[str, str], checkout: Path, stage: str) -> Units:
+        """Start the units of ``checkout`` with ``env``; their logs are ``<unit>-<stage>.log``."""
+        self.units = Units.start(env, checkout, self.logs, stage)
+        return self.units
+
+    def stop(self) -> None:
+        if self.units is not None:
+            self.units.stop()
+            self.units = None
+
+
+@contextmanager
+def production(tmp_path: Path, database: str) -> Iterator[Deployment]:
+    """A fresh PostgreSQL database named after ``database``, the fake Discord and a fake Stripe
+    whose webhooks go over TLS through the Caddy site file, and the production environment for
+    them; on the way out the running units stop, the proxy closes and the database is dropped."""
+    webhook_secret = f"whsec_{secrets.token_hex(16)}"
+    mail = tmp_path / "mail"
+    mail.mkdir()
+    port = free_port()
+    with (
+        fresh_database(database) as database_url,
+        FakeDiscordServer() as discord,
+        FakeStripeServer(webhook_secret=webhook_secret) as stripe,
+    ):
+        proxy = CaddyProxy([port], tmp_path)
+        try:
+            stripe.set_webhook(f"{proxy.url}/stripe/webhook/")
+            stripe.configure_webhooks(ca_file=str(proxy.cert), attempts=8, backoff=0.5)
+            env = production_env(
+                database_url=database_url,
+                app_url=proxy.url,
+                port=port,
+                stripe=stripe,
+                discord=discord,
+                webhook_secret=webhook_secret,
+                mail=mail,
+            )
+            deployment = Deployment(database_url, stripe, discord, proxy, mail, tmp_path, env)
+            try:
+                yield deployment
+            finally:
+                deployment.stop()
+        finally:
+            proxy.close()
 
 
 class Browser:
@@ -316,21 +377,6 @@ def messages_sent(mail: Path, discord: FakeDiscordServer) -> int:
         bot = discord.state.bot.id
         posted = sum(1 for m in discord.state.messages.values() if m.author_id == bot)
     return emails + posted
-
-
-def manage(
-    env: dict[str, str], *args: str, checkout: Path = ROOT
-) -> subprocess.CompletedProcess[str]:
-    """``manage.py`` of ``checkout`` with its virtual environment's Python."""
-    python = sys.executable if checkout == ROOT else str(checkout / ".venv" / "bin" / "python")
-    return subprocess.run(
-        [python, "manage.py", *args],
-        cwd=checkout,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 def populate(

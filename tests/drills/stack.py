@@ -17,12 +17,11 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from fakes.stripe.webhooks import sign_payload
-from tests.processes import ROOT, base_env
+from tests.processes import ROOT, base_env, sync_tables
 
 GUNICORN = str(Path(sys.executable).parent / "gunicorn")
 WEBHOOK_SECRET = "whsec_drill_0123456789abcdef"
@@ -39,20 +38,8 @@ def drill_env(directory: Path, **extra: str) -> dict[str, str]:
         LOG_LEVEL="INFO",
         **extra,
     )
-    prepare_database(env)
+    sync_tables(env)
     return env
-
-
-def prepare_database(env: dict[str, str]) -> None:
-    command = ["migrate", "--run-syncdb", "--noinput"]
-    subprocess.run(
-        [sys.executable, "manage.py", *command],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
 
 
 def database_path(env: dict[str, str]) -> Path:
@@ -156,16 +143,6 @@ class Process:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, signal.SIGKILL)  # no orphaned child outlives a drill
         self._log.close()
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def event_body(event_id: str | None = None, *, subscription: str = "sub_drill") -> bytes:

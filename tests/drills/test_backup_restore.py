@@ -14,7 +14,6 @@ remember). Rows, dump size and restore time go to docs/RELIABILITY.md.
 from __future__ import annotations
 
 import json
-import secrets
 import subprocess
 import time
 
@@ -22,55 +21,30 @@ import pytest
 
 from bench.reliability import record
 from fakes.discord.seed import ARTHUR_ID
-from fakes.discord.server import FakeDiscordServer
-from fakes.stripe.server import FakeStripeServer
-from tests.drills.caddy import CaddyProxy
 from tests.drills.production import (
     SERVER,
     Browser,
-    Units,
     counts,
     drop_database,
-    fresh_database,
-    manage,
     messages_sent,
     populate,
-    production_env,
+    production,
     wait_ready,
 )
-from tests.drills.stack import wait_until
-from tests.processes import ROOT, free_port
+from tests.processes import ROOT, manage, wait_until
 
 pytestmark = pytest.mark.slow
 
 
 def test_dump_drop_restore_and_nothing_sent_twice(tmp_path):
-    webhook_secret = f"whsec_{secrets.token_hex(16)}"
-    mail = tmp_path / "mail"
-    mail.mkdir()
-    port = free_port()
     dump = tmp_path / "gateway.dump"
-    units = proxy = None
     restored_url = None
-    with (
-        fresh_database("gw_backup") as database_url,
-        FakeDiscordServer() as discord,
-        FakeStripeServer(webhook_secret=webhook_secret) as stripe,
-    ):
+    with production(tmp_path, "gw_backup") as deployment:
+        database_url, mail = deployment.database_url, deployment.mail
+        stripe, discord = deployment.stripe, deployment.discord
         try:
-            proxy = CaddyProxy([port], tmp_path)
-            stripe.set_webhook(f"{proxy.url}/stripe/webhook/")
-            stripe.configure_webhooks(ca_file=str(proxy.cert), attempts=8, backoff=0.5)
             env = {
-                **production_env(
-                    database_url=database_url,
-                    app_url=proxy.url,
-                    port=port,
-                    stripe=stripe,
-                    discord=discord,
-                    webhook_secret=webhook_secret,
-                    mail=mail,
-                ),
+                **deployment.env,
                 # Tables straight from the models: what is drilled is the dump, not migrations
                 # (test_deployment_docs.py runs those).
                 "DJANGO_SETTINGS_MODULE": "tests.gateway.process_settings",
@@ -80,13 +54,12 @@ def test_dump_drop_restore_and_nothing_sent_twice(tmp_path):
             # Production serves hashed static files: the release step a host runs once.
             done = manage(env, "collectstatic", "--noinput")
             assert done.returncode == 0, done.stderr[-3000:]
-            units = Units.start(env, ROOT, tmp_path, "before")
-            browser = Browser(proxy.url, proxy.cert)
+            deployment.start(env, ROOT, "before")
+            browser = Browser(deployment.proxy.url, deployment.proxy.cert)
             wait_ready(browser)
 
             populate(browser, discord, stripe, mail, database_url)
-            units.stop()
-            units = None
+            deployment.stop()
             before_rows = counts(database_url)
             before_messages = messages_sent(mail, discord)
 
@@ -118,7 +91,7 @@ def test_dump_drop_restore_and_nothing_sent_twice(tmp_path):
             restored_env = {**env, "DATABASE_URL": restored_url}
             done = manage(restored_env, "migrate", "--run-syncdb", "--noinput")
             assert done.returncode == 0, done.stderr[-3000:]
-            units = Units.start(restored_env, ROOT, tmp_path, "after")
+            deployment.start(restored_env, ROOT, "after")
             ready = wait_ready(browser)
             reconcile = manage(restored_env, "reconcile", "--json")
             report = json.loads(reconcile.stdout.strip().splitlines()[-1])
@@ -141,10 +114,7 @@ def test_dump_drop_restore_and_nothing_sent_twice(tmp_path):
                 if discord.seed.role_id("squire") in discord.state.members[user].roles
             ]
         finally:
-            if units is not None:
-                units.stop()
-            if proxy is not None:
-                proxy.close()
+            deployment.stop()
             if restored_url is not None:
                 drop_database(restored_url)
 

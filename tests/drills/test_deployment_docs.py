@@ -14,7 +14,6 @@ fails this test.
 from __future__ import annotations
 
 import re
-import secrets
 import textwrap
 from pathlib import Path
 
@@ -22,19 +21,14 @@ import pytest
 import redis
 
 from fakes.discord.seed import ARTHUR_ID, GUINEVERE_ID
-from fakes.discord.server import FakeDiscordServer
-from fakes.stripe.server import FakeStripeServer
-from tests.drills.caddy import CaddyProxy
 from tests.drills.production import (
     Browser,
-    Units,
-    fresh_database,
     member_journey,
-    production_env,
+    production,
     run_shell,
     wait_ready,
 )
-from tests.processes import ROOT, free_port
+from tests.processes import ROOT
 
 pytestmark = pytest.mark.slow
 
@@ -63,51 +57,26 @@ def test_the_setup_and_upgrade_sections_have_runnable_blocks():
 
 def test_first_time_setup_by_the_book_without_and_with_redis(tmp_path):
     setup = shell_blocks("First-time setup")
-    webhook_secret = f"whsec_{secrets.token_hex(16)}"
-    mail = tmp_path / "mail"
-    mail.mkdir()
-    port = free_port()
     redis_url = f"redis://127.0.0.1:6379/{REDIS_DB}"
     redis.Redis.from_url(redis_url, socket_timeout=5).flushdb()
-    units = proxy = None
-    with (
-        fresh_database("gw_docs") as database_url,
-        FakeDiscordServer() as discord,
-        FakeStripeServer(webhook_secret=webhook_secret) as stripe,
-    ):
-        try:
-            proxy = CaddyProxy([port], tmp_path)
-            stripe.set_webhook(f"{proxy.url}/stripe/webhook/")
-            stripe.configure_webhooks(ca_file=str(proxy.cert), attempts=8, backoff=0.5)
-            env = production_env(
-                database_url=database_url,
-                app_url=proxy.url,
-                port=port,
-                stripe=stripe,
-                discord=discord,
-                webhook_secret=webhook_secret,
-                mail=mail,
+    with production(tmp_path, "gw_docs") as deployment:
+        proxy, discord = deployment.proxy, deployment.discord
+        for run, (extra, member, discord_user) in enumerate(
+            (
+                ({}, "first@example.org", ARTHUR_ID),
+                ({"REDIS_URL": redis_url}, "second@example.org", GUINEVERE_ID),
             )
-            for run, (extra, member, discord_user) in enumerate(
-                (
-                    ({}, "first@example.org", ARTHUR_ID),
-                    ({"REDIS_URL": redis_url}, "second@example.org", GUINEVERE_ID),
+        ):
+            run_env = {**deployment.env, **extra}
+            browser = Browser(proxy.url, proxy.cert)  # a new visitor each time
+            for block in setup:
+                run_shell(block, cwd=ROOT, env=run_env)
+            units = deployment.start(run_env, ROOT, f"run{run}")
+            try:
+                wait_ready(browser)
+                member_journey(
+                    browser, discord, deployment.mail, email=member, discord_user=discord_user
                 )
-            ):
-                run_env = {**env, **extra}
-                browser = Browser(proxy.url, proxy.cert)  # a new visitor each time
-                for block in setup:
-                    run_shell(block, cwd=ROOT, env=run_env)
-                units = Units.start(run_env, ROOT, tmp_path, f"run{run}")
-                try:
-                    wait_ready(browser)
-                    member_journey(browser, discord, mail, email=member, discord_user=discord_user)
-                except AssertionError as failure:
-                    raise AssertionError(f"{failure}\n{units.tails()}") from None
-                units.stop()
-                units = None
-        finally:
-            if units is not None:
-                units.stop()
-            if proxy is not None:
-                proxy.close()
+            except AssertionError as failure:
+                raise AssertionError(f"{failure}\n{units.tails()}") from None
+            deployment.stop()

@@ -15,8 +15,9 @@ import pytest
 
 from bench.reliability import record
 from fakes.discord.server import FakeDiscordServer
-from tests.bot.test_runbot_process import PERSONAS, SEED_CODE
-from tests.drills.stack import Process, drill_env, manage, query, wait_until
+from tests.discordsync.bot.test_runbot_process import PERSONAS, SEED_CODE
+from tests.drills.stack import Process, drill_env, manage, query
+from tests.processes import wait_until
 
 pytestmark = pytest.mark.slow
 

@@ -15,15 +15,8 @@ import pytest
 from bench.reliability import record
 from fakes.stripe.server import FakeStripeServer
 from tests.drills.postgres import PrivatePostgres
-from tests.drills.stack import (
-    INBOX,
-    WEBHOOK_SECRET,
-    Process,
-    prepare_database,
-    wait_until,
-    warm_up,
-)
-from tests.processes import base_env, free_port, wait_for_port
+from tests.drills.stack import INBOX, WEBHOOK_SECRET, Process, warm_up
+from tests.processes import base_env, free_port, sync_tables, wait_for_port, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -51,7 +44,7 @@ def test_database_outage_answers_5xx_and_stripe_retry_applies_after_restart(tmp_
             WEB_CONCURRENCY="2",
             DEBUG="false",
         )
-        prepare_database(env)
+        sync_tables(env)
         web = Process.gunicorn(env, tmp_path / "web.log")
         wait_for_port(port, timeout=60)
         warm_up(port, workers=2)

@@ -6,7 +6,7 @@ The fake Stripe delivers a stream of events over TLS through the project's rever
 both clusters drain them. Every event must be applied exactly once, each scheduled job must run
 at most once per period although both clusters run the scheduler, and only one bot may hold
 the gateway connection (its takeover after SIGKILL is proven in
-``tests/bot/test_runbot_process.py::test_only_one_bot_connects_and_a_standby_takes_over_after_kill_9``).
+``tests/discordsync/bot/test_runbot_process.py::test_only_one_bot_connects_and_a_standby_takes_over_after_kill_9``).
 Runs on a private PostgreSQL server and a flushed Redis database.
 """
 
@@ -23,11 +23,11 @@ import redis
 from bench.reliability import record
 from fakes.discord.server import FakeDiscordServer
 from fakes.stripe.server import FakeStripeServer
-from tests.bot.procs import Bot
+from tests.discordsync.bot.procs import Bot
 from tests.drills.caddy import CaddyProxy
 from tests.drills.postgres import PrivatePostgres
-from tests.drills.stack import INBOX, WEBHOOK_SECRET, Process, prepare_database, wait_until
-from tests.processes import base_env, free_port, wait_for_port
+from tests.drills.stack import INBOX, WEBHOOK_SECRET, Process
+from tests.processes import base_env, free_port, sync_tables, wait_for_port, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -64,7 +64,7 @@ def test_two_webs_two_clusters_two_bots_apply_everything_once(tmp_path):
                 DEBUG="false",
                 **discord.settings(),
             )
-            prepare_database(env)
+            sync_tables(env)
             stripe = FakeStripeServer(webhook_secret=WEBHOOK_SECRET).start()
             env["STRIPE_API_BASE"] = stripe.url
             for n, port in enumerate(ports, 1):

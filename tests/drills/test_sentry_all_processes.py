@@ -19,10 +19,10 @@ import pytest
 
 from bench.reliability import record
 from fakes.discord.server import FakeDiscordServer
-from tests.drills.stack import Process, drill_env, wait_until
+from tests.drills.stack import Process, drill_env
 from tests.gateway import planted
-from tests.gateway.conftest import SentryIngest
-from tests.processes import free_port, wait_for_port
+from tests.observability import SentryIngest
+from tests.processes import free_port, wait_for_port, wait_until
 
 pytestmark = pytest.mark.slow
 

@@ -29,7 +29,6 @@ read from the working tree.
 from __future__ import annotations
 
 import json
-import secrets
 import subprocess
 import sys
 import sysconfig
@@ -41,22 +40,17 @@ import pytest
 
 from fakes.discord.seed import ARTHUR_ID
 from fakes.discord.server import FakeDiscordServer
-from fakes.stripe.server import FakeStripeServer
-from tests.drills.caddy import CaddyProxy
 from tests.drills.production import (
     Browser,
-    Units,
     counts,
-    fresh_database,
-    manage,
     messages_sent,
     populate,
-    production_env,
+    production,
     run_shell,
     wait_ready,
 )
 from tests.drills.test_deployment_docs import shell_blocks
-from tests.processes import ROOT, free_port
+from tests.processes import ROOT, manage
 
 pytestmark = pytest.mark.slow
 
@@ -166,96 +160,63 @@ def test_upgrade_from_the_previous_release_and_roll_back(tmp_path):
     code_back = shell_blocks("Code only (no migration in the release) — about 2 minutes", ROLLBACK)
     assert upgrade and schema_back and code_back
     checkout = host_checkout(tmp_path, previous)
-    webhook_secret = f"whsec_{secrets.token_hex(16)}"
-    mail = tmp_path / "mail"
-    mail.mkdir()
-    port = free_port()
-    units = proxy = None
-    with (
-        fresh_database("gw_upgrade_drill") as database_url,
-        FakeDiscordServer() as discord,
-        FakeStripeServer(webhook_secret=webhook_secret) as stripe,
-    ):
-        try:
-            proxy = CaddyProxy([port], tmp_path)
-            stripe.set_webhook(f"{proxy.url}/stripe/webhook/")
-            stripe.configure_webhooks(ca_file=str(proxy.cert), attempts=8, backoff=0.5)
-            env = {
-                **production_env(
-                    database_url=database_url,
-                    app_url=proxy.url,
-                    port=port,
-                    stripe=stripe,
-                    discord=discord,
-                    webhook_secret=webhook_secret,
-                    mail=mail,
-                ),
-                "RELEASE": release,
-                "PREVIOUS_TAG": previous,
-            }
+    with production(tmp_path, "gw_upgrade_drill") as deployment:
+        database_url, mail = deployment.database_url, deployment.mail
+        stripe, discord = deployment.stripe, deployment.discord
+        env = {**deployment.env, "RELEASE": release, "PREVIOUS_TAG": previous}
 
-            # 1. The previous release as its documentation installed it. Its production
-            # settings without Redis needed the database cache's table made by hand.
-            run_shell(
-                ".venv/bin/pip install --quiet -e .\n"
-                ".venv/bin/python manage.py migrate --noinput\n"
-                ".venv/bin/python manage.py createcachetable\n"
-                ".venv/bin/python manage.py collectstatic --noinput\n"
-                ".venv/bin/python manage.py setup_schedules\n",
-                cwd=checkout,
-                env=env,
-            )
-            units = Units.start(env, checkout, tmp_path, "previous")
-            arthur = Browser(proxy.url, proxy.cert)
+        # 1. The previous release as its documentation installed it. Its production
+        # settings without Redis needed the database cache's table made by hand.
+        run_shell(
+            ".venv/bin/pip install --quiet -e .\n"
+            ".venv/bin/python manage.py migrate --noinput\n"
+            ".venv/bin/python manage.py createcachetable\n"
+            ".venv/bin/python manage.py collectstatic --noinput\n"
+            ".venv/bin/python manage.py setup_schedules\n",
+            cwd=checkout,
+            env=env,
+        )
+        deployment.start(env, checkout, "previous")
+        arthur = Browser(deployment.proxy.url, deployment.proxy.cert)
+        wait_ready(arthur)
+        populate(arthur, discord, stripe, mail, database_url, confirm=False)
+        assert member_state(arthur, discord, ARTHUR_ID) == (200, True, True)
+        deployment.stop()
+        expected = {
+            "rows": counts(database_url),
+            "member": (200, True, True),
+            "reconcile": "clean",
+            "sent": messages_sent(mail, discord),
+        }
+
+        def observed(stage: str) -> dict:
+            """Start the checked-out code's processes, give the worker time for its outbox
+            delivery and billing tick, and look at what an operator would."""
+            deployment.start(env, checkout, stage)
             wait_ready(arthur)
-            populate(arthur, discord, stripe, mail, database_url, confirm=False)
-            assert member_state(arthur, discord, ARTHUR_ID) == (200, True, True)
-            units.stop()
-            units = None
-            expected = {
+            time.sleep(SETTLE_SECONDS)
+            seen = {
                 "rows": counts(database_url),
-                "member": (200, True, True),
-                "reconcile": "clean",
+                "member": member_state(arthur, discord, ARTHUR_ID),
+                "reconcile": reconcile_report(env, checkout)["status"],
                 "sent": messages_sent(mail, discord),
             }
+            deployment.stop()
+            return seen
 
-            def observed(stage: str) -> dict:
-                """Start the checked-out code's processes, give the worker time for its outbox
-                delivery and billing tick, and look at what an operator would."""
-                nonlocal units
-                units = Units.start(env, checkout, tmp_path, stage)
-                wait_ready(arthur)
-                time.sleep(SETTLE_SECONDS)
-                seen = {
-                    "rows": counts(database_url),
-                    "member": member_state(arthur, discord, ARTHUR_ID),
-                    "reconcile": reconcile_report(env, checkout)["status"],
-                    "sent": messages_sent(mail, discord),
-                }
-                units.stop()
-                units = None
-                return seen
+        # 2. Upgrade by the book (the running processes keep the old code meanwhile, but
+        # nothing runs here: they are restarted afterwards, as step 4 says).
+        for block in upgrade:
+            run_shell(block, cwd=checkout, env=env)
+        assert git("rev-parse", "HEAD", cwd=checkout) == release
+        assert observed("upgraded") == expected, logs(tmp_path, "upgraded")
 
-            # 2. Upgrade by the book (the running processes keep the old code meanwhile, but
-            # nothing runs here: they are restarted afterwards, as step 4 says).
-            for block in upgrade:
-                run_shell(block, cwd=checkout, env=env)
-            assert git("rev-parse", "HEAD", cwd=checkout) == release
-            assert observed("upgraded") == expected, logs(tmp_path, "upgraded")
-
-            # 3. Roll back: the schema with the new code, then the previous tag's code.
-            for block in schema_back + code_back:
-                run_shell(block, cwd=checkout, env=env)
-            assert git("rev-parse", "HEAD", cwd=checkout) == git(
-                "rev-parse", f"{previous}^{{commit}}"
-            )
-            assert applied_migrations(database_url) == tag_migrations(checkout)
-            assert observed("rolled-back") == expected, logs(tmp_path, "rolled-back")
-        finally:
-            if units is not None:
-                units.stop()
-            if proxy is not None:
-                proxy.close()
+        # 3. Roll back: the schema with the new code, then the previous tag's code.
+        for block in schema_back + code_back:
+            run_shell(block, cwd=checkout, env=env)
+        assert git("rev-parse", "HEAD", cwd=checkout) == git("rev-parse", f"{previous}^{{commit}}")
+        assert applied_migrations(database_url) == tag_migrations(checkout)
+        assert observed("rolled-back") == expected, logs(tmp_path, "rolled-back")
 
 
 def logs(directory: Path, stage: str) -> str:

@@ -30,10 +30,9 @@ from tests.drills.stack import (
     post_event,
     query,
     signed_headers,
-    wait_until,
     warm_up,
 )
-from tests.processes import free_port, wait_for_port
+from tests.processes import free_port, wait_for_port, wait_until
 
 pytestmark = pytest.mark.slow
 

@@ -14,7 +14,8 @@ import time
 import pytest
 
 from bench.reliability import record
-from tests.drills.stack import Process, drill_env, manage, query, wait_until
+from tests.drills.stack import Process, drill_env, manage, query
+from tests.processes import wait_until
 
 pytestmark = pytest.mark.slow
 

@@ -1,21 +1,6 @@
-"""Settings for the real processes the slow tests start: the project's, plus test URLs.
+"""Settings for the real processes the slow tests start: the benchmarks' (the project's
+settings, tables created straight from the models), plus test URLs."""
 
-Tables are created straight from the models (``migrate --run-syncdb``), as pytest-django's
-``--nomigrations`` does, because dj-stripe's migrations take over a minute.
-"""
-
-from gateway.settings import *  # noqa: F403
-from gateway.settings import INSTALLED_APPS
+from bench.settings import *  # noqa: F403
 
 ROOT_URLCONF = "tests.gateway.urls"
-
-
-class _NoMigrations(dict):
-    def __contains__(self, app_label: object) -> bool:
-        return True
-
-    def __getitem__(self, app_label: str) -> None:
-        return None
-
-
-MIGRATION_MODULES = _NoMigrations() if INSTALLED_APPS else {}

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.processes import ROOT, base_env, free_port, fresh_database, wait_for_port
+from tests.processes import ROOT, sandbox_env, wait_for_port
 
 pytestmark = pytest.mark.slow
 
@@ -26,15 +26,7 @@ def get(url: str) -> tuple[int, bytes]:
 
 
 def test_make_run_serves_the_sandbox_and_stops_cleanly(tmp_path: Path) -> None:
-    port, stripe_port, discord_port = free_port(), free_port(), free_port()
-    env = base_env(
-        fresh_database(tmp_path),
-        PORT=str(port),
-        SANDBOX_STRIPE_PORT=str(stripe_port),
-        SANDBOX_DISCORD_PORT=str(discord_port),
-        WEB_CONCURRENCY="2",
-        LOG_FORMAT="console",
-    )
+    env, port = sandbox_env(tmp_path)
     log_path = tmp_path / "run.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(

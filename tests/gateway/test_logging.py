@@ -16,7 +16,7 @@ import structlog
 from django.conf import settings as django_settings
 
 from tests.gateway import planted
-from tests.gateway.conftest import log_lines
+from tests.observability import log_lines
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.gateway.urls")]
 

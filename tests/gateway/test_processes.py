@@ -12,17 +12,16 @@ import json
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.gateway import planted
-from tests.processes import ROOT, base_env, free_port, wait_for_port
+from tests.processes import ROOT, base_env, free_port, sync_tables, wait_for_port, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -35,16 +34,6 @@ def json_lines(path: Path) -> list[dict[str, Any]]:
         if line.startswith("{"):
             lines.append(json.loads(line))
     return lines
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = predicate()
-        if found:
-            return found
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
@@ -63,15 +52,7 @@ def stack(tmp_path: Path, sentry_ingest) -> Iterator[dict[str, Any]]:
         WEB_CONCURRENCY="1",
         Q_WORKERS="1",
     )
-    command = ["migrate", "--run-syncdb", "--noinput"]
-    subprocess.run(
-        [sys.executable, "manage.py", *command],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
+    sync_tables(env, timeout=120)
     logs = {"web": tmp_path / "web.log", "worker": tmp_path / "worker.log"}
     processes = {
         "worker": subprocess.Popen(
@@ -119,7 +100,7 @@ def test_request_id_sentry_and_scrubbing_across_web_and_worker(stack):
     assert status == 200
     request_id = headers["X-Request-ID"]
 
-    task_line = wait_for(
+    task_line = wait_until(
         lambda: next(
             (line for line in json_lines(logs["worker"]) if line["event"] == "test_task_ran"),
             None,
@@ -133,7 +114,7 @@ def test_request_id_sentry_and_scrubbing_across_web_and_worker(stack):
     assert {"request_started", "test_view_enqueued", "request_finished"} <= {
         line["event"] for line in web_lines
     }
-    access = wait_for(
+    access = wait_until(
         lambda: [
             line
             for line in json_lines(logs["web"])
@@ -166,7 +147,7 @@ def test_request_id_sentry_and_scrubbing_across_web_and_worker(stack):
                 found.setdefault(value["type"], event)
         return found if {"ValueError", "RuntimeError"} <= set(found) else {}
 
-    events = wait_for(reported, timeout=30, what="Sentry events from web and worker")
+    events = wait_until(reported, timeout=30, what="Sentry events from web and worker")
     web_event, worker_event = events["ValueError"], events["RuntimeError"]
     assert web_event["tags"]["process"] == "web"
     assert web_event["tags"]["request_id"] == boom_id

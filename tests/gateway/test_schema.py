@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib
 import sqlite3
-import subprocess
 import sys
 
 import pytest
@@ -13,7 +12,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
 
 from gateway.checks import check_cache_table
-from tests.processes import ROOT, base_env
+from tests.processes import base_env, manage
 
 pytestmark = pytest.mark.django_db
 
@@ -44,14 +43,7 @@ def test_migrate_creates_the_database_cache_table(tmp_path):
     database = tmp_path / "fresh.sqlite3"
     env = base_env(database, DJANGO_SETTINGS_MODULE="tests.gateway.process_settings")
     for command in (["migrate", "--run-syncdb", "--noinput"], ["check"]):
-        done = subprocess.run(
-            [sys.executable, "manage.py", *command],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        done = manage(env, *command)
         assert done.returncode == 0, done.stderr[-3000:]
     with sqlite3.connect(database) as conn:
         names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}

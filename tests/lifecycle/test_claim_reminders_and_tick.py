@@ -13,7 +13,7 @@ from django.db import connection, connections
 from billing.tick import billing_tick
 from members.models import Member
 from ops.models import Notification
-from tests.lifecycle.conftest import sent_once, subscribe_individual
+from tests.journeys import sent_once, subscribe_individual
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

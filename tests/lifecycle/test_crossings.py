@@ -27,21 +27,22 @@ from billing.models import Dispute, StripeEventInbox
 from billing.staff_services import member_complimentary_end, member_complimentary_grant
 from members.models import Invite, Member, SeatTier, Team, User
 from ops.models import AuditLog, GatewayConfig, Notification
-from tests.billing.conftest import (
-    deliver,
-    make_member,
-    pay_checkout,
-    recorded_events,
-    start_individual_checkout,
-)
-from tests.lifecycle.conftest import (
+from tests import personas
+from tests.journeys import (
     messages,
     never_sent,
     sent_once,
     subscribe_company,
     subscribe_individual,
 )
-from tests.lifecycle.conftest import seat as seat_member
+from tests.personas import seat_member
+from tests.providers import (
+    authorize,
+    deliver,
+    pay_checkout,
+    recorded_events,
+    start_individual_checkout,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -97,7 +98,7 @@ def _deliver_all(world, *, reverse: bool) -> None:
 def test_an_individual_checkout_paid_in_two_tabs_leaves_one_subscription_and_access(world, reverse):
     """Two Checkout tabs, both paid: one membership, one welcome, and the duplicate
     subscription cancelled so it is never charged again, whatever order the events arrive in."""
-    kay = make_member("kay@example.org")
+    kay = personas.buyer("kay@example.org")
     first = checkout_individual_start(member=kay)
     second = checkout_individual_start(member=kay)  # the other tab, before either was paid
     pay_checkout(world.stripe, _session_id(first), email="kay@example.org")
@@ -127,7 +128,7 @@ def test_an_individual_checkout_paid_in_two_tabs_leaves_one_subscription_and_acc
 def test_a_company_checkout_paid_in_two_tabs_is_not_stuck_and_not_charged_twice(world):
     """Both tabs of the same pending company paid: the team keeps one subscription, the
     other is cancelled, and no event is left failing forever."""
-    pat = make_member("pat@acme.example")
+    pat = personas.buyer("pat@acme.example")
     first = checkout_company_start(member=pat, company_name="Acme Ltd", owner_seats=1, team_seats=1)
     second = checkout_company_start(
         member=pat, company_name="Acme Ltd", owner_seats=1, team_seats=1
@@ -267,7 +268,7 @@ def test_an_individual_plan_and_a_company_bought_in_two_tabs_leave_one_membershi
     """One tab buys the individual plan, the other a company plan, both paid before either
     event arrived: the person holds one membership and is billed by one subscription; the
     other is cancelled (never renewed), whichever completion arrives first."""
-    pat = make_member("pat@acme.example")
+    pat = personas.buyer("pat@acme.example")
     individual = checkout_individual_start(member=pat)
     company = checkout_company_start(
         member=pat, company_name="Acme Ltd", owner_seats=1, team_seats=1
@@ -435,8 +436,6 @@ def test_a_logged_in_individual_subscriber_cannot_take_a_seat_with_an_unlinked_d
     her and she claims while logged in, with a Discord account nobody has linked: she already
     has a membership, so the claim is refused (she would hold two and pay for one she does
     not use), exactly as for a Discord account already linked to an individual plan."""
-    from tests.discordsync.conftest import authorize
-
     kay = subscribe_individual(world, "kay@example.org")
     team, _ = subscribe_company(world, "pat@acme.example", "Acme Ltd", team_seats=1)
     invite = Invite.objects.create(

@@ -12,7 +12,7 @@ from billing.entitlement import Access, member_access
 from billing.models import Dispute
 from members.models import SeatTier
 from ops.models import AuditLog
-from tests.lifecycle.conftest import (
+from tests.journeys import (
     messages,
     never_sent,
     seat,

@@ -15,7 +15,7 @@ from django.utils import timezone
 from billing.reminders import claim_reminders_send
 from members.models import Invite, Member, SeatTier
 from ops.models import Notification
-from tests.lifecycle.conftest import messages, subscribe_company, subscribe_individual
+from tests.journeys import messages, subscribe_company, subscribe_individual
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -10,13 +10,7 @@ import pytest
 from billing.models import FailureEpisode
 from members.models import Invite, Member, SeatTier
 from ops.models import AuditLog, GatewayConfig, Notification
-from tests.lifecycle.conftest import (
-    never_sent,
-    seat,
-    sent_once,
-    subscribe_company,
-    subscribe_individual,
-)
+from tests.journeys import never_sent, seat, sent_once, subscribe_company, subscribe_individual
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -277,12 +271,12 @@ def test_email_provider_outage_is_retried_and_each_email_still_goes_once(world, 
     from django.utils import timezone
 
     from ops.tasks import deliver_due_notifications
-    from tests.lifecycle.conftest import FlakyEmail
+    from tests.journeys import FlakyEmail
 
     kay = world.link(subscribe_individual(world, "kay@example.org"), "kay", role="lord")
     mail.outbox.clear()
     FlakyEmail.calls, FlakyEmail.failures = 0, 2
-    settings.EMAIL_BACKEND = "tests.lifecycle.conftest.FlakyEmail"
+    settings.EMAIL_BACKEND = "tests.journeys.FlakyEmail"
 
     world.fail_renewal(kay.subscription_id)
     email = Notification.objects.get(kind="payment_failed", channel="email")

@@ -12,14 +12,8 @@ from billing.models import FailureEpisode
 from discordsync.tasks import sync_member_roles
 from members.models import SeatTier
 from ops.models import Notification
-from tests.billing.conftest import pay_checkout, start_individual_checkout
-from tests.lifecycle.conftest import (
-    never_sent,
-    seat,
-    sent_once,
-    subscribe_company,
-    subscribe_individual,
-)
+from tests.journeys import never_sent, seat, sent_once, subscribe_company, subscribe_individual
+from tests.providers import pay_checkout, start_individual_checkout
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -13,7 +13,7 @@ from billing.entitlement import member_is_entitled
 from discordsync.selectors import member_expected_role
 from members.models import Member
 from ops.models import GatewayConfig
-from tests.lifecycle.conftest import sent_once, subscribe_individual
+from tests.journeys import sent_once, subscribe_individual
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

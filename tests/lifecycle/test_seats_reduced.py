@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from members.models import Member, SeatTier, Team
 from ops.models import AuditLog
-from tests.lifecycle.conftest import messages, seat, sent_once, subscribe_company
+from tests.journeys import messages, seat, sent_once, subscribe_company
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

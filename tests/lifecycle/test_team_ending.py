@@ -17,8 +17,8 @@ from billing.teams import SeatError, seat_claim
 from discordsync.services import LinkError, discord_link
 from members.models import DiscordUser, Invite, Member, SeatTier, Team, User
 from ops.models import AuditLog
-from tests.billing.conftest import pay_checkout, start_individual_checkout
-from tests.lifecycle.conftest import seat, subscribe_company, subscribe_individual
+from tests.journeys import seat, subscribe_company, subscribe_individual
+from tests.providers import pay_checkout, start_individual_checkout
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

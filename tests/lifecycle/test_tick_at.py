@@ -14,7 +14,7 @@ from billing.entitlement import Access, member_access
 from billing.models import FailureEpisode, StripeEventInbox
 from members.models import Member
 from ops.models import AuditLog, GatewayConfig, Notification
-from tests.lifecycle.conftest import never_sent, sent_once, subscribe_individual
+from tests.journeys import never_sent, sent_once, subscribe_individual
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

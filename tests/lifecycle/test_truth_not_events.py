@@ -22,13 +22,8 @@ from hypothesis import strategies as st
 
 from billing.models import FailureEpisode
 from ops.models import Notification
-from tests.billing.conftest import deliver, recorded_events
-from tests.lifecycle.conftest import (
-    World,
-    never_sent,
-    sent_once,
-    subscribe_individual,
-)
+from tests.journeys import World, never_sent, sent_once, subscribe_individual
+from tests.providers import deliver, recorded_events
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -10,8 +10,8 @@ from django.urls import reverse
 from billing.teams import SeatError, invite_create
 from members.models import Member, User, normalize_email
 from ops.models import Notification
-from tests.discordsync.conftest import make_team
-from tests.members.conftest import PASSWORD
+from tests import personas
+from tests.personas import SIGNUP_PASSWORD as PASSWORD
 
 pytestmark = pytest.mark.django_db
 
@@ -25,7 +25,7 @@ def signup(client, email: str, password: str = PASSWORD):
 
 @pytest.fixture
 def camelot_owner(db) -> Member:
-    return make_team("Camelot Ltd").primary_owner
+    return personas.company("Camelot Ltd").primary_owner
 
 
 # --- Sign-up does not tell whether an account exists ------------------------------------

@@ -13,7 +13,7 @@ from django.urls import reverse
 
 from members.models import Member, User
 from ops.models import AuditLog, Notification
-from tests.members.conftest import PASSWORD
+from tests.personas import SIGNUP_PASSWORD as PASSWORD
 
 pytestmark = pytest.mark.django_db
 

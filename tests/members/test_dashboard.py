@@ -10,11 +10,11 @@ from django.utils import timezone
 
 from billing.models import FailureEpisode
 from members.models import Member, User
-from tests.members.conftest import PASSWORD
 from tests.members.stripe_fake import (
     individual_subscriber,
     sync_subscription,
 )
+from tests.personas import SIGNUP_PASSWORD as PASSWORD
 
 pytestmark = pytest.mark.django_db
 

@@ -17,7 +17,7 @@ from django.urls import reverse
 
 from members.models import Member, User
 from ops.models import AuditLog, Notification
-from tests.discordsync.conftest import make_member, make_team
+from tests import personas
 
 pytestmark = pytest.mark.django_db
 
@@ -178,7 +178,7 @@ def test_a_later_magic_link_changes_nothing_once_the_email_is_proven():
 @pytest.fixture
 def unproven_owner(db) -> Member:
     """A paid team owner whose email was never proven (signed up before proofs existed)."""
-    owner = make_team("Camelot Ltd").primary_owner
+    owner = personas.company("Camelot Ltd").primary_owner
     User.objects.filter(pk=owner.user_id).update(email_verified_at=None)
     return owner
 
@@ -209,7 +209,7 @@ def test_sensitive_actions_open_once_the_email_is_proven(unproven_owner, method,
 
 
 def test_an_unproven_individual_member_cannot_start_linking_discord(client):
-    percival = make_member("percival")
+    percival = personas.member("percival")
     User.objects.filter(pk=percival.user_id).update(email_verified_at=None)
     client.force_login(percival.user)
 
@@ -220,7 +220,7 @@ def test_an_unproven_individual_member_cannot_start_linking_discord(client):
 
 
 def test_discord_only_seats_have_no_email_to_prove(client):
-    team = make_team("Camelot Ltd")
+    team = personas.company("Camelot Ltd")
     seat = Member.objects.create(
         user=User.objects.create_user(None), team=team, seat_tier="owner", discord_id="77"
     )

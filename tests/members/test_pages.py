@@ -11,7 +11,7 @@ from django.urls import reverse
 
 from members.models import User
 from ops.models import Notification
-from tests.members.conftest import PASSWORD
+from tests.personas import SIGNUP_PASSWORD as PASSWORD
 
 pytestmark = pytest.mark.django_db
 

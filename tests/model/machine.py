@@ -58,11 +58,10 @@ from gateway.reconciliation import reconcile
 from members.models import Invite, Member, User
 from members.models import Team as TeamRow
 from ops.models import Notification
-from tests.billing.conftest import deliver, pay_checkout, recorded_events
-from tests.conftest import FAKE_ROLE_IDS as ROLE_IDS
-from tests.discordsync.conftest import authorize
-from tests.lifecycle.conftest import World
+from tests.journeys import World
 from tests.model.reference import DUNNING_KINDS, Person, Reference, Sub, Team
+from tests.personas import ROLE_IDS
+from tests.providers import authorize, deliver, pay_checkout, recorded_events
 
 # People who sign up with an email (individual or company purchasers), and people who only
 # ever claim seats through an invite (Discord-only accounts).

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import run_state_machine_as_test
 
-from tests.lifecycle.conftest import World
+from tests.journeys import World
 from tests.model.machine import Stats, bounded_examples, build
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -14,13 +14,7 @@ from billing.models import FailureEpisode
 from billing.staff_services import member_complimentary_end, member_complimentary_grant
 from members.models import User
 from ops.models import Notification
-from tests.lifecycle.conftest import (
-    World,
-    messages,
-    never_sent,
-    subscribe_company,
-    subscribe_individual,
-)
+from tests.journeys import World, messages, never_sent, subscribe_company, subscribe_individual
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -1,4 +1,4 @@
-"""Personas, the fake Discord, and the hook that writes the fuzz tally into the docs."""
+"""Personas, and the hook that writes the fuzz tally into the docs."""
 
 from __future__ import annotations
 
@@ -7,37 +7,27 @@ from typing import Any
 import pytest
 
 from bench.docs import DOCS, replace_section
-from tests.discordsync.conftest import make_member, make_team
+from tests import personas
 from tests.security import fuzzing
-
-PASSWORD = "correct horse battery"
 
 
 @pytest.fixture
 def percival(db):
     """An individual member with an active subscription, not linked to Discord yet."""
-    return make_member("percival")
+    return personas.member("percival")
 
 
 @pytest.fixture
 def camelot(db):
     """Camelot Ltd: a company plan (2 owner, 2 team seats) whose primary owner is logged in
     elsewhere; its members and invites must stay invisible to everyone else."""
-    return make_team("Camelot Ltd")
+    return personas.company("Camelot Ltd")
 
 
 @pytest.fixture
 def avalon(db):
     """A second company, owned by someone else."""
-    return make_team("Avalon Inc")
-
-
-@pytest.fixture
-def queued_processing(monkeypatch):
-    """Store and enqueue only: processing needs Stripe, and is proven in tests/billing."""
-    from django_q.conf import Conf
-
-    monkeypatch.setattr(Conf, "SYNC", False)
+    return personas.company("Avalon Inc")
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: Any) -> None:

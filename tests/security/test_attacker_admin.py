@@ -26,13 +26,8 @@ from billing.models import StripeEventInbox
 from members.models import Invite, SeatTier
 from ops.admin_guard import GuardedAdminMixin
 from ops.models import AuditLog, Notification
-from tests.console.conftest import (  # noqa: F401 (fixtures)
-    STAFF_PASSWORD,
-    superuser,
-    support_group,
-    support_user,
-)
-from tests.discordsync.conftest import LANCELOT, make_member, make_team
+from tests import personas
+from tests.personas import LANCELOT
 
 pytestmark = pytest.mark.django_db
 
@@ -54,8 +49,8 @@ def is_secret(field: Any) -> bool:
 def seeded(superuser, support_user, discord) -> None:  # noqa: F811
     """One row of everything that holds a secret, plus ordinary members and a team."""
     now = timezone.now()
-    make_member("lancelot", discord_id=LANCELOT)
-    team = make_team("Camelot Ltd")
+    personas.member("lancelot", discord_id=LANCELOT)
+    team = personas.company("Camelot Ltd")
     Invite.objects.create(team=team, tier=SeatTier.TEAM, token=INVITE_TOKEN, email="g@x.org")
     Notification.objects.create(
         key="magic:1",

@@ -13,7 +13,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from tests.gateway.conftest import log_lines
+from tests.observability import log_lines
 
 pytestmark = pytest.mark.django_db
 

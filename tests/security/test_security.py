@@ -16,9 +16,10 @@ from django.test import Client
 from sesame.utils import get_query_string
 
 from members.models import Invite, Member, SeatTier, User
-from tests.discordsync.conftest import GUINEVERE, LANCELOT, authorize, make_member
+from tests import personas
 from tests.gateway import planted
-from tests.security.conftest import PASSWORD
+from tests.personas import GUINEVERE, LANCELOT, PASSWORD
+from tests.providers import authorize
 
 pytestmark = pytest.mark.django_db
 
@@ -69,7 +70,7 @@ def test_member_forms_refuse_a_post_without_the_csrf_token(percival, path):
 
 @pytest.mark.parametrize("path", OWNER_FORMS)
 def test_owner_forms_refuse_a_post_without_the_csrf_token(camelot, path):
-    seat = make_member("kay", status=None, team=camelot, seat_tier=SeatTier.TEAM)
+    seat = personas.member("kay", status=None, team=camelot, seat_tier=SeatTier.TEAM)
     invite = Invite.objects.create(
         team=camelot, tier=SeatTier.TEAM, token="t" * 43, created_by=camelot.primary_owner
     )
@@ -149,7 +150,7 @@ def test_magic_link_ignores_a_return_url(percival, target):
 
 @pytest.mark.parametrize("target", EVIL)
 def test_discord_login_returns_only_to_the_dashboard(discord, target):
-    make_member("tristan", discord_id=LANCELOT)
+    personas.member("tristan", discord_id=LANCELOT)
     discord.set_oauth_user(LANCELOT)
     client = Client()
     start = client.get(f"/login/discord/?next={target}")
@@ -165,7 +166,7 @@ def test_discord_login_returns_only_to_the_dashboard(discord, target):
 
 
 def test_oauth_state_cannot_be_replayed_in_the_same_or_another_session(discord):
-    make_member("tristan", discord_id=LANCELOT)
+    personas.member("tristan", discord_id=LANCELOT)
     discord.set_oauth_user(LANCELOT)
     client = Client()
     back = authorize(client.get("/login/discord/")["Location"])
@@ -180,7 +181,7 @@ def test_oauth_state_cannot_be_replayed_in_the_same_or_another_session(discord):
 
 def test_state_from_another_browser_is_refused(discord):
     """A victim's browser cannot be made to finish the attacker's flow (login CSRF)."""
-    make_member("tristan", discord_id=LANCELOT)
+    personas.member("tristan", discord_id=LANCELOT)
     discord.set_oauth_user(LANCELOT)
     attacker = Client()
     back = authorize(attacker.get("/login/discord/")["Location"])
@@ -232,7 +233,7 @@ def test_magic_link_login_changes_the_session_key(percival):
 
 
 def test_discord_login_changes_the_session_key(discord):
-    member = make_member("tristan", discord_id=LANCELOT)
+    member = personas.member("tristan", discord_id=LANCELOT)
     discord.set_oauth_user(LANCELOT)
     client = Client()
     _planted_session(client)
@@ -271,7 +272,7 @@ def avalon_owner(avalon) -> Client:
 
 
 def test_team_page_shows_only_the_owners_own_team(avalon_owner, camelot, avalon):
-    kay = make_member("kay", status=None, team=camelot, seat_tier=SeatTier.TEAM)
+    kay = personas.member("kay", status=None, team=camelot, seat_tier=SeatTier.TEAM)
     Invite.objects.create(
         team=camelot, tier=SeatTier.TEAM, token="w" * 43, email="secret-hire@camelot.example"
     )
@@ -283,7 +284,7 @@ def test_team_page_shows_only_the_owners_own_team(avalon_owner, camelot, avalon)
 
 
 def test_owner_cannot_revoke_another_teams_seat_or_invite(avalon_owner, camelot):
-    kay = make_member("kay", status=None, team=camelot, seat_tier=SeatTier.TEAM)
+    kay = personas.member("kay", status=None, team=camelot, seat_tier=SeatTier.TEAM)
     invite = Invite.objects.create(team=camelot, tier=SeatTier.TEAM, token="x" * 43)
     assert avalon_owner.post(f"/team/members/{kay.pk}/revoke/").status_code == 404
     assert avalon_owner.post(f"/team/invites/{invite.pk}/revoke/").status_code == 404
@@ -295,7 +296,7 @@ def test_owner_cannot_revoke_another_teams_seat_or_invite(avalon_owner, camelot)
 
 
 def test_team_seat_member_is_not_an_owner(camelot):
-    kay = make_member("kay", status=None, team=camelot, seat_tier=SeatTier.TEAM)
+    kay = personas.member("kay", status=None, team=camelot, seat_tier=SeatTier.TEAM)
     client = Client()
     client.force_login(kay.user)
     assert client.get("/team/").status_code == 404
@@ -305,7 +306,7 @@ def test_team_seat_member_is_not_an_owner(camelot):
 
 
 def test_dashboard_and_billing_show_only_the_members_own_data(percival):
-    other = make_member("galahad", discord_id=LANCELOT)
+    other = personas.member("galahad", discord_id=LANCELOT)
     client = Client()
     client.force_login(percival.user)
     for path in ("/dashboard/", "/billing/"):
@@ -318,9 +319,9 @@ def test_dashboard_and_billing_show_only_the_members_own_data(percival):
 def test_billing_portal_opens_only_the_members_own_customer(stripe_server):
     mine = stripe.Customer.create(email="percival@example.com")
     theirs = stripe.Customer.create(email="galahad@example.com")
-    percival = make_member("percival", status=None)
+    percival = personas.member("percival", status=None)
     Member.objects.filter(pk=percival.pk).update(stripe_customer_id=mine.id)
-    galahad = make_member("galahad", status=None)
+    galahad = personas.member("galahad", status=None)
     Member.objects.filter(pk=galahad.pk).update(stripe_customer_id=theirs.id)
     client = Client()
     client.force_login(percival.user)

@@ -14,8 +14,8 @@ from billing.models import FailureEpisode
 from gateway.reconciliation import reconcile
 from members.models import ManagedRole, Member, Override, SeatTier, Team
 from ops.models import Notification, ReconciliationRun
-
-from .conftest import ROLE_IDS, World
+from tests.gateway.reconcile.world import World
+from tests.personas import ROLE_IDS
 
 
 def _debtor_member(world: World, name: str, *, holds: tuple[str, ...]) -> object:

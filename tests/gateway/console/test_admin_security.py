@@ -14,8 +14,8 @@ from djstripe.models import WebhookEndpoint
 from billing.models import FailureEpisode, StripeEventInbox
 from members.models import Invite, SeatTier, User
 from ops.models import FeatureFlag, GatewayConfig, Heartbeat, Notification, ReconciliationRun
-from tests.console.conftest import STAFF_PASSWORD
-from tests.discordsync.conftest import LANCELOT, make_member, make_team
+from tests import personas
+from tests.personas import LANCELOT, STAFF_PASSWORD
 
 pytestmark = pytest.mark.django_db
 
@@ -89,8 +89,8 @@ def _urls_for(model_admin, obj) -> list[str]:
 
 def test_no_password_hash_token_or_secret_on_any_admin_page(admin_web, superuser, discord):
     now = timezone.now()
-    member = make_member("lancelot", discord_id=LANCELOT)
-    team = make_team("Camelot Ltd")
+    member = personas.member("lancelot", discord_id=LANCELOT)
+    team = personas.company("Camelot Ltd")
     token = "s3cr3t-invite-token-" + "q" * 40
     Invite.objects.create(team=team, tier=SeatTier.TEAM, token=token)
     GatewayConfig.load()

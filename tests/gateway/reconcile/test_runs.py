@@ -24,8 +24,7 @@ from gateway.tasks import reconcile_scheduled, reconcile_verify
 from members.models import Member
 from ops.leases import lease_acquire
 from ops.models import AuditLog, GatewayConfig, Notification, ReconciliationRun
-
-from .conftest import World
+from tests.gateway.reconcile.world import World
 
 
 def _drifted(world: World) -> list[Member]:

@@ -1,4 +1,4 @@
-"""Personas and time travel for the member-lifecycle suite.
+"""Journeys through the whole gateway: a world of fake Stripe and fake Discord over HTTP.
 
 Stripe is the fake Stripe over HTTP (purchases, failed renewals, recoveries and the
 cancellation at removal happen there; its events are delivered to our webhook signed, as Stripe
@@ -16,7 +16,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-import pytest
 from django.core.mail.backends.locmem import EmailBackend as LocmemBackend
 from django.test import Client
 from django.utils import timezone
@@ -24,17 +23,16 @@ from django.utils import timezone
 from billing.models import FailureEpisode
 from billing.tick import TickReport, billing_tick
 from discordsync.tasks import sync_member_roles
-from members.models import Member, Team, User
+from members.models import Member, Team
 from ops.models import Notification
-from tests.billing.conftest import (
+from tests.personas import ROLE_IDS, buyer, seat_member
+from tests.providers import (
     deliver,
-    make_member,
     pay_checkout,
     recorded_events,
     start_company_checkout,
     start_individual_checkout,
 )
-from tests.conftest import FAKE_ROLE_IDS as ROLE_IDS
 
 REWIND = timedelta(days=40)
 
@@ -125,14 +123,9 @@ class World:
         return report
 
 
-@pytest.fixture
-def world(client: Client, stripe_server: Any, discord: Any) -> World:
-    return World(client, stripe_server, discord)
-
-
 def subscribe_individual(world: World, email: str) -> Member:
     """A member who bought the individual plan through Checkout (all events delivered)."""
-    member = make_member(email)
+    member = buyer(email)
     session = start_individual_checkout(member)
     pay_checkout(world.stripe, session.id, email=email)
     world.deliver_new()
@@ -145,7 +138,7 @@ def subscribe_company(
     world: World, email: str, name: str, *, owner_seats: int = 2, team_seats: int = 2
 ) -> tuple[Team, Member]:
     """A company plan bought through Checkout; returns the team and its primary owner."""
-    purchaser = make_member(email)
+    purchaser = buyer(email)
     team = Team.objects.create(name=name)
     session = start_company_checkout(
         purchaser, team, owner_seats=owner_seats, team_seats=team_seats
@@ -160,8 +153,7 @@ def subscribe_company(
 
 def seat(team: Team, tier: str, email: str | None) -> Member:
     """A seat claimed through an invite (an invite-created owner may have no email)."""
-    user = User.objects.create_user(email, None)
-    return Member.objects.create(user=user, team=team, seat_tier=tier, paid_at=timezone.now())
+    return seat_member(team, tier, email)
 
 
 def messages(kind: str, recipient: str | None = None) -> list[Notification]:

@@ -15,7 +15,7 @@ from billing.models import FailureEpisode, StripeEventInbox
 from gateway.admin_site import week_starts
 from members.models import Member
 from ops.models import Heartbeat, ReconciliationRun
-from tests.discordsync.conftest import make_member
+from tests import personas
 
 pytestmark = pytest.mark.django_db
 
@@ -67,23 +67,23 @@ def test_mrr_is_monthly_normalised_per_currency(admin_web, stripe_mirror):
 def test_counts_weekly_charts_and_operations(admin_web, discord):
     now = timezone.now()
     this_week = week_starts(now)[-1]
-    active = make_member("active")
+    active = personas.member("active")
     Member.objects.filter(pk=active.pk).update(paid_at=this_week + timedelta(minutes=5))
-    old = make_member("old")
+    old = personas.member("old")
     Member.objects.filter(pk=old.pk).update(paid_at=now - timedelta(weeks=30))
-    lapsed = make_member("lapsed", status="canceled")
+    lapsed = personas.member("lapsed", status="canceled")
     Member.objects.filter(pk=lapsed.pk).update(
         paid_at=this_week - timedelta(weeks=2, hours=-1),
         cancelled_at=this_week - timedelta(weeks=1, hours=-1),
     )
-    debtor = make_member("debtor", status="past_due")
+    debtor = personas.member("debtor", status="past_due")
     FailureEpisode.objects.create(
         subscription_id=debtor.subscription_id,
         opened_at=now - timedelta(days=4),
         grace_ends_at=now - timedelta(days=2),
         debtor_at=now - timedelta(days=2),
     )
-    make_member("nosub", status=None)
+    personas.member("nosub", status=None)
     for i, status in enumerate(["failed", "failed", "retrying", "processed"]):
         StripeEventInbox.objects.create(
             event_id=f"evt_{i}", type="invoice.paid", body="{}", received_at=now, status=status

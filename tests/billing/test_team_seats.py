@@ -13,15 +13,9 @@ from django.utils import timezone
 from billing.teams import SeatError, seat_claim
 from members.models import DiscordUser, Invite, Member, SeatTier
 from ops.models import AuditLog, Notification
-from tests.conftest import FAKE_ROLE_IDS as ROLE_IDS
-from tests.discordsync.conftest import (
-    GUINEVERE,
-    LANCELOT,
-    authorize,
-    make_member,
-    make_team,
-    set_status,
-)
+from tests import personas
+from tests.personas import GUINEVERE, LANCELOT, ROLE_IDS
+from tests.providers import authorize
 
 pytestmark = pytest.mark.django_db
 
@@ -31,7 +25,7 @@ CALLBACK = "/oauth/discord/callback/"
 @pytest.fixture
 def team(db):
     """Camelot Ltd: 2 owner seats (one held by the primary owner) and 2 team seats."""
-    return make_team()
+    return personas.company()
 
 
 @pytest.fixture
@@ -57,7 +51,7 @@ def _claim(client, invite, discord, user_id, capture):
 
 
 def test_owner_dashboard_shows_seats(owner_client, team):
-    make_member("kay", status=None, team=team, seat_tier=SeatTier.TEAM)
+    personas.member("kay", status=None, team=team, seat_tier=SeatTier.TEAM)
     response = owner_client.get("/team/")
     assert response.status_code == 200
     seats = {s.tier: (s.used, s.paid) for s in response.context["seats"]}
@@ -66,10 +60,10 @@ def test_owner_dashboard_shows_seats(owner_client, team):
 
 
 def test_team_pages_are_for_owners_of_that_team_only(client, team):
-    seat = make_member("kay", status=None, team=team, seat_tier=SeatTier.TEAM)
+    seat = personas.member("kay", status=None, team=team, seat_tier=SeatTier.TEAM)
     client.force_login(seat.user)
     assert client.get("/team/").status_code == 404
-    other = make_team("Orkney Ltd")
+    other = personas.company("Orkney Ltd")
     client.force_login(other.primary_owner.user)
     # An owner of another team cannot touch this team's members or invites.
     assert client.post(f"/team/members/{seat.pk}/revoke/").status_code == 404
@@ -110,7 +104,7 @@ def test_invite_emails_are_limited_per_team_per_day(owner_client, team, settings
 
 def test_invite_refused_when_the_tier_is_full(owner_client, team):
     for name in ("kay", "bedivere"):
-        make_member(name, status=None, team=team, seat_tier=SeatTier.TEAM)
+        personas.member(name, status=None, team=team, seat_tier=SeatTier.TEAM)
     response = owner_client.post("/team/invites/", {"tier": SeatTier.TEAM}, follow=True)
     assert b"are taken" in response.content
     assert not Invite.objects.exists()
@@ -138,7 +132,7 @@ def test_invite_refused_after_the_team_subscription_is_cancelled(
     owner_client, client, discord, team, django_capture_on_commit_callbacks
 ):
     invite = _invite(owner_client)
-    set_status(team.subscription_id, "canceled")
+    personas.set_status(team.subscription_id, "canceled")
     client.logout()
     response = _claim(client, invite, discord, GUINEVERE, django_capture_on_commit_callbacks)
     assert response.status_code == 400
@@ -150,7 +144,7 @@ def test_invite_refused_after_the_team_subscription_is_cancelled(
 def test_individual_subscriber_cannot_take_a_seat(
     owner_client, client, discord, team, django_capture_on_commit_callbacks
 ):
-    make_member("guinevere", discord_id=GUINEVERE)
+    personas.member("guinevere", discord_id=GUINEVERE)
     invite = _invite(owner_client)
     client.logout()
     response = _claim(client, invite, discord, GUINEVERE, django_capture_on_commit_callbacks)
@@ -182,7 +176,7 @@ def test_seat_claims_stop_at_paid_seats(team):
 
 
 def test_seat_revoke(owner_client, discord, team, django_capture_on_commit_callbacks):
-    seat = make_member(
+    seat = personas.member(
         "lancelot", status=None, discord_id=LANCELOT, team=team, seat_tier=SeatTier.TEAM
     )
     discord.set_member_roles(LANCELOT, [ROLE_IDS["knight"]])
@@ -201,7 +195,7 @@ def test_seat_revoke(owner_client, discord, team, django_capture_on_commit_callb
 
 
 def test_owner_cannot_revoke_self_and_primary_owner_is_protected(client, team):
-    second = make_member("gareth", status=None, team=team, seat_tier=SeatTier.OWNER)
+    second = personas.member("gareth", status=None, team=team, seat_tier=SeatTier.OWNER)
     client.force_login(second.user)
     response = client.post(f"/team/members/{second.pk}/revoke/", follow=True)
     assert b"your own seat" in response.content
@@ -215,7 +209,7 @@ def test_owner_cannot_revoke_self_and_primary_owner_is_protected(client, team):
 def test_concurrent_claims_never_exceed_paid_seats(discord):
     if connection.vendor != "postgresql":
         pytest.skip(f"needs PostgreSQL (DATABASE_URL); running on {connection.vendor}")
-    team = make_team("Lyonesse Ltd", team_seats=3)
+    team = personas.company("Lyonesse Ltd", team_seats=3)
     invite = Invite.objects.create(team=team, tier=SeatTier.TEAM, token="c" * 43)
     threads_count = int(os.environ.get("SEAT_CLAIM_THREADS", "12"))
     barrier = threading.Barrier(threads_count)
@@ -254,7 +248,7 @@ def test_parallel_invite_emails_never_pass_the_daily_limit(discord, settings):
     from billing.teams import invite_create
 
     settings.TEAM_INVITE_EMAILS_PER_DAY = 3
-    team = make_team("Lothian Ltd", team_seats=5)
+    team = personas.company("Lothian Ltd", team_seats=5)
     owner = team.primary_owner
     threads_count = 12
     barrier = threading.Barrier(threads_count)

@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import pytest
 import requests
 import stripe
 from django.conf import settings
@@ -18,8 +17,9 @@ from django.utils import timezone
 from djstripe.models import Subscription
 
 from fakes.stripe.catalogue import INDIVIDUAL_PRICE_ID, OWNER_SEAT_PRICE_ID, TEAM_SEAT_PRICE_ID
-from members.models import Member, SeatTier, Team, User
-from tests.conftest import FAKE_ROLE_IDS as ROLE_IDS
+from members.models import Member, SeatTier, Team
+from tests import personas
+from tests.personas import ROLE_IDS
 
 WRITE_METHODS = ("PUT", "PATCH", "DELETE", "POST")
 
@@ -81,16 +81,17 @@ class World:
                 roles=tuple(ROLE_IDS[r] for r in holds), in_guild=in_guild
             )
         now = timezone.now()
-        return Member.objects.create(
-            user=User.objects.create_user(f"{name}@example.com", "correct horse battery"),
-            subscription_id="" if team else sub_id or "",
+        return personas.member(
+            name,
+            status=None,
             team=team,
             seat_tier=tier,
             discord_id=discord_id,
+            introduced_at=now if introduced else None,
+            subscription_id="" if team else sub_id or "",
             discord_username=name,
             linked_at=now if linked else None,
             in_guild=in_guild and linked,
-            introduced_at=now if introduced else None,
             paid_at=now,
         )
 
@@ -123,9 +124,3 @@ class World:
         return [
             r for r in self.discord.requests(path_prefix="/guilds/") if r["method"] in WRITE_METHODS
         ]
-
-
-@pytest.fixture
-def world(stripe_server: Any, discord: Any, db: Any, settings: Any) -> World:
-    settings.ADMIN_EMAIL = "ops@example.com"
-    return World(stripe=stripe_server, discord=discord)

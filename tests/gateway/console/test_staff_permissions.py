@@ -9,8 +9,9 @@ from django.utils import timezone
 
 from members.models import Member, Override
 from ops.models import FeatureFlag, GatewayConfig
-from tests.console.conftest import changelist
-from tests.discordsync.conftest import LANCELOT, make_member
+from tests import personas
+from tests.gateway.console.pages import changelist
+from tests.personas import LANCELOT
 
 pytestmark = pytest.mark.django_db
 
@@ -35,7 +36,7 @@ def test_support_group_holds_member_rights_but_no_settings_flags_or_accounts(sup
 
 
 def test_support_can_run_member_actions(support_web, support_user, discord, bulk_action):
-    member = make_member("lancelot", discord_id=LANCELOT, introduced_at=timezone.now())
+    member = personas.member("lancelot", discord_id=LANCELOT, introduced_at=timezone.now())
 
     response = bulk_action(support_web, "revoke_access", [member.pk], reason="Support ticket 77")
 
@@ -68,12 +69,12 @@ def test_actions_are_absent_for_staff_who_may_only_view_members(db, support_grou
     from django.contrib.auth.models import Permission
 
     from members.models import User
-    from tests.console.conftest import client_for
+    from tests import personas
 
     viewer = User.objects.create_user("viewer@example.com", "x" * 20, is_staff=True)
     viewer.user_permissions.add(Permission.objects.get(codename="view_member"))
-    member = make_member("lancelot")
-    client = client_for(viewer)
+    member = personas.member("lancelot")
+    client = personas.client_for(viewer)
 
     listing = client.get(changelist("members.member"))
     assert listing.status_code == 200

@@ -9,8 +9,9 @@ from django.utils import timezone
 from discordsync.selectors import member_expected_role
 from ops.flags import KNOWN_FLAGS, flag_enabled
 from ops.models import AuditLog, FeatureFlag, GatewayConfig, ReconciliationRun
-from tests.console.conftest import changelist
-from tests.discordsync.conftest import LANCELOT, make_member
+from tests import personas
+from tests.gateway.console.pages import changelist
+from tests.personas import LANCELOT
 
 pytestmark = pytest.mark.django_db
 
@@ -24,7 +25,7 @@ def test_a_missing_flag_row_means_its_default(db):
 def test_switching_require_introduction_off_changes_the_expected_role_and_is_audited(
     admin_web, superuser
 ):
-    member = make_member("lancelot", discord_id=LANCELOT)  # paid, not introduced
+    member = personas.member("lancelot", discord_id=LANCELOT)  # paid, not introduced
     assert member_expected_role(member, timezone.now()) == "squire"
     flag, _ = FeatureFlag.objects.get_or_create(
         key="require_introduction", defaults={"enabled": True}

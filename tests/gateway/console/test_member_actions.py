@@ -11,8 +11,8 @@ from discordsync.selectors import member_expected_role
 from discordsync.tasks import sync_member_roles
 from members.models import Member, Override
 from ops.models import AuditLog
-from tests.conftest import FAKE_ROLE_IDS as ROLE_IDS
-from tests.discordsync.conftest import LANCELOT, make_member
+from tests import personas
+from tests.personas import LANCELOT, ROLE_IDS
 
 pytestmark = pytest.mark.django_db
 
@@ -27,7 +27,7 @@ def managed(discord, user_id: str) -> list[str]:
 @pytest.fixture
 def knight_lancelot(discord) -> Member:
     """An introduced individual member in the guild, holding the seat role."""
-    member = make_member("lancelot", discord_id=LANCELOT, introduced_at=timezone.now())
+    member = personas.member("lancelot", discord_id=LANCELOT, introduced_at=timezone.now())
     sync_member_roles(member.pk)
     assert managed(discord, LANCELOT) == ["lord"]
     return member
@@ -135,9 +135,9 @@ def test_resync_now_repairs_roles_changed_by_hand_in_discord(
 def test_bulk_revoke_applies_to_every_selected_member_and_reports_refusals(
     bulk_action, admin_web, discord
 ):
-    lancelot = make_member("lancelot", discord_id=LANCELOT, introduced_at=timezone.now())
-    unlinked = make_member("percival")
-    untouched = make_member("gawain")
+    lancelot = personas.member("lancelot", discord_id=LANCELOT, introduced_at=timezone.now())
+    unlinked = personas.member("percival")
+    untouched = personas.member("gawain")
 
     response = bulk_action(
         admin_web, "resync_now", [lancelot.pk, unlinked.pk], reason="Bulk check after outage"

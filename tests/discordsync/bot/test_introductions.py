@@ -18,8 +18,10 @@ from discordsync.introductions import (
 )
 from members.models import Member
 from ops.models import AuditLog, GatewayConfig, Notification
-from tests.bot.conftest import INTRO_CHANNEL, SQUIRE_DISCORD_ID, make_member
+from tests import personas
+from tests.personas import SQUIRE_DISCORD_ID
 
+INTRO_CHANNEL = "400000000000000001"
 MIN = 100
 
 
@@ -179,7 +181,7 @@ def test_ignored_messages_write_nothing(squire, message, django_capture_on_commi
     [("unknown user", "a" * 150), ("unknown user", "short")],
 )
 def test_unknown_authors_are_ignored(who, content, django_capture_on_commit_callbacks):
-    make_member(discord_id=None, name="unlinked")
+    personas.member("unlinked", discord_id=None)
     with django_capture_on_commit_callbacks() as callbacks:
         outcome = introduction_handle(
             facts=facts(content, author_id="799999999999999999"), message_id="6", now=timezone.now()
@@ -199,8 +201,11 @@ def test_members_who_are_not_pending_squires_are_ignored(
     status, introduced, django_capture_on_commit_callbacks
 ):
     earlier = timezone.now() - timedelta(days=3)
-    make_member(
-        discord_id=SQUIRE_DISCORD_ID, status=status, introduced_at=earlier if introduced else None
+    personas.member(
+        "percival",
+        discord_id=SQUIRE_DISCORD_ID,
+        status=status,
+        introduced_at=earlier if introduced else None,
     )
     with django_capture_on_commit_callbacks():
         long = introduction_handle(facts=facts("a" * 150), message_id="7", now=timezone.now())

@@ -12,8 +12,9 @@ from djstripe.models import Subscription
 from billing.models import FailureEpisode
 from members.models import Invite, Member, Override, SeatTier
 from ops.models import AuditLog, Notification
-from tests.console.conftest import changelist
-from tests.discordsync.conftest import LANCELOT, make_member, make_team, subscription
+from tests import personas
+from tests.gateway.console.pages import changelist
+from tests.personas import LANCELOT
 
 pytestmark = pytest.mark.django_db
 
@@ -28,27 +29,27 @@ def listed(client, **params) -> set[str]:
 def population():
     """One member per billing state, plus a team with seats."""
     now = timezone.now()
-    active = make_member("active", discord_id=LANCELOT, introduced_at=now)
-    grace = make_member("grace")
+    active = personas.member("active", discord_id=LANCELOT, introduced_at=now)
+    grace = personas.member("grace")
     FailureEpisode.objects.create(
         subscription_id=grace.subscription_id,
         opened_at=now - timedelta(hours=1),
         grace_ends_at=now + timedelta(hours=47),
     )
-    debtor = make_member("debtor", status="past_due")
+    debtor = personas.member("debtor", status="past_due")
     FailureEpisode.objects.create(
         subscription_id=debtor.subscription_id,
         opened_at=now - timedelta(days=5),
         grace_ends_at=now - timedelta(days=3),
         debtor_at=now - timedelta(days=3),
     )
-    cancelled = make_member("cancelled", status="canceled")
+    cancelled = personas.member("cancelled", status="canceled")
     cancelled.cancelled_at = now
     cancelled.save()
-    make_member("nothing", status=None)
-    team = make_team("Camelot Ltd")
-    seat = make_member("seat", status=None, team=team, seat_tier=SeatTier.TEAM)
-    revoked = make_member("revoked")
+    personas.member("nothing", status=None)
+    team = personas.company("Camelot Ltd")
+    seat = personas.member("seat", status=None, team=team, seat_tier=SeatTier.TEAM)
+    revoked = personas.member("revoked")
     Member.objects.filter(pk=revoked.pk).update(override=Override.REVOKED)
     return {"team": team, "seat": seat, "active": active}
 
@@ -100,9 +101,9 @@ def test_search_by_email_discord_and_company(admin_web, population, query, expec
 
 
 def test_detail_page_shows_subscription_roles_audit_and_messages(admin_web):
-    member = make_member("lancelot", discord_id=LANCELOT, introduced_at=timezone.now())
+    member = personas.member("lancelot", discord_id=LANCELOT, introduced_at=timezone.now())
     end = datetime(2030, 1, 31, 12, 0, tzinfo=UTC)
-    sub = subscription(member.subscription_id)
+    sub = personas.subscription(member.subscription_id)
     sub.stripe_data = {
         "id": sub.id,
         "status": "active",
@@ -154,8 +155,8 @@ def test_detail_page_shows_subscription_roles_audit_and_messages(admin_web):
 
 
 def test_team_page_shows_seats_used_and_masked_invite_tokens(admin_web):
-    team = make_team("Camelot Ltd", owner_seats=2, team_seats=3)
-    make_member("knight1", status=None, team=team, seat_tier=SeatTier.TEAM)
+    team = personas.company("Camelot Ltd", owner_seats=2, team_seats=3)
+    personas.member("knight1", status=None, team=team, seat_tier=SeatTier.TEAM)
     token = "t" * 40 + "WXYZ"
     Invite.objects.create(team=team, tier=SeatTier.TEAM, token=token)
 

@@ -31,7 +31,7 @@ from billing.teams import seat_claim
 from discordsync.services import discord_link, discord_only_and_empty
 from members.models import DiscordUser, Invite, Member, SeatTier, Team, User
 from ops.models import GatewayConfig
-from tests.discordsync.conftest import make_member, subscription
+from tests import personas
 
 pytestmark = pytest.mark.django_db
 
@@ -87,11 +87,11 @@ def _build(layout: list[Seat]) -> Team:
     team = Team.objects.create(
         name=f"Team {n}", subscription_id=f"sub_t{n}", owner_seats=5, team_seats=5
     )
-    subscription(team.subscription_id, "active")
+    personas.subscription(team.subscription_id, "active")
     Subscription.objects.filter(id=team.subscription_id).update(
         stripe_data={"id": team.subscription_id, "status": "active", "items": _items(5, 5)}
     )
-    owner = make_member(f"owner{n}", status=None, team=team, seat_tier=SeatTier.OWNER)
+    owner = personas.member(f"owner{n}", status=None, team=team, seat_tier=SeatTier.OWNER)
     Member.objects.filter(pk=owner.pk).update(paid_at=timezone.now())
     team.primary_owner = owner
     team.save(update_fields=["primary_owner"])
@@ -100,7 +100,7 @@ def _build(layout: list[Seat]) -> Team:
         sub_id = ""
         if spec.former_individual:
             sub_id = f"sub_i{n}_{i}"
-            subscription(sub_id, "canceled")
+            personas.subscription(sub_id, "canceled")
         Member.objects.create(
             user=user,
             team=team,
@@ -152,7 +152,7 @@ def _free(member: Member, other: Team) -> None:
         transaction.set_rollback(True)
     if discord_only_and_empty(member):
         with transaction.atomic():
-            buyer = make_member(f"buyer{next(_ids)}")
+            buyer = personas.member(f"buyer{next(_ids)}")
             linked = discord_link(member_id=buyer.pk, discord_user=person, now=timezone.now())
             assert list(Member.objects.filter(discord_id=person.id)) == [linked]
             transaction.set_rollback(True)

@@ -21,8 +21,8 @@ from sesame.utils import get_query_string
 
 from members.models import Member, User
 from ops.models import AuditLog, Notification
-from tests.console.conftest import STAFF_PASSWORD
-from tests.discordsync.conftest import ARTHUR, authorize
+from tests.personas import ARTHUR, STAFF_PASSWORD
+from tests.providers import authorize
 
 pytestmark = pytest.mark.django_db
 

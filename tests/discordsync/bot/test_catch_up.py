@@ -20,7 +20,7 @@ from discordsync.introductions import (
 from fakes.discord.seed import CHANNEL_INTRODUCTIONS_ID, LANCELOT_ID, ROLE_LORD_ID, ROLE_SQUIRE_ID
 from members.models import Member
 from ops.models import Notification
-from tests.bot.conftest import make_member
+from tests import personas
 
 pytestmark = pytest.mark.django_db
 
@@ -35,7 +35,7 @@ def squires(discord) -> dict[str, Member]:
     members = {}
     for name, discord_id in (("percival", PERCIVAL), ("gawain", GAWAIN), ("bors", BORS)):
         discord.add_user(id=discord_id, username=name, in_guild=True, roles=[ROLE_SQUIRE_ID])
-        members[name] = make_member(discord_id=discord_id, name=name)
+        members[name] = personas.member(name, discord_id=discord_id)
     return members
 
 

@@ -18,7 +18,7 @@ import pytest
 
 from fakes.discord.seed import ROLE_LORD_ID, ROLE_SQUIRE_ID
 from fakes.discord.server import FakeDiscordServer
-from tests.bot.procs import Bot, bot_env, query, seed, wait_until
+from tests.discordsync.bot.procs import Bot, bot_env, query, seed, wait_until
 from tests.processes import ROOT, fresh_database
 
 pytestmark = pytest.mark.slow

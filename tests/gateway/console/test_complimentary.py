@@ -17,8 +17,9 @@ from discordsync.tasks import sync_member_roles
 from gateway.admin_site import members_by_state
 from members.models import Member
 from ops.models import AuditLog, Notification
-from tests.console.test_member_actions import REASON, managed
-from tests.discordsync.conftest import LANCELOT, make_member
+from tests import personas
+from tests.gateway.console.test_member_actions import REASON, managed
+from tests.personas import LANCELOT
 
 pytestmark = pytest.mark.django_db
 
@@ -26,7 +27,7 @@ PAST = timezone.now() - timedelta(days=3)
 
 
 def test_a_forced_role_never_grants_access_to_an_unpaid_member(bulk_action, admin_web, discord):
-    unpaid = make_member("lancelot", status="canceled", discord_id=LANCELOT)
+    unpaid = personas.member("lancelot", status="canceled", discord_id=LANCELOT)
 
     bulk_action(admin_web, "force_role", [unpaid.pk], role="knight", reason=REASON)
 
@@ -39,7 +40,7 @@ def test_a_forced_role_never_grants_access_to_an_unpaid_member(bulk_action, admi
 def test_a_complimentary_membership_entitles_without_payment_with_the_usual_role(
     bulk_action, admin_web, superuser, discord
 ):
-    guest = make_member("lancelot", status=None, discord_id=LANCELOT)
+    guest = personas.member("lancelot", status=None, discord_id=LANCELOT)
 
     refused = bulk_action(admin_web, "grant_complimentary", [guest.pk], reason="")
     assert refused.status_code == 200 and not ComplimentaryMembership.objects.exists()
@@ -62,7 +63,7 @@ def test_a_complimentary_membership_entitles_without_payment_with_the_usual_role
 def test_an_expired_complimentary_membership_ends_through_the_normal_ending(
     bulk_action, admin_web, discord, django_capture_on_commit_callbacks
 ):
-    guest = make_member("lancelot", status=None, discord_id=LANCELOT, introduced_at=PAST)
+    guest = personas.member("lancelot", status=None, discord_id=LANCELOT, introduced_at=PAST)
     ends_at = timezone.now() + timedelta(days=30)
     bulk_action(
         admin_web,
@@ -92,7 +93,7 @@ def test_an_expired_complimentary_membership_ends_through_the_normal_ending(
 
 
 def test_ending_a_complimentary_membership_keeps_a_paying_member(bulk_action, admin_web, discord):
-    payer = make_member("lancelot", discord_id=LANCELOT, introduced_at=PAST)
+    payer = personas.member("lancelot", discord_id=LANCELOT, introduced_at=PAST)
     bulk_action(admin_web, "grant_complimentary", [payer.pk], reason=REASON)
 
     bulk_action(admin_web, "end_complimentary", [payer.pk], reason="Back on a paid plan now")

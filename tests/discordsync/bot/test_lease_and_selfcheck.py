@@ -19,7 +19,7 @@ from discordsync.bot.services import member_guild_join, member_guild_leave
 from members.models import Member
 from ops.leases import lease_acquire, lease_release
 from ops.models import AuditLog, Heartbeat, Notification
-from tests.bot.conftest import SQUIRE_DISCORD_ID
+from tests.personas import SQUIRE_DISCORD_ID
 
 TTL = timedelta(seconds=45)
 

@@ -16,8 +16,7 @@ from django.utils import timezone
 from gateway.reconciliation import LEASE_NAME
 from ops.leases import lease_acquire
 from ops.models import ReconciliationRun
-
-from .conftest import World
+from tests.gateway.reconcile.world import World
 
 
 def _reconcile(*args: str) -> tuple[int, str, str]:
