@@ -10,7 +10,7 @@ subscription that bills them (their own, or their team's — always by subscript
   (``cancel_stripe_on_removal`` off leaves it ``past_due``; the removal must still hold).
 
 The rule itself is :func:`access`, a pure function of a frozen :class:`EntitlementFacts`
-snapshot (like ``discordsync.policy.expected_role`` for roles). The rest of this module only
+snapshot (like ``billing.roles.expected_role`` for roles). The rest of this module only
 reads facts: for one member (:func:`member_facts`), for many members in a fixed number of
 queries (:class:`FactsIndex`, used by reconciliation and reminders), and as a queryset
 annotation for the staff console and dashboard (:func:`with_entitlement`, the same rule in

@@ -38,9 +38,9 @@ from django.db import transaction
 from djstripe.models import Subscription
 
 from billing.models import FailureEpisode
+from billing.roles import member_expected_role
 from billing.teams import team_end
 from billing.truth import episode_paid_invoice, subscription_read
-from discordsync.selectors import member_expected_role
 from members.models import Invite, Member, SeatTier
 from members.sync import member_farewell_and_remove, role_sync_request
 from ops.models import AuditAction, AuditActor, GatewayConfig

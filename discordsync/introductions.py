@@ -26,9 +26,9 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 
+from billing.roles import member_expected_role
 from discordsync.client import DiscordClient, DiscordError, get_client
 from discordsync.models import ChannelCursor
-from discordsync.selectors import member_expected_role
 from members.models import ManagedRole, Member
 from members.sync import role_sync_request
 from ops.models import AuditAction, AuditActor, GatewayConfig

@@ -15,8 +15,9 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from billing.entitlement import member_is_entitled
+from billing.roles import member_belongs_in_guild, member_expected_role
 from discordsync.client import DiscordError, get_client
-from discordsync.selectors import managed_role_ids, member_belongs_in_guild, member_expected_role
+from discordsync.selectors import managed_role_ids
 from members.models import DiscordUser, Member
 from members.sync import role_sync_request
 from ops.errors import ServiceError

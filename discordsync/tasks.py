@@ -14,8 +14,9 @@ import structlog
 from django.conf import settings
 from django.utils import timezone
 
+from billing.roles import member_expected_role
 from discordsync.client import DiscordPermanentError, DiscordTransientError, get_client
-from discordsync.selectors import managed_role_ids, member_expected_role
+from discordsync.selectors import managed_role_ids
 from discordsync.services import guild_absence_record
 from members.models import Member, RoleSyncStatus
 from ops.models import AuditAction, AuditActor

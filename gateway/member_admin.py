@@ -24,6 +24,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from billing.entitlement import BillingState, with_entitlement
+from billing.roles import member_expected_role
 from billing.selectors import member_billing_summary
 from billing.staff_services import (
     MIN_REASON_LENGTH,
@@ -35,7 +36,6 @@ from billing.staff_services import (
     member_resync,
     member_role_force,
 )
-from discordsync.selectors import member_expected_role
 from members.models import ManagedRole, Member
 from ops.admin_guard import GuardedModelAdmin
 from ops.errors import ServiceError

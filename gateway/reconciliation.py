@@ -56,10 +56,10 @@ from djstripe.models import Subscription
 
 from billing.entitlement import FactsIndex, access
 from billing.models import FailureEpisode
+from billing.roles import expected_role, introduction_required, role_facts
 from billing.services import SubscriptionSnapshot, payment_recovered, subscription_apply
 from discordsync.client import DiscordError, get_client
-from discordsync.policy import expected_role, role_facts
-from discordsync.selectors import introduction_required, managed_role_ids
+from discordsync.selectors import managed_role_ids
 from discordsync.services import guild_absence_record, guild_presence_record
 from discordsync.tasks import sync_member_roles
 from members.models import Member, Override, SeatTier, Team

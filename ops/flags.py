@@ -36,7 +36,7 @@ KNOWN_FLAGS: dict[str, FlagSpec] = {
                 "Paid members stay Squire until they post an introduction. Off: they get "
                 "their seat role (Knight/Lord) as soon as they are linked and paid."
             ),
-            consumer="discordsync.selectors.introduction_required",
+            consumer="billing.roles.introduction_required",
         ),
     )
 }

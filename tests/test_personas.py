@@ -6,7 +6,7 @@ import pytest
 from django.utils import timezone
 
 from billing.entitlement import Access, member_access
-from discordsync.selectors import member_expected_role
+from billing.roles import member_expected_role
 from members.models import ManagedRole, Member, SeatTier
 from tests import personas
 from tests.personas import ARTHUR, GUINEVERE, LANCELOT

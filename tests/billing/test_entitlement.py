@@ -28,7 +28,7 @@ from billing.entitlement import (
     with_entitlement,
 )
 from billing.models import ComplimentaryMembership, Dispute, FailureEpisode
-from discordsync.selectors import member_expected_role
+from billing.roles import member_expected_role
 from gateway.admin_site import members_by_state
 from gateway.reconciliation import reconcile
 from members.models import ManagedRole, Member, Override, SeatTier, Team, User

@@ -10,7 +10,7 @@ import pytest
 from django.utils import timezone
 
 from billing.entitlement import member_is_entitled
-from discordsync.selectors import member_expected_role
+from billing.roles import member_expected_role
 from members.models import Member
 from ops.models import GatewayConfig
 from tests.journeys import sent_once, subscribe_individual

@@ -11,8 +11,8 @@ from django.utils import timezone
 
 from billing.entitlement import BillingState, member_is_entitled
 from billing.models import ComplimentaryMembership
+from billing.roles import member_expected_role
 from billing.tick import billing_tick
-from discordsync.selectors import member_expected_role
 from discordsync.tasks import sync_member_roles
 from gateway.admin_site import members_by_state
 from members.models import Member

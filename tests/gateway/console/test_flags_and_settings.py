@@ -6,7 +6,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from discordsync.selectors import member_expected_role
+from billing.roles import member_expected_role
 from ops.flags import KNOWN_FLAGS, flag_enabled
 from ops.models import AuditLog, FeatureFlag, GatewayConfig, ReconciliationRun
 from tests import personas
@@ -53,7 +53,7 @@ def test_only_flags_the_code_reads_can_be_added(admin_web):
     assert FeatureFlag.objects.get(key="require_introduction").enabled is False
     assert set(KNOWN_FLAGS) == {"require_introduction"}
     listing = admin_web.get(changelist("ops.featureflag")).content.decode()
-    assert "discordsync.selectors.introduction_required" in listing
+    assert "billing.roles.introduction_required" in listing
 
 
 def test_gateway_settings_are_one_row_without_add_or_delete_and_edits_are_audited(admin_web):

@@ -7,7 +7,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from discordsync.selectors import member_expected_role
+from billing.roles import member_expected_role
 from discordsync.tasks import sync_member_roles
 from members.models import Member, Override
 from ops.models import AuditLog

@@ -10,7 +10,7 @@ import itertools
 
 import pytest
 
-from discordsync.policy import RoleFacts, expected_role
+from billing.roles import RoleFacts, expected_role
 from members.models import ManagedRole, Override, SeatTier
 
 # (entitled, debtor): the outcomes of the entitlement rule the policy can be handed.
