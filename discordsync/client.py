@@ -43,6 +43,8 @@ import structlog
 from django.conf import settings
 from django.core.cache import cache
 
+from ops.ratelimit import TokenBucket
+
 log = structlog.get_logger(__name__)
 
 # Discord JSON error codes we branch on.
@@ -97,45 +99,17 @@ class _BucketState:
     window: float  # longest Reset-After seen: our estimate of the bucket's window length
 
 
-class GlobalRateLimiter:
-    """Token bucket shared by every client of one bot in this process (thread-safe).
-
-    The burst is a tenth of the rate, so any one-second window holds at most 1.1 × ``rate``
-    requests: 49.5 at the default 45/s, under Discord's 50/s even against a fixed window.
-    """
-
-    def __init__(self, rate: float) -> None:
-        if rate <= 0:
-            raise ValueError("DISCORD_GLOBAL_RATE must be positive")
-        self.rate = float(rate)
-        self.capacity = max(1.0, self.rate / 10)
-        self._tokens = self.capacity
-        self._stamp = time.monotonic()
-        self._lock = threading.Lock()
-
-    def try_acquire(self) -> float:
-        """Take one token and return 0, or return the seconds until one is available."""
-        with self._lock:
-            now = time.monotonic()
-            self._tokens = min(self.capacity, self._tokens + (now - self._stamp) * self.rate)
-            self._stamp = now
-            if self._tokens >= 1.0:
-                self._tokens -= 1.0
-                return 0.0
-            return (1.0 - self._tokens) / self.rate
-
-
-_global_limiters: dict[tuple[str, str, float], GlobalRateLimiter] = {}
+_global_limiters: dict[tuple[str, str, float], TokenBucket] = {}
 _global_limiters_lock = threading.Lock()
 
 
-def global_limiter(api_base: str, bot_token: str, rate: float) -> GlobalRateLimiter:
+def global_limiter(api_base: str, bot_token: str, rate: float) -> TokenBucket:
     """The process-wide limiter for one bot: Discord counts its global limit per bot token."""
     key = (api_base, bot_token, float(rate))
     with _global_limiters_lock:
         limiter = _global_limiters.get(key)
         if limiter is None:
-            limiter = _global_limiters[key] = GlobalRateLimiter(rate)
+            limiter = _global_limiters[key] = TokenBucket(rate, name="DISCORD_GLOBAL_RATE")
         return limiter
 
 
