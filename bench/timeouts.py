@@ -211,7 +211,7 @@ def _longest_page_call() -> tuple[float, str]:
 def _longest_task() -> tuple[float, str]:
     """The longest a task may run: the webhook drain's own budget, or a task enqueued with a
     longer per-task ``timeout`` (the reconciliation run)."""
-    from billing.tasks import DRAIN_BUDGET_SECONDS
+    from billing.drain import DRAIN_BUDGET_SECONDS
     from gateway.reconciliation import RUN_TIMEOUT_SECONDS
 
     candidates = [

@@ -3,11 +3,10 @@ from __future__ import annotations
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
-from django_q.tasks import async_task
 from djstripe.models import APIKey, WebhookEndpoint
 
+from billing.drain import mode_mismatch_reason, replay_request
 from billing.models import Dispute, FailureEpisode, StripeEventInbox
-from billing.tasks import mode_mismatch_reason
 from ops.admin_guard import GuardedModelAdmin, ReadOnlyAdmin, mask_secret
 from ops.models import AuditAction
 from ops.services import audit_actor, audit_record
@@ -39,9 +38,7 @@ class StripeEventInboxAdmin(GuardedModelAdmin):
                 f"{ignored.count()} event(s) not reprocessed: {mode_mismatch_reason()}.",
                 messages.ERROR,
             )
-        rows = queryset.exclude(status=StripeEventInbox.Status.IGNORED).only("pk", "event_id")
-        queued = 0
-        # Through the worker, like every other delivery: same task, same claim, same retries.
+        rows = list(queryset.exclude(status=StripeEventInbox.Status.IGNORED).only("pk", "event_id"))
         for row in rows:
             audit_record(
                 **audit_actor(request.user),
@@ -49,11 +46,19 @@ class StripeEventInboxAdmin(GuardedModelAdmin):
                 target=row,
                 details={"event_id": row.event_id},
             )
-            async_task("billing.tasks.process_stripe_event", row.pk, True)
-            queued += 1
+        # Through the worker, like every other delivery (same claim, same retries), in the
+        # people lane: a staff member waits for it.
+        queued = replay_request([row.pk for row in rows])
         if queued:
             self.message_user(
                 request, f"{queued} event(s) queued for reprocessing.", messages.SUCCESS
+            )
+        if len(rows) > queued:
+            self.message_user(
+                request,
+                f"{len(rows) - queued} event(s) are being processed right now; "
+                "try again in a moment.",
+                messages.WARNING,
             )
 
 

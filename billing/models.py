@@ -67,7 +67,7 @@ class StripeEventInbox(models.Model):
 
     The webhook view stores a verified delivery with a single ``INSERT … ON CONFLICT DO
     NOTHING`` (the unique ``event_id`` absorbs Stripe's duplicate deliveries, even concurrent
-    ones) and answers at once; ``billing.tasks`` claims rows with a conditional UPDATE, so each
+    ones) and answers at once; ``billing.drain`` claims rows with a conditional UPDATE, so each
     event is applied by one worker at a time, and marks a row processed only after success.
     """
 
@@ -78,6 +78,13 @@ class StripeEventInbox(models.Model):
         RETRYING = "retrying", "Failed, will retry"
         FAILED = "failed", "Failed, retries exhausted"
         IGNORED = "ignored", "Ignored (livemode mismatch)"
+
+    class Lane(models.IntegerChoices):
+        """Which events go first: those that admit or welcome someone, and staff replays,
+        before bulk renewal traffic (``billing.subjects.lane_of``)."""
+
+        PEOPLE = 0, "People (purchases, staff replays)"
+        BULK = 1, "Bulk (renewals and other changes)"
 
     # Only the indexes the queue and the replay command need: every index is one more write on
     # the acknowledgement path (type and object_id are for reading in the admin).
@@ -94,11 +101,22 @@ class StripeEventInbox(models.Model):
     processed_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
     traceback = models.TextField(blank=True)
+    lane = models.PositiveSmallIntegerField(choices=Lane.choices, default=Lane.BULK)
+    # The drain run that holds a PROCESSING row (with ``locked_until`` as its lease).
+    claimed_by = models.CharField(max_length=32, blank=True)
 
     class Meta:
         verbose_name = "Stripe event"
         ordering = ["-received_at", "-id"]
-        indexes = [models.Index(fields=["status", "next_attempt_at"])]
+        indexes = [
+            models.Index(fields=["status", "next_attempt_at"]),
+            # Small (people events are few), and the drain asks it between every two objects.
+            models.Index(
+                fields=["next_attempt_at"],
+                condition=Q(lane=0, status__in=["pending", "retrying"]),
+                name="inbox_people_due",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.type} {self.event_id}"
@@ -161,3 +179,20 @@ class Dispute(models.Model):
 
     def __str__(self) -> str:
         return f"Dispute {self.dispute_id} ({self.status})"
+
+
+class StripeObjectRead(models.Model):
+    """The last read of a Stripe object whose result was applied (``billing.drain``).
+
+    An event created before ``read_at`` is settled by that read: the state it announces was
+    already in what was read, mirrored and converged, so the drain marks it processed without
+    reading again. For a subscription, ``invoice_ids`` are the invoices mirrored and converged
+    with that read; an event about another invoice still needs its own look.
+    """
+
+    subject = models.CharField(max_length=300, unique=True)
+    read_at = models.DateTimeField()
+    invoice_ids = models.JSONField(default=list, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.subject} read at {self.read_at:%Y-%m-%d %H:%M:%S}"

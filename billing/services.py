@@ -78,14 +78,20 @@ class SubscriptionSnapshot:
         return str(self.previous.get("status") or "")
 
 
-def subscription_sync(*, subscription_id: str) -> SubscriptionSnapshot:
-    """Re-read the subscription from Stripe and mirror it; never trust an event's copy."""
+def subscription_sync(
+    *, subscription_id: str, remote: dict[str, Any] | None = None
+) -> SubscriptionSnapshot:
+    """Re-read the subscription from Stripe and mirror it; never trust an event's copy.
+
+    ``remote`` is a read made for this call a moment ago (the drain reads ahead, concurrently).
+    """
     previous = (
         Subscription.objects.filter(id=subscription_id)
         .values_list("stripe_data", flat=True)
         .first()
     )
-    remote = stripe.Subscription.retrieve(subscription_id)
+    if remote is None:
+        remote = stripe.Subscription.retrieve(subscription_id)
     subscription = Subscription.sync_from_stripe_data(remote, api_key=settings.STRIPE_SECRET_KEY)
     return SubscriptionSnapshot(subscription=subscription, previous=previous or {})
 

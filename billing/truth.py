@@ -41,6 +41,22 @@ def subscription_read(subscription_id: str) -> dict[str, Any]:
     return stripe.Subscription.retrieve(subscription_id)
 
 
+def subscription_read_with_latest_invoice(
+    subscription_id: str,
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """One call for a subscription and its latest invoice, as Stripe reports them now.
+
+    The subscription comes back as Stripe sends it unexpanded (``latest_invoice`` an id), so it
+    is mirrored and stored the same whichever read produced it.
+    """
+    subscription = stripe.Subscription.retrieve(subscription_id, expand=["latest_invoice"])
+    latest = subscription.get("latest_invoice")
+    if latest is None or isinstance(latest, str):
+        return subscription, None
+    subscription["latest_invoice"] = str(latest["id"])
+    return subscription, latest
+
+
 def object_id(value: Any) -> str:
     return str(value.get("id") if isinstance(value, dict) else value or "")
 

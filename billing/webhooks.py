@@ -24,6 +24,7 @@ from django_q.conf import Conf
 from django_q.tasks import async_task
 
 from billing.models import StripeEventInbox
+from billing.subjects import lane_of
 
 log = structlog.get_logger(__name__)
 
@@ -60,8 +61,8 @@ def inbox_insert(*, event: dict[str, Any], body: str, status: str) -> int | None
     sql = (
         f"INSERT INTO {table} "  # noqa: S608 - table name from model metadata, values bound
         "(event_id, type, livemode, object_id, body, received_at, status, attempts, "
-        "next_attempt_at, last_error, traceback) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s, 0, %s, '', '') "
+        "next_attempt_at, last_error, traceback, lane, claimed_by) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, 0, %s, '', '', %s, '') "
         "ON CONFLICT (event_id) DO NOTHING RETURNING id"
     )
     stamp = connection.ops.adapt_datetimefield_value(now)
@@ -77,6 +78,7 @@ def inbox_insert(*, event: dict[str, Any], body: str, status: str) -> int | None
                 stamp,
                 status,
                 stamp if status == StripeEventInbox.Status.PENDING else None,
+                lane_of(event),
             ],
         )
         row = cursor.fetchone()

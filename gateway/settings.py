@@ -303,6 +303,13 @@ STRIPE_OWNER_SEAT_PRICE_ID = env.str("STRIPE_OWNER_SEAT_PRICE_ID", "price_owner_
 STRIPE_TEAM_SEAT_PRICE_ID = env.str("STRIPE_TEAM_SEAT_PRICE_ID", "price_team_seat")
 STRIPE_TIMEOUT_SECONDS = env.float("STRIPE_TIMEOUT_SECONDS", 5.0)
 STRIPE_MAX_NETWORK_RETRIES = env.int("STRIPE_MAX_NETWORK_RETRIES", 2)
+# Stripe allows 25 read requests per second in test mode and 100 in live mode per account; the
+# event drain paces its reads to this, shared out among the worker processes (Q_WORKERS).
+STRIPE_API_RATE_PER_SECOND = env.float(
+    "STRIPE_API_RATE_PER_SECOND", 100.0 if STRIPE_LIVE_MODE else 25.0
+)
+# Stripe reads one drain keeps in flight at once (threads, bounded).
+STRIPE_READ_CONCURRENCY = env.int("STRIPE_READ_CONCURRENCY", 8)
 if STRIPE_LIVE_MODE:
     STRIPE_LIVE_SECRET_KEY = STRIPE_SECRET_KEY
 else:

@@ -7,7 +7,9 @@ the OAuth authorize page a member passes through when linking an account.
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
@@ -32,6 +34,22 @@ def post_webhook(client: Client, body: str, signature: str | None = None) -> Any
     return client.post(
         "/stripe/webhook/", data=body, content_type="application/json", headers=headers
     )
+
+
+@contextlib.contextmanager
+def worker_busy() -> Iterator[None]:
+    """Deliveries pile up in the inbox while every worker is busy: the webhook's wake-ups go to
+    the task broker instead of running inline (tests run tasks inline, ``Q_SYNC``). On exit the
+    queued wake-ups are dropped; the caller then drains the pile as a worker coming free does."""
+    from django_q.brokers import get_broker
+    from django_q.conf import Conf
+
+    Conf.SYNC = False
+    try:
+        yield
+    finally:
+        Conf.SYNC = True
+        get_broker().purge_queue()
 
 
 def deliver(client: Client, event: dict[str, Any]) -> Any:

@@ -266,7 +266,7 @@ def test_replay_since_a_date_selects_what_was_received_from_then(
 
 
 def test_stored_errors_never_contain_the_api_key(client, stripe_server, paid_individual, settings):
-    from billing import tasks
+    from billing import drain
 
     stripe_server.add_fault("/v1/subscriptions", status=500, count=1000)
     completed = recorded_events(stripe_server, ("checkout.session.completed",))[0]
@@ -274,7 +274,7 @@ def test_stored_errors_never_contain_the_api_key(client, stripe_server, paid_ind
 
     row = StripeEventInbox.objects.get(event_id=completed["id"])
     assert settings.STRIPE_SECRET_KEY not in row.last_error + row.traceback
-    assert tasks._scrub(f"key {settings.STRIPE_SECRET_KEY}") == "key [redacted]"
+    assert drain._scrub(f"key {settings.STRIPE_SECRET_KEY}") == "key [redacted]"
 
 
 def _stored_from_the_other_mode(client, stripe_server) -> list[StripeEventInbox]:

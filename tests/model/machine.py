@@ -46,6 +46,7 @@ from billing.staff_services import (
     member_complimentary_end,
     member_complimentary_grant,
 )
+from billing.tasks import drain_stripe_events
 from discordsync.bot.services import member_guild_join, member_guild_leave
 from discordsync.introductions import (
     CATCH_UP_FIRST_WINDOW,
@@ -61,7 +62,7 @@ from ops.models import Notification
 from tests.journeys import World
 from tests.model.reference import DUNNING_KINDS, Person, Reference, Sub, Team
 from tests.personas import ROLE_IDS
-from tests.providers import authorize, deliver, pay_checkout, recorded_events
+from tests.providers import authorize, deliver, pay_checkout, recorded_events, worker_busy
 
 # People who sign up with an email (individual or company purchasers), and people who only
 # ever claim seats through an invite (Discord-only accounts).
@@ -199,16 +200,24 @@ def build(world: World, staff: dict[str, Any], stats: Stats) -> type[RuleBasedSt
             self.model.tick(now)
             self._collect()
 
-        def settle(self, rnd: random.Random | None = None) -> None:
+        def settle(self, rnd: random.Random | None = None, *, batched: bool = False) -> None:
             """Deliver everything pending (in Stripe's order, or shuffled by ``rnd``), repair
-            lost deliveries with reconciliation (``--fix``), then run the tick."""
+            lost deliveries with reconciliation (``--fix``), then run the tick. ``batched``:
+            the worker is busy while they arrive, then one drain applies the pile (by Stripe
+            object, one read each)."""
             self._collect()
             while self.pending or self.lost:
                 order, self.pending = self.pending, []
                 if rnd is not None:
                     rnd.shuffle(order)
-                for event in order:
-                    self._hand_over(event)
+                if batched:
+                    with worker_busy():
+                        for event in order:
+                            self._hand_over(event)
+                    drain_stripe_events()
+                else:
+                    for event in order:
+                        self._hand_over(event)
                 if self.lost:
                     self.lost = False
                     reconcile(fix=True, dry_run=False, trigger="command")
@@ -712,6 +721,17 @@ def build(world: World, staff: dict[str, Any], stats: Stats) -> type[RuleBasedSt
             """Everything pending arrives, in any order."""
             self._step("settle")
             self.settle(rnd)
+
+        @precondition(lambda self: self.pending)
+        @rule(rnd=st.randoms(use_true_random=False), seconds=st.sampled_from([0, 1, 3]))
+        def settle_while_the_worker_is_busy(self, rnd: random.Random, seconds: int) -> None:
+            """Everything pending arrives in any order (some twice) while the worker is busy,
+            some seconds after Stripe sent it; one drain then applies the pile together."""
+            self._step("settle_batched")
+            self._collect()
+            self.pending += rnd.sample(self.pending, k=len(self.pending) // 3)
+            self.clock_control.shift(timedelta(seconds=seconds))
+            self.settle(rnd, batched=True)
 
         # --- time -------------------------------------------------------------------------
 

@@ -11,8 +11,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
+from billing.drain import mode_mismatch_reason, process_stripe_event
 from billing.models import StripeEventInbox
-from billing.tasks import mode_mismatch_reason, process_stripe_event
 
 log = structlog.get_logger(__name__)
 
