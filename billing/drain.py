@@ -44,14 +44,13 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 from django_q.conf import Conf
-from django_q.tasks import async_task
 from djstripe.models import Event
 
 from billing.handlers import handle_events, subscription_events_apply
 from billing.models import StripeEventInbox, StripeObjectRead
 from billing.subjects import SUBSCRIPTION, event_invoice_id, subject_of
 from billing.truth import subscription_read_with_latest_invoice
-from billing.webhooks import WAKEUP_INTERVAL_SECONDS
+from billing.webhooks import WAKEUP_INTERVAL_SECONDS, drain_request, drain_started
 from ops.ratelimit import TokenBucket
 from ops.retry import next_retry_at
 
@@ -432,6 +431,7 @@ class Drain:
 
 def drain_stripe_events(*, budget: float = DRAIN_BUDGET_SECONDS) -> int:
     """Apply every due row, people first, then by subject; run on wake-up and every minute."""
+    drain_started()
     drain = Drain(budget=budget)
     idle_until: float | None = None
     pool = ThreadPoolExecutor(
@@ -466,7 +466,7 @@ def drain_stripe_events(*, budget: float = DRAIN_BUDGET_SECONDS) -> int:
         if released:
             log.info("stripe_events_released", count=released)
     if handover:
-        async_task("billing.tasks.drain_stripe_events")
+        drain_request()
     return drain.processed
 
 
@@ -490,7 +490,7 @@ def replay_request(inbox_ids: list[int]) -> int:
         )
     )
     if queued:
-        async_task("billing.tasks.drain_stripe_events")
+        drain_request()
     return queued
 
 

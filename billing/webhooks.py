@@ -15,6 +15,7 @@ from typing import Any
 import stripe
 import structlog
 from django.conf import settings
+from django.core.cache import cache
 from django.db import connection, transaction
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
@@ -32,6 +33,8 @@ SIGNATURE_TOLERANCE_SECONDS = 300
 # Under a burst each web process enqueues at most one drain task per interval; the drain
 # loops until the inbox is empty, and the one-minute schedule catches anything left over.
 WAKEUP_INTERVAL_SECONDS = 1.0
+DRAIN_QUEUED_KEY = "billing:drain-queued"
+DRAIN_QUEUED_SECONDS = 60
 _last_wakeup = 0.0
 
 
@@ -91,7 +94,32 @@ def _wake_worker() -> None:
     if not Conf.SYNC and now - _last_wakeup < WAKEUP_INTERVAL_SECONDS:
         return
     _last_wakeup = now
-    async_task("billing.tasks.drain_stripe_events")
+    drain_request()
+
+
+def drain_request() -> None:
+    """Queue a drain task unless one already waits in the queue.
+
+    One waiting drain is enough (it takes everything due when it starts, and clears the mark
+    then); more would only stand in the queue in front of other work, such as the role of a
+    member who just paid. The mark is a hint with an expiry: a lost task or an unreachable
+    cache costs an extra drain at most, and the one-minute schedule drains regardless.
+    """
+    try:
+        queued = Conf.SYNC or cache.add(DRAIN_QUEUED_KEY, True, timeout=DRAIN_QUEUED_SECONDS)
+    except Exception:  # noqa: BLE001 - the cache is a hint; the delivery is already stored
+        log.warning("drain_queue_mark_unavailable", exc_info=True)
+        queued = True
+    if queued:
+        async_task("billing.tasks.drain_stripe_events")
+
+
+def drain_started() -> None:
+    """A drain has left the queue: the next delivery may queue another."""
+    try:
+        cache.delete(DRAIN_QUEUED_KEY)
+    except Exception:  # noqa: BLE001 - the mark expires on its own
+        log.warning("drain_queue_mark_unavailable", exc_info=True)
 
 
 @csrf_exempt

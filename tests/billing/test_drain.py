@@ -241,3 +241,22 @@ def test_staff_reprocessing_goes_in_the_people_lane(admin_client, client, stripe
     drain_stripe_events()
     row.refresh_from_db()
     assert (row.status, row.attempts) == (Status.PROCESSED, 2)
+
+
+def test_at_most_one_drain_waits_in_the_queue(client, stripe_server):
+    """A burst's deliveries queue one drain, not one per delivery: more would stand in front of
+    other work (a new member's role) doing nothing."""
+    from django_q.brokers import get_broker
+
+    from billing.webhooks import drain_request, drain_started
+
+    broker = get_broker()
+    with worker_busy():
+        broker.purge_queue()
+        for _ in range(5):
+            drain_request()
+        assert broker.queue_size() == 1
+        drain_started()  # a worker took it: the next delivery may queue the next one
+        drain_request()
+        drain_request()
+        assert broker.queue_size() == 2
