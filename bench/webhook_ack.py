@@ -103,7 +103,7 @@ def _event(template: dict[str, Any]) -> bytes:
     ).encode()
 
 
-def _request(path: str, body: bytes) -> bytes:
+def request_bytes(path: str, body: bytes) -> bytes:
     head = (
         f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
@@ -113,7 +113,7 @@ def _request(path: str, body: bytes) -> bytes:
     return head.encode() + body
 
 
-def _send(port: int, raw: bytes) -> int:
+def send(port: int, raw: bytes) -> int:
     with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
         sock.sendall(raw)
         response = b""
@@ -127,7 +127,7 @@ def _load_process(
 ) -> tuple[list[float], int, int]:
     """Pre-sign unique events, then post them from a few threads until the time is up."""
     batches = [
-        [_request(path, _event(templates[(t * 7 + n) % len(templates)])) for n in range(count)]
+        [request_bytes(path, _event(templates[(t * 7 + n) % len(templates)])) for n in range(count)]
         for t, count in enumerate([EVENTS_PER_THREAD] * THREADS_PER_PROCESS)
     ]
     latencies: list[float] = []
@@ -145,7 +145,7 @@ def _load_process(
                 break
             started = time.monotonic()
             try:
-                ok = _send(port, raw) == 200
+                ok = send(port, raw) == 200
             except OSError:
                 ok = False
             if time.monotonic() > end:
@@ -214,7 +214,7 @@ BENCH_DISCORD_IDS = (
 )
 
 
-def _env(database_url: str, port: int, stripe_url: str) -> dict[str, str]:
+def gateway_env(database_url: str, port: int, stripe_url: str) -> dict[str, str]:
     return child_env(
         drop=("SENTRY", "STRIPE_"),
         **{
@@ -260,7 +260,7 @@ def _warm_up(port: int, endpoints: list[Endpoint], templates: list[dict[str, Any
     mirrors each customer once, so the runs measure the steady state, not first syncs."""
     for endpoint in endpoints:
         for template in templates:
-            status = _send(port, _request(endpoint.path, _event(template)))
+            status = send(port, request_bytes(endpoint.path, _event(template)))
             if status != 200:
                 raise RuntimeError(f"warm-up of {endpoint.path} answered {status}")
 
@@ -338,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     stripe = FakeStripeServer().start()
     web: subprocess.Popen[bytes] | None = None
     try:
-        env = _env(database_url, port, stripe.url)
+        env = gateway_env(database_url, port, stripe.url)
         sync_tables(env)
         with psycopg.connect(database_url, autocommit=True) as conn:
             conn.execute(CREATE_TABLE)
