@@ -206,14 +206,12 @@ def checkout_completed(*, session: dict[str, Any], now: datetime | None = None) 
         purchaser.stripe_customer_id = customer_id or purchaser.stripe_customer_id
         purchaser.save()
         completed = purchaser
+    plan = "company" if isinstance(completed, Team) else "individual"
     audit_record(
         actor_type=AuditActor.STRIPE,
         action=AuditAction.CHECKOUT_COMPLETED,
         target=completed,
-        details={
-            "subscription_id": subscription_id,
-            "plan": "company" if isinstance(completed, Team) else "individual",
-        },
+        details={"subscription_id": subscription_id, "plan": plan},
     )
     subscription_apply(snapshot=snapshot, now=now)
 
