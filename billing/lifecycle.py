@@ -231,6 +231,24 @@ def member_access_end(*, member: Member, subscription_id: str, reason: str, now:
 # --- time-driven transitions ------------------------------------------------------------------
 
 
+def _debtor_audit(
+    episode: FailureEpisode, members: list[Member], *, action: str, reason: str, **details: Any
+) -> None:
+    """The system's audit row of a Debtor step: the episode's subscription and members, then
+    what the step adds."""
+    audit_record(
+        actor_type=AuditActor.SYSTEM,
+        action=action,
+        target=episode,
+        details={
+            "subscription_id": episode.subscription_id,
+            "members": [m.pk for m in members],
+            **details,
+        },
+        reason=reason,
+    )
+
+
 @transaction.atomic
 def episode_enter_debtor(*, episode_id: int, now: datetime, due_by: datetime | None = None) -> bool:
     """Grace is over (by ``due_by``): the member (or the whole team) enters Debtor at ``now``,
@@ -251,16 +269,12 @@ def episode_enter_debtor(*, episode_id: int, now: datetime, due_by: datetime | N
         return False
     episode = FailureEpisode.objects.get(pk=episode_id)
     members = episode_members(episode)
-    audit_record(
-        actor_type=AuditActor.SYSTEM,
+    _debtor_audit(
+        episode,
+        members,
         action=AuditAction.DEBTOR_ENTERED,
-        target=episode,
-        details={
-            "subscription_id": episode.subscription_id,
-            "members": [m.pk for m in members],
-            "removal_due_at": removal_due_at.isoformat(),
-        },
         reason="grace period expired without payment",
+        removal_due_at=removal_due_at.isoformat(),
     )
     _send_to_all(
         members,
@@ -325,18 +339,14 @@ def episode_remove(*, episode_id: int, now: datetime, due_by: datetime | None = 
             reason="billing unresolved for the whole Debtor period",
             actor_type=AuditActor.SYSTEM,
         )
-    audit_record(
-        actor_type=AuditActor.SYSTEM,
+    _debtor_audit(
+        episode,
+        members,
         action=AuditAction.DEBTOR_REMOVED,
-        target=episode,
-        details={
-            "subscription_id": episode.subscription_id,
-            "members": [m.pk for m in members],
-            "stripe_cancelled": config.cancel_stripe_on_removal,
-            "stripe_status": stripe_status,
-            "invites_revoked": revoked_invites,
-        },
         reason="billing unresolved for the whole Debtor period",
+        stripe_cancelled=config.cancel_stripe_on_removal,
+        stripe_status=stripe_status,
+        invites_revoked=revoked_invites,
     )
     key = f"{episode.pk}:removal"
     for member in members:

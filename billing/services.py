@@ -196,12 +196,7 @@ def checkout_completed(*, session: dict[str, Any], now: datetime | None = None) 
             purchaser.seat_tier = SeatTier.OWNER
             purchaser.paid_at = None
             purchaser.save()
-        audit_record(
-            actor_type=AuditActor.STRIPE,
-            action=AuditAction.CHECKOUT_COMPLETED,
-            target=team,
-            details={"subscription_id": subscription_id, "plan": "company"},
-        )
+        completed: Member | Team = team
     else:
         if purchaser is None:
             raise BillingError(f"checkout {session.get('id')} names no known member")
@@ -216,12 +211,14 @@ def checkout_completed(*, session: dict[str, Any], now: datetime | None = None) 
             purchaser.paid_at = None
         purchaser.stripe_customer_id = customer_id or purchaser.stripe_customer_id
         purchaser.save()
-        audit_record(
-            actor_type=AuditActor.STRIPE,
-            action=AuditAction.CHECKOUT_COMPLETED,
-            target=purchaser,
-            details={"subscription_id": subscription_id, "plan": "individual"},
-        )
+        completed = purchaser
+    plan = "company" if isinstance(completed, Team) else "individual"
+    audit_record(
+        actor_type=AuditActor.STRIPE,
+        action=AuditAction.CHECKOUT_COMPLETED,
+        target=completed,
+        details={"subscription_id": subscription_id, "plan": plan},
+    )
     subscription_apply(snapshot=snapshot, now=now)
 
 

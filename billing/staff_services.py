@@ -39,8 +39,12 @@ def _clean_reason(reason: str) -> str:
     return reason
 
 
-def _locked(member: Member) -> Member:
-    return Member.objects.select_for_update(of=("self",)).select_related("user").get(pk=member.pk)
+def _locked(member: Member, *, linked: bool = False) -> Member:
+    """The member's row, locked for the action; ``linked`` refuses one without Discord."""
+    member = Member.objects.select_for_update(of=("self",)).select_related("user").get(pk=member.pk)
+    if linked and not member.discord_id:
+        raise StaffActionError(f"{member} has no Discord account linked.")
+    return member
 
 
 def _audit(*, member: Member, actor: Any, action: str, reason: str, details: dict) -> None:
@@ -138,9 +142,7 @@ def member_claim_reset(*, member: Member, actor: Any, reason: str) -> Member:
     strips them); subscription, seat and introduction state are kept, as in v1.
     """
     reason = _clean_reason(reason)
-    member = _locked(member)
-    if not member.discord_id:
-        raise StaffActionError(f"{member} has no Discord account linked.")
+    member = _locked(member, linked=True)
     old = {"discord_id": member.discord_id, "discord_username": member.discord_username}
     member.discord_id = None
     member.discord_username = ""
@@ -152,10 +154,7 @@ def member_claim_reset(*, member: Member, actor: Any, reason: str) -> Member:
     member.role_sync_error = ""
     member.save(
         update_fields=[
-            "discord_id",
-            "discord_username",
-            "discord_avatar",
-            "linked_at",
+            *Member.DISCORD_LINK_FIELDS,
             "in_guild",
             "discord_roles",
             "role_sync_status",
@@ -178,9 +177,7 @@ def member_claim_reset(*, member: Member, actor: Any, reason: str) -> Member:
 def member_resync(*, member: Member, actor: Any, reason: str) -> Member:
     """Converge Discord to ``expected_role`` now (e.g. after fixing the bot's permissions)."""
     reason = _clean_reason(reason)
-    member = _locked(member)
-    if not member.discord_id:
-        raise StaffActionError(f"{member} has no Discord account linked.")
+    member = _locked(member, linked=True)
     _audit(
         member=member,
         actor=actor,

@@ -8,6 +8,8 @@ refusals come back as ``CheckoutError``/``SeatError`` and are shown as messages.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -91,26 +93,32 @@ def billing(request: HttpRequest) -> HttpResponse:
 @email_proven_required
 @require_POST
 def billing_portal(request: HttpRequest) -> HttpResponse:
-    member = member_for_user(user=request.user)
-    try:
-        url = billing_portal_start(
+    return _to_stripe(
+        request,
+        lambda member: billing_portal_start(
             member=member, return_url=f"{settings.APP_URL}{reverse('billing:billing')}"
-        )
-    except ServiceError as exc:
-        messages.error(request, str(exc))
-        return redirect("billing:billing")
-    return redirect(url)
+        ),
+        back="billing:billing",
+    )
 
 
 @login_required
 @require_POST
 def checkout_individual(request: HttpRequest) -> HttpResponse:
+    return _to_stripe(
+        request, lambda member: checkout_individual_start(member=member), back="billing:dashboard"
+    )
+
+
+def _to_stripe(request: HttpRequest, start: Callable[[Member], str], *, back: str) -> HttpResponse:
+    """Send the member to the Stripe page ``start(member)`` opens, or back to the ``back`` page
+    with the refusal."""
     member = member_for_user(user=request.user)
     try:
-        url = checkout_individual_start(member=member)
+        url = start(member)
     except ServiceError as exc:
         messages.error(request, str(exc))
-        return redirect("billing:dashboard")
+        return redirect(back)
     return redirect(url)
 
 
@@ -186,22 +194,34 @@ def team(request: HttpRequest) -> HttpResponse:
     )
 
 
+def _team_change(request: HttpRequest, change: Callable[[Member], str]) -> HttpResponse:
+    """Run one change of the owner's team: ``change(owner)`` returns the success message; a
+    target outside the team is a 404, any other refusal a message; back to the team page."""
+    owner = _owner(request)
+    try:
+        done = change(owner)
+    except NotFound as exc:
+        raise Http404(str(exc)) from exc
+    except ServiceError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, done)
+    return redirect("billing:team")
+
+
 @login_required
 @email_proven_required
 @require_POST
 def team_invite_create(request: HttpRequest) -> HttpResponse:
-    owner = _owner(request)
-    try:
+    def create(owner: Member) -> str:
         invite = invite_create(
             actor=owner,
             tier=request.POST.get("tier", ""),
             email=request.POST.get("email", "")[:254],
         )
-    except ServiceError as exc:
-        messages.error(request, str(exc))
-    else:
-        messages.success(request, f"Invite created: {invite_link(invite)}")
-    return redirect("billing:team")
+        return f"Invite created: {invite_link(invite)}"
+
+    return _team_change(request, create)
 
 
 @login_required
@@ -210,51 +230,41 @@ def team_invite_create(request: HttpRequest) -> HttpResponse:
 def team_seats_add(request: HttpRequest) -> HttpResponse:
     """Buy more seats now: Stripe invoices the prorated amount at once; the paid counts on
     this page follow when Stripe confirms the change."""
-    owner = _owner(request)
     try:
         quantity = int(request.POST.get("quantity", ""))
     except ValueError:
         quantity = 0
-    try:
+
+    def add(owner: Member) -> str:
         change = seats_add(
             team=owner.team, tier=request.POST.get("tier", ""), quantity=quantity, actor=owner
         )
-    except ServiceError as exc:
-        messages.error(request, str(exc))
-    else:
         added = change.new_quantity - change.previous_quantity
-        messages.success(
-            request,
+        return (
             f"{added} seat{'s' if added != 1 else ''} added and invoiced (prorated). The seat "
-            "counts update as soon as Stripe confirms the change.",
+            "counts update as soon as Stripe confirms the change."
         )
-    return redirect("billing:team")
+
+    return _team_change(request, add)
 
 
 @login_required
 @email_proven_required
 @require_POST
 def team_invite_revoke(request: HttpRequest, invite_id: int) -> HttpResponse:
-    owner = _owner(request)
-    try:
+    def revoke(owner: Member) -> str:
         invite_revoke(actor=owner, invite_id=invite_id, now=timezone.now())
-    except NotFound as exc:
-        raise Http404(str(exc)) from exc
-    messages.success(request, "Invite revoked.")
-    return redirect("billing:team")
+        return "Invite revoked."
+
+    return _team_change(request, revoke)
 
 
 @login_required
 @email_proven_required
 @require_POST
 def team_seat_revoke(request: HttpRequest, member_id: int) -> HttpResponse:
-    owner = _owner(request)
-    try:
+    def revoke(owner: Member) -> str:
         target = seat_revoke(actor=owner, member_id=member_id, now=timezone.now())
-    except NotFound as exc:
-        raise Http404(str(exc)) from exc
-    except ServiceError as exc:
-        messages.error(request, str(exc))
-    else:
-        messages.success(request, f"Seat revoked for {target}. The seat is free again.")
-    return redirect("billing:team")
+        return f"Seat revoked for {target}. The seat is free again."
+
+    return _team_change(request, revoke)

@@ -71,15 +71,7 @@ def discord_link(*, member_id: int, discord_user: DiscordUser, now: datetime) ->
     member.linked_at = now
     try:
         with transaction.atomic():
-            member.save(
-                update_fields=[
-                    "discord_id",
-                    "discord_username",
-                    "discord_avatar",
-                    "linked_at",
-                    "updated_at",
-                ]
-            )
+            member.save(update_fields=[*Member.DISCORD_LINK_FIELDS, "updated_at"])
     except IntegrityError as exc:  # the same Discord account linked concurrently
         raise LinkError("That Discord account is already linked to another membership.") from exc
     audit_record(

@@ -109,21 +109,20 @@ class MagicLinkForm(AccessibleForm):
     email = _email_field()
 
 
+def _seat_count_field(label: str, least: int, most: int, help_text: str) -> forms.IntegerField:
+    """How many seats of one tier to buy; the form starts at the least allowed."""
+    return forms.IntegerField(
+        label=label, min_value=least, max_value=most, initial=least, help_text=help_text
+    )
+
+
 class CompanyForm(AccessibleForm):
     company_name = forms.CharField(label="Company name", min_length=3, max_length=100)
-    owner_seats = forms.IntegerField(
-        label="Owner seats",
-        min_value=1,
-        max_value=100,
-        initial=1,
-        help_text="Owners manage the team and its billing. You take one owner seat.",
+    owner_seats = _seat_count_field(
+        "Owner seats", 1, 100, "Owners manage the team and its billing. You take one owner seat."
     )
-    team_seats = forms.IntegerField(
-        label="Team seats",
-        min_value=0,
-        max_value=400,
-        initial=0,
-        help_text="Seats for colleagues. You can add more later.",
+    team_seats = _seat_count_field(
+        "Team seats", 0, 400, "Seats for colleagues. You can add more later."
     )
 
     def clean_company_name(self) -> str:

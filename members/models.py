@@ -160,6 +160,10 @@ class DiscordUser:
 
 
 class Member(models.Model):
+    # What links a Discord account to the member: written together when linking, and
+    # cleared together (with the guild and role state) when staff reset the claim.
+    DISCORD_LINK_FIELDS = ("discord_id", "discord_username", "discord_avatar", "linked_at")
+
     user = models.OneToOneField(User, on_delete=models.CASCADE, related_name="member")
     stripe_customer_id = models.CharField(max_length=255, blank=True, db_index=True)
     # Individual plan only; seat members are entitled through team.subscription_id.

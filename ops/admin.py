@@ -6,7 +6,9 @@ The outbox and the audit log are read-only: history is evidence. The only outbox
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Callable
 from typing import Any
 
 from django import forms
@@ -40,6 +42,22 @@ from ops.services import (
     notification_retry_now,
 )
 from ops.templates_registry import KINDS, UnknownKindError, get_kind
+
+
+def _unreadable_template_says_why(
+    column: Callable[[Any, MessageTemplate], str],
+) -> Callable[[Any, MessageTemplate], str]:
+    """A column computed from a stored template shows why the template cannot be read (an
+    unknown kind, a syntax error) instead of failing the page."""
+
+    @functools.wraps(column)
+    def shown(admin_: Any, obj: MessageTemplate) -> str:
+        try:
+            return column(admin_, obj)
+        except (UnknownKindError, TemplateSyntaxError) as exc:
+            return str(exc)
+
+    return shown
 
 
 def _kind_choices() -> list[tuple[str, list[tuple[str, str]]]]:
@@ -140,11 +158,9 @@ class MessageTemplateAdmin(GuardedModelAdmin):
         return ", ".join(kind.channels) if kind else "unknown kind"
 
     @admin.display(description="Unknown variables")
+    @_unreadable_template_says_why
     def unknown_variables_flag(self, obj: MessageTemplate) -> str:
-        try:
-            unknown = notifications.unknown_variables(obj.kind, obj.subject, obj.body)
-        except (UnknownKindError, TemplateSyntaxError) as exc:
-            return str(exc)
+        unknown = notifications.unknown_variables(obj.kind, obj.subject, obj.body)
         return ", ".join(unknown) or "—"
 
     @admin.display(description="Variables this message provides")
@@ -161,11 +177,9 @@ class MessageTemplateAdmin(GuardedModelAdmin):
         )
 
     @admin.display(description="Preview (sample values)")
+    @_unreadable_template_says_why
     def preview(self, obj: MessageTemplate) -> str:
-        try:
-            rendered = notifications.render_preview(obj.kind, obj.subject, obj.body)
-        except (UnknownKindError, TemplateSyntaxError) as exc:
-            return str(exc)
+        rendered = notifications.render_preview(obj.kind, obj.subject, obj.body)
         return format_html(
             "<p><strong>Subject:</strong> {}</p><pre>{}</pre>", rendered.subject, rendered.text
         )

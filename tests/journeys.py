@@ -24,7 +24,7 @@ from billing.models import FailureEpisode
 from billing.tick import TickReport, billing_tick
 from discordsync.tasks import sync_member_roles
 from members.models import Member, Team
-from ops.models import Notification
+from ops.models import GatewayConfig, Notification
 from tests.personas import ROLE_IDS, buyer, seat_member
 from tests.providers import (
     deliver,
@@ -131,6 +131,23 @@ def subscribe_individual(world: World, email: str) -> Member:
     world.deliver_new()
     member.refresh_from_db()
     assert member.paid_at is not None and member.subscription_id
+    return member
+
+
+def removed_keeping_subscription(world: World, email: str, username: str) -> Member:
+    """An individual Lord removed after the Debtor period with ``cancel_stripe_on_removal``
+    off: kicked from the fake guild, the subscription left ``past_due`` in the fake Stripe."""
+    config = GatewayConfig.load()
+    config.cancel_stripe_on_removal = False
+    config.save()
+    member = world.link(subscribe_individual(world, email), username, role="lord")
+    episode = world.fail_renewal(member.subscription_id)
+    t0 = world.rewind(episode)
+    world.tick(t0 + timedelta(hours=config.grace_hours, minutes=1))  # Debtor
+    episode.refresh_from_db()
+    world.tick(episode.removal_due_at)  # removal
+    assert world.stripe_status(member.subscription_id) == "past_due"
+    member.refresh_from_db()
     return member
 
 

@@ -26,11 +26,12 @@ from billing.entitlement import Access, member_access, member_is_entitled
 from billing.models import Dispute, StripeEventInbox
 from billing.staff_services import member_complimentary_end, member_complimentary_grant
 from members.models import Invite, Member, SeatTier, Team, User
-from ops.models import AuditLog, GatewayConfig, Notification
+from ops.models import AuditLog, Notification
 from tests import personas
 from tests.journeys import (
     messages,
     never_sent,
+    removed_keeping_subscription,
     sent_once,
     subscribe_company,
     subscribe_individual,
@@ -160,16 +161,8 @@ def test_paying_after_the_removal_tells_the_kicked_member_the_way_back_in_once(w
     """Removed after the Debtor period with the subscription kept in Stripe, then the member
     pays it: access is back, but they were kicked, so they are emailed the way back into the
     guild (once for this absence), and nobody hears that they are welcome a second time."""
-    config = GatewayConfig.load()
-    config.cancel_stripe_on_removal = False
-    config.save()
-    kay = world.link(subscribe_individual(world, "kay@example.org"), "kay", role="lord")
-    episode = world.fail_renewal(kay.subscription_id)
-    t0 = world.rewind(episode)
-    world.tick(t0 + 3 * D)  # Debtor
-    episode.refresh_from_db()
-    world.tick(episode.removal_due_at)  # removal: kicked, subscription left past_due
-    assert world.roles(kay) is None
+    kay = removed_keeping_subscription(world, "kay@example.org", "kay")
+    assert world.roles(kay) is None  # kicked
 
     world.recover(kay.subscription_id)
 

@@ -9,8 +9,15 @@ import pytest
 
 from billing.models import FailureEpisode
 from members.models import Invite, Member, SeatTier
-from ops.models import AuditLog, GatewayConfig, Notification
-from tests.journeys import never_sent, seat, sent_once, subscribe_company, subscribe_individual
+from ops.models import AuditLog, Notification
+from tests.journeys import (
+    never_sent,
+    removed_keeping_subscription,
+    seat,
+    sent_once,
+    subscribe_company,
+    subscribe_individual,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -293,17 +300,7 @@ def test_email_provider_outage_is_retried_and_each_email_still_goes_once(world, 
 
 
 def test_removal_keeps_the_stripe_subscription_when_configured(world):
-    config = GatewayConfig.load()
-    config.cancel_stripe_on_removal = False
-    config.save()
-    kay = world.link(subscribe_individual(world, "kay@example.org"), "kay", role="lord")
-    episode = world.fail_renewal(kay.subscription_id)
-    t0 = world.rewind(episode)
-    world.tick(t0 + 48 * H + MIN)
-    episode.refresh_from_db()
-    world.tick(episode.removal_due_at)
-    assert world.stripe_status(kay.subscription_id) == "past_due"
-    kay.refresh_from_db()
+    kay = removed_keeping_subscription(world, "kay@example.org", "kay")
     assert kay.cancelled_at is not None
     sent_once("removal", kay.discord_id)
 

@@ -4,40 +4,18 @@ stays ``past_due`` in Stripe, and that unpaid subscription must not let the memb
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pytest
 from django.utils import timezone
 
 from billing.entitlement import member_is_entitled
 from billing.roles import member_expected_role
-from members.models import Member
-from ops.models import GatewayConfig
-from tests.journeys import sent_once, subscribe_individual
+from tests.journeys import removed_keeping_subscription, sent_once
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-H = timedelta(hours=1)
-MIN = timedelta(minutes=1)
-
-
-def _removed_keeping_stripe(world) -> Member:
-    config = GatewayConfig.load()
-    config.cancel_stripe_on_removal = False
-    config.save()
-    kay = world.link(subscribe_individual(world, "kay@example.org"), "kay", role="lord")
-    episode = world.fail_renewal(kay.subscription_id)
-    t0 = world.rewind(episode)
-    world.tick(t0 + 48 * H + MIN)
-    episode.refresh_from_db()
-    world.tick(episode.removal_due_at)
-    assert world.stripe_status(kay.subscription_id) == "past_due"
-    kay.refresh_from_db()
-    return kay
-
 
 def test_a_removed_member_is_kicked_and_not_entitled_by_the_unpaid_subscription(world):
-    kay = _removed_keeping_stripe(world)
+    kay = removed_keeping_subscription(world, "kay@example.org", "kay")
 
     sent_once("removal", kay.discord_id)
     assert world.roles(kay) is None  # kicked, not left in the guild as Squire
@@ -52,7 +30,7 @@ def test_a_removed_member_is_kicked_and_not_entitled_by_the_unpaid_subscription(
 
 
 def test_paying_the_kept_subscription_later_lets_the_member_back_in(world):
-    kay = _removed_keeping_stripe(world)
+    kay = removed_keeping_subscription(world, "kay@example.org", "kay")
 
     world.recover(kay.subscription_id)
 
