@@ -1,9 +1,10 @@
 """The staff console for teams, invites and staff accounts.
 
 The member pages (billing state, expected role, the audited staff actions) show every floor at
-once and live on the top floor (``gateway/member_admin.py``). Secrets never render: no
-password hash, no full invite token; no query-string filter reaches them either (every admin
-derives from ``ops.admin_guard``'s base).
+once and live on the top floor (``gateway/member_admin.py``), as does the team list's CSV
+export, which reads billing (``gateway/admin.py`` registers the team pages with it). Secrets
+never render: no password hash, no full invite token; no query-string filter reaches them
+either (every admin derives from ``ops.admin_guard``'s base).
 """
 
 from __future__ import annotations
