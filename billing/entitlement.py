@@ -278,7 +278,7 @@ def entitled_member_ids(members: Iterable[Member], now: datetime) -> set[int]:
 # --- the same rule in SQL -------------------------------------------------------------------
 
 
-def subscription_status(subscription_id: OuterRef) -> Subquery:
+def subscription_status_sql(subscription_id: OuterRef) -> Subquery:
     """The mirrored status of the subscription ``subscription_id`` points at, as a subquery on
     dj-stripe's table (NULL when it is not mirrored)."""
     return Subquery(
@@ -300,7 +300,7 @@ def with_entitlement(queryset: QuerySet[Member], now: datetime) -> QuerySet[Memb
         default=F("subscription_id"),
         output_field=CharField(),
     )
-    status = subscription_status(OuterRef("billing_subscription"))
+    status = subscription_status_sql(OuterRef("billing_subscription"))
     by_subscription = {"subscription_id": OuterRef("billing_subscription")}
     open_episodes = FailureEpisode.objects.filter(closed_at__isnull=True, **by_subscription)
     complimentary = ComplimentaryMembership.objects.filter(

@@ -27,7 +27,7 @@ from django.db.models import OuterRef, QuerySet
 from django.http import HttpRequest, StreamingHttpResponse
 from django.utils import timezone
 
-from billing.entitlement import subscription_status, with_entitlement
+from billing.entitlement import subscription_status_sql, with_entitlement
 from billing.roles import expected_role, introduction_required, role_facts
 from members.models import Member, Team
 from members.selectors import with_seats_claimed
@@ -180,7 +180,7 @@ def team_rows(selection: QuerySet[Team]) -> Iterator[list[Any]]:
     """The teams of ``selection`` (any team queryset), in ``TEAM_HEADER``'s order."""
     rows = (
         with_seats_claimed(Team.objects.filter(pk__in=selection.values("pk")))
-        .annotate(status=subscription_status(OuterRef("subscription_id")))
+        .annotate(status=subscription_status_sql(OuterRef("subscription_id")))
         .order_by("pk")
         .values_list(
             "pk",
