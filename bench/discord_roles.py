@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from bench.docs import DOCS, replace_section
+from bench.docs import DOCS, cpu_model, replace_section
 
 PERFORMANCE = DOCS / "PERFORMANCE.md"
 HEADING = "Discord role writes"
@@ -63,17 +63,6 @@ class Result:
     @property
     def ratio(self) -> float:
         return self.sustained / self.allowed
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def run(server: Any, scenario: Scenario, writes: int, global_rate: float) -> Result:
@@ -129,7 +118,7 @@ def run(server: Any, scenario: Scenario, writes: int, global_rate: float) -> Res
 
 def report(results: list[Result], command: str, global_rate: float) -> str:
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    machine = f"{platform.system()} {platform.machine()}, {os.cpu_count()} × {_cpu_model()}"
+    machine = f"{platform.system()} {platform.machine()}, {os.cpu_count()} × {cpu_model()}"
     lines = [
         f"Measured {now} on {machine}, Python {platform.python_version()}, with",
         f"`{command}`",

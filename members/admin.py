@@ -1,9 +1,10 @@
 """The staff console for teams, invites and staff accounts.
 
 The member pages (billing state, expected role, the audited staff actions) show every floor at
-once and live on the top floor (``gateway/member_admin.py``). Secrets never render: no
-password hash, no full invite token; no query-string filter reaches them either (every admin
-derives from ``ops.admin_guard``'s base).
+once and live on the top floor (``gateway/member_admin.py``), as does the team list's CSV
+export, which reads billing (``gateway/admin.py`` registers the team pages with it). Secrets
+never render: no password hash, no full invite token; no query-string filter reaches them
+either (every admin derives from ``ops.admin_guard``'s base).
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ from django import forms
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm
-from django.db.models import Count, Q, QuerySet
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
-from members.models import Invite, Member, SeatTier, Team, User
+from members.models import Invite, Member, Team, User
+from members.selectors import with_seats_claimed
 from ops.admin_guard import GuardedAdminMixin, GuardedModelAdmin, mask_secret
 
 # --- Staff accounts -------------------------------------------------------------------------
@@ -116,14 +118,8 @@ class TeamAdmin(GuardedModelAdmin):
     inlines = [SeatInline, InviteInline]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Team]:
-        return (
-            super()
-            .get_queryset(request)
-            .select_related("primary_owner__user")
-            .annotate(
-                owners_used=Count("members", filter=Q(members__seat_tier=SeatTier.OWNER)),
-                team_used=Count("members", filter=Q(members__seat_tier=SeatTier.TEAM)),
-            )
+        return with_seats_claimed(
+            super().get_queryset(request).select_related("primary_owner__user")
         )
 
     def has_add_permission(self, request: HttpRequest) -> bool:

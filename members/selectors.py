@@ -1,4 +1,5 @@
-"""Reads for member pages: plans and invoices (the billing summary is `billing.selectors`).
+"""Reads for member pages and the team lists: plans, invoices and seats claimed (the billing
+summary is `billing.selectors`).
 
 Billing state is read from dj-stripe's mirror by **subscription id** (never by customer: one
 customer may hold an individual subscription and a company one).
@@ -10,10 +11,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Q
+from django.db.models import Count, Q, QuerySet
 from djstripe.models import Invoice, Price
 
-from members.models import Member, SeatTier
+from members.models import Member, SeatTier, Team
 
 
 @dataclass(frozen=True)
@@ -82,3 +83,11 @@ def member_invoices(*, member: Member, limit: int = 10) -> list[dict[str, Any]]:
 def member_can_manage_billing(*, member: Member) -> bool:
     """Individuals and team owners manage billing; other seats see who does."""
     return member.team_id is None or member.seat_tier == SeatTier.OWNER
+
+
+def with_seats_claimed(queryset: QuerySet[Team]) -> QuerySet[Team]:
+    """Annotate the seats claimed per tier: ``owners_used`` and ``team_used``."""
+    return queryset.annotate(
+        owners_used=Count("members", filter=Q(members__seat_tier=SeatTier.OWNER)),
+        team_used=Count("members", filter=Q(members__seat_tier=SeatTier.TEAM)),
+    )

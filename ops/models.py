@@ -42,6 +42,7 @@ class AuditAction(models.TextChoices):
     DISPUTE_LOST = "dispute_lost"
     DISPUTE_OPENED = "dispute_opened"
     DISPUTE_WON = "dispute_won"
+    EXPORT_DOWNLOADED = "export_downloaded"
     FAILURE_EPISODE_CLOSED = "failure_episode_closed"
     FAILURE_EPISODE_RECOVERED = "failure_episode_recovered"
     FEATURE_FLAG_SET = "feature_flag.set"
