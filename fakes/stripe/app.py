@@ -597,7 +597,17 @@ async def checkout_page(request: web.Request) -> web.Response:
                     "Checkout closed", f"This checkout session is {session['status']}.", link
                 )
             )
-        return _html(pages.checkout(session, state.checkout_line_items[session["id"]]))
+        return _html(_checkout_view(state, session))
+
+
+def _checkout_view(state: StripeState, session: Obj, error: str | None = None) -> str:
+    """The hosted page for an open session (the caller holds the state's lock)."""
+    return pages.checkout(
+        session,
+        state.checkout_line_items[session["id"]],
+        trial_days=state.checkout_trial_days(session["id"]),
+        error=error,
+    )
 
 
 def _success_url(session: Obj) -> str:
@@ -614,7 +624,7 @@ async def checkout_submit(request: web.Request) -> web.Response:
             session_id,
             email=get_str(form, "email"),
             name=get_str(form, "name") or None,
-            card_number=get_str(form, "card_number") or "4242424242424242",
+            card_number=get_str(form, "card_number"),
             custom_fields={str(k): str(v) for k, v in (custom or {}).items()},
         )
     except StripeError as exc:
@@ -626,7 +636,7 @@ async def checkout_submit(request: web.Request) -> web.Response:
                 )
             if current["status"] != "open":
                 return _html(pages.message("Checkout closed", exc.message), 400)
-            page = pages.checkout(current, state.checkout_line_items[session_id], error=exc.message)
+            page = _checkout_view(state, current, exc.message)
         return _html(page, 402 if exc.status == 402 else 400)
     if session["success_url"]:
         return _redirect(_success_url(session))
@@ -754,6 +764,8 @@ def _lifecycle(state: StripeState, action: str) -> Callable[[str, Obj], Obj]:
             sub_id, reason=str(body.get("reason") or "fraudulent")
         ),
         "refund": lambda sub_id, body: state.refund(sub_id, amount=body.get("amount")),
+        "end_trial": lambda sub_id, body: state.end_trial(sub_id),
+        "trial_will_end": lambda sub_id, body: state.trial_will_end(sub_id),
     }
     if action not in operations:
         raise web.HTTPNotFound(text=f"unknown action {action!r}")

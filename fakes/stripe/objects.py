@@ -52,6 +52,15 @@ def add_interval(ts: int, interval: str, count: int = 1) -> int:
     return int(moment.replace(year=year, month=month, day=day).timestamp())
 
 
+def describe_interval(recurring: dict[str, Any] | None) -> str:
+    """``month``, ``3 months``, ``year``: how often a recurring price bills."""
+    if not recurring:
+        return "once"
+    count = int(recurring.get("interval_count") or 1)
+    interval = recurring["interval"]
+    return interval if count == 1 else f"{count} {interval}s"
+
+
 def format_amount(amount: int, currency: str) -> str:
     sign = "-" if amount < 0 else ""
     value = f"{abs(amount) / 100:,.2f}"

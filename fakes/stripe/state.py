@@ -25,7 +25,7 @@ from . import objects
 from .catalogue import DEMO_CATALOGUE, Catalogue
 from .errors import StripeError, invalid, missing, no_such
 from .forms import apply_metadata, get_bool, get_dict, get_int, get_list, get_str
-from .objects import add_interval, format_amount, new_id
+from .objects import add_interval, describe_interval, format_amount, new_id
 
 Obj = dict[str, Any]
 Listener = Callable[[list[Obj]], None]
@@ -277,6 +277,7 @@ class StripeState:
         interval = spec.get("interval", "month")
         recurring = None
         if interval:
+            _check_interval(interval, int(spec.get("interval_count", 1)))
             recurring = {
                 "interval": interval,
                 "interval_count": int(spec.get("interval_count", 1)),
@@ -608,8 +609,9 @@ class StripeState:
                 product_id = self.create_product(product_data, livemode=livemode)["id"]
             recurring = get_dict(params, "recurring")
             interval = recurring.get("interval")
-            if recurring and interval not in ("day", "week", "month", "year"):
-                raise invalid("Invalid recurring[interval]", param="recurring[interval]")
+            interval_count = get_int(recurring, "interval_count", 1)
+            if recurring:
+                _check_interval(interval, interval_count)
             price_id = get_str(params, "id")
             if price_id and price_id in self.prices.objects:
                 raise invalid(
@@ -622,7 +624,7 @@ class StripeState:
                     "unit_amount": unit_amount,
                     "currency": currency.lower(),
                     "interval": interval,
-                    "interval_count": get_int(recurring, "interval_count", 1),
+                    "interval_count": interval_count,
                     "nickname": get_str(params, "nickname"),
                     "lookup_key": get_str(params, "lookup_key"),
                     "metadata": apply_metadata({}, params.get("metadata")),
@@ -695,6 +697,17 @@ class StripeState:
             total = sum(price["unit_amount"] * quantity for price, quantity in lines)
             session_id = new_id("cs_live" if livemode else "cs_test", 58)
             subscription_data = get_dict(params, "subscription_data")
+            trial_days, trial_end, trial_settings = self._read_trial(
+                subscription_data, where="subscription_data"
+            )
+            collection = get_str(params, "payment_method_collection") or "always"
+            if collection not in ("always", "if_required"):
+                raise invalid(
+                    "Invalid payment_method_collection: must be one of always or if_required",
+                    param="payment_method_collection",
+                )
+            if trial_days or trial_end:
+                total = 0  # nothing is due today: the first invoice of a trial is $0
             session = objects.checkout_session(
                 session_id,
                 mode=mode,
@@ -713,6 +726,7 @@ class StripeState:
             )
             if get_bool(params, "allow_promotion_codes") is not None:
                 session["allow_promotion_codes"] = get_bool(params, "allow_promotion_codes")
+            session["payment_method_collection"] = collection
             self.checkout_sessions.add(session)
             self.checkout_line_items[session_id] = [
                 objects.checkout_line_item(
@@ -727,6 +741,9 @@ class StripeState:
             self.session_subscription_data[session_id] = {
                 "metadata": apply_metadata({}, subscription_data.get("metadata")),
                 "description": subscription_data.get("description"),
+                "trial_period_days": trial_days,
+                "trial_end": trial_end,
+                "trial_settings": trial_settings,
             }
             return session
 
@@ -807,23 +824,35 @@ class StripeState:
         *,
         email: str | None = None,
         name: str | None = None,
-        card_number: str = "4242424242424242",
+        card_number: str | None = "4242424242424242",
         custom_fields: dict[str, str] | None = None,
     ) -> Obj:
-        """What happens when the buyer presses "Pay" on the hosted page."""
-        card = "".join(ch for ch in card_number if ch.isdigit()) or "4242424242424242"
+        """What happens when the buyer presses "Pay" on the hosted page.
+
+        An empty ``card_number`` means "no card" when the session lets the buyer skip it
+        (``payment_method_collection=if_required`` and nothing due today, i.e. a trial);
+        otherwise it is the default test card.
+        """
+        digits = "".join(ch for ch in card_number or "" if ch.isdigit())
         with self._operation():
             session = self.get_checkout_session(session_id)
             if session["status"] != "open":
                 raise invalid(
                     f"This Checkout Session is {session['status']}.", code="session_expired"
                 )
+            extra = self.session_subscription_data.get(session_id, {})
+            skip_card = (
+                not digits
+                and session["payment_method_collection"] == "if_required"
+                and session["amount_total"] == 0
+            )
+            card = digits or "4242424242424242"
             values = custom_fields or {}
             for field in session["custom_fields"]:
                 value = (values.get(field["key"]) or "").strip()
                 if not value and not field["optional"]:
                     raise invalid(f"{field['label']['custom']} is required.", param=field["key"])
-            if card in DECLINED_CARDS:
+            if not skip_card and card in DECLINED_CARDS:
                 raise _card_declined()
             if session["customer"]:
                 customer = self.get_customer(session["customer"])
@@ -834,8 +863,9 @@ class StripeState:
                 customer = self.create_customer(
                     {"email": buyer_email, "name": name or None}, livemode=session["livemode"]
                 )
-            pm = self._new_payment_method(customer, last4=card[-4:], name=name)
-            extra = self.session_subscription_data.get(session_id, {})
+            pm = None
+            if not skip_card:
+                pm = self._new_payment_method(customer, last4=card[-4:], name=name)
             lines = [
                 (item["price"], item["quantity"])
                 for item in self.checkout_line_items.get(session_id, [])
@@ -845,15 +875,17 @@ class StripeState:
                 lines,
                 metadata=extra.get("metadata", {}),
                 description=extra.get("description"),
-                payment_method=pm["id"],
+                payment_method=pm["id"] if pm else None,
                 livemode=session["livemode"],
+                trial_end=self._trial_end(extra.get("trial_period_days"), extra.get("trial_end")),
+                trial_settings=extra.get("trial_settings"),
             )
             for field in session["custom_fields"]:
                 value = (values.get(field["key"]) or "").strip() or None
                 field["text"] = {**field["text"], "value": value}
             session.update(
                 status="complete",
-                payment_status="paid",
+                payment_status="paid" if invoice["amount_paid"] > 0 else "no_payment_required",
                 customer=customer["id"],
                 subscription=sub["id"],
                 invoice=invoice["id"],
@@ -871,6 +903,15 @@ class StripeState:
             )
             self._emit("checkout.session.completed", session)
             return session
+
+    def checkout_trial_days(self, session_id: str) -> int | None:
+        """The free days a session's subscription starts with (None: no trial)."""
+        extra = self.session_subscription_data.get(session_id, {})
+        if extra.get("trial_period_days"):
+            return int(extra["trial_period_days"])
+        if extra.get("trial_end"):
+            return max(1, -(-(extra["trial_end"] - self.now()) // 86400))
+        return None
 
     def expire_checkout_session(self, session_id: str) -> Obj:
         with self._operation():
@@ -910,16 +951,22 @@ class StripeState:
         payment_method: str | None,
         livemode: bool,
         declined: bool = False,
+        trial_end: int | None = None,
+        trial_settings: Obj | None = None,
     ) -> tuple[Obj, Obj]:
         """An active subscription whose first invoice is paid (events in Stripe's order).
 
         ``declined``: the first payment fails, leaving the subscription ``incomplete`` with
         its invoice open (Stripe's default ``payment_behavior=allow_incomplete``).
+
+        ``trial_end``: the subscription starts ``trialing``; its items' first period is the
+        trial and the first invoice is a paid $0 ``subscription_create`` invoice.
         """
         created = self.now()
         sub_id = new_id("sub")
         items = [
-            self._new_item(sub_id, price, quantity, created, created) for price, quantity in lines
+            self._new_item(sub_id, price, quantity, created, created, trial_end)
+            for price, quantity in lines
         ]
         sub = objects.subscription(
             sub_id,
@@ -933,12 +980,25 @@ class StripeState:
             description=description,
             status="incomplete" if declined else "active",
         )
+        if trial_end is not None:
+            sub.update(
+                status="trialing",
+                trial_start=created,
+                trial_end=trial_end,
+                billing_cycle_anchor=trial_end,
+            )
+        if trial_settings:
+            sub["trial_settings"] = trial_settings
         self.subscriptions.add(sub)
         for item in items:
             self.subscription_items.add(item)
         self.subs_by_customer.setdefault(customer["id"], []).append(sub_id)
         invoice = self._build_cycle_invoice(
-            sub, billing_reason="subscription_create", period_start=created, period_end=created
+            sub,
+            billing_reason="subscription_create",
+            period_start=created,
+            period_end=created,
+            trial=trial_end is not None,
         )
         sub["latest_invoice"] = invoice["id"]
         self._emit("customer.subscription.created", sub)
@@ -946,10 +1006,20 @@ class StripeState:
         return sub, invoice
 
     def _new_item(
-        self, sub_id: str, price: Obj, quantity: int, created: int, period_start: int
+        self,
+        sub_id: str,
+        price: Obj,
+        quantity: int,
+        created: int,
+        period_start: int,
+        period_end: int | None = None,
     ) -> Obj:
-        recurring = price["recurring"]
-        period_end = add_interval(period_start, recurring["interval"], recurring["interval_count"])
+        """An item whose period is one price interval from ``period_start`` (or ``period_end``)."""
+        if period_end is None:
+            recurring = price["recurring"]
+            period_end = add_interval(
+                period_start, recurring["interval"], recurring["interval_count"]
+            )
         return objects.subscription_item(
             new_id("si", 14),
             subscription_id=sub_id,
@@ -962,17 +1032,25 @@ class StripeState:
         )
 
     def _line_description(self, price: Obj, quantity: int) -> str:
-        recurring = price["recurring"] or {"interval": "month"}
         return (
             f"{quantity} × {self.product_name(price['product'])} "
             f"(at {format_amount(price['unit_amount'], price['currency'])} / "
-            f"{recurring['interval']})"
+            f"{describe_interval(price['recurring'] or {'interval': 'month'})})"
         )
 
     def _build_cycle_invoice(
-        self, sub: Obj, *, billing_reason: str, period_start: int, period_end: int
+        self,
+        sub: Obj,
+        *,
+        billing_reason: str,
+        period_start: int,
+        period_end: int,
+        trial: bool = False,
     ) -> Obj:
-        """A draft invoice for the items' current period plus pending invoice items."""
+        """A draft invoice for the items' current period plus pending invoice items.
+
+        ``trial``: the period is a free trial, so each item's line is $0 ("Trial period for").
+        """
         invoice_id = new_id("in")
         lines = [
             objects.invoice_line(
@@ -982,11 +1060,15 @@ class StripeState:
                 subscription_item_id=item["id"],
                 price_obj=item["price"],
                 quantity=item["quantity"],
-                amount=item["price"]["unit_amount"] * item["quantity"],
+                amount=0 if trial else item["price"]["unit_amount"] * item["quantity"],
                 period_start=item["current_period_start"],
                 period_end=item["current_period_end"],
                 livemode=sub["livemode"],
-                description=self._line_description(item["price"], item["quantity"]),
+                description=(
+                    f"Trial period for {self.product_name(item['price']['product'])}"
+                    if trial
+                    else self._line_description(item["price"], item["quantity"])
+                ),
             )
             for item in sub["items"]["data"]
         ]
@@ -1165,6 +1247,8 @@ class StripeState:
         with self._operation():
             customer = self.get_customer(customer_id, param="customer")
             lines = self._read_line_items(get_list(params, "items"), "items")
+            days, end, trial_settings = self._read_trial(params)
+            trial_end = self._trial_end(days, end)
             pm_id = get_str(params, "default_payment_method")
             if pm_id:
                 self._get(self.payment_methods, "pm", pm_id, param="default_payment_method")
@@ -1172,8 +1256,11 @@ class StripeState:
                 pm_id = customer["invoice_settings"]["default_payment_method"]
                 if pm_id is None:
                     owned = self.pms_by_customer.get(customer_id)
-                    pm_id = owned[-1] if owned else self._new_payment_method(customer)["id"]
-            declined = self._take_decline()
+                    if owned:
+                        pm_id = owned[-1]
+                    elif trial_end is None:  # a trial needs no card up front
+                        pm_id = self._new_payment_method(customer)["id"]
+            declined = trial_end is None and self._take_decline()
             if declined and get_str(params, "payment_behavior") == "error_if_incomplete":
                 raise _card_declined()
             sub, _ = self._start_subscription(
@@ -1184,8 +1271,57 @@ class StripeState:
                 payment_method=pm_id,
                 livemode=livemode,
                 declined=declined,
+                trial_end=trial_end,
+                trial_settings=trial_settings,
             )
             return sub
+
+    def _read_trial(
+        self, params: Obj, *, where: str | None = None
+    ) -> tuple[int | None, int | None, Obj]:
+        """``trial_period_days`` or ``trial_end`` (``"now"``: no trial) and ``trial_settings``.
+
+        Returns (days, end timestamp, trial_settings); Checkout (``where`` is
+        ``subscription_data``) wants a ``trial_end`` at least 48 hours away, as Stripe does.
+        """
+
+        def name(field: str) -> str:
+            return f"{where}[{field}]" if where else field
+
+        days = get_int(params, "trial_period_days")
+        raw_end = params.get("trial_end")
+        if days is not None and raw_end not in (None, ""):
+            raise invalid(
+                "You may only specify one of these parameters: "
+                f"{name('trial_end')}, {name('trial_period_days')}."
+            )
+        end = None
+        if days is not None and not 1 <= days <= 730:
+            raise invalid(
+                "The trial period must be between 1 and 730 days.",
+                param=name("trial_period_days"),
+            )
+        if raw_end not in (None, "", "now"):
+            end = get_int(params, "trial_end")
+            assert end is not None
+            earliest = self.now() + (48 * 3600 if where else 0)
+            if end <= earliest:
+                raise invalid(
+                    "trial_end must be in the future"
+                    + (" and at least 48 hours from now." if where else "."),
+                    param=name("trial_end"),
+                )
+        end_behavior = get_dict(get_dict(params, "trial_settings"), "end_behavior")
+        missing_pm = end_behavior.get("missing_payment_method") or "create_invoice"
+        if missing_pm not in ("cancel", "pause", "create_invoice"):
+            raise invalid(
+                "Invalid missing_payment_method: must be one of cancel, pause, or create_invoice",
+                param=name("trial_settings[end_behavior][missing_payment_method]"),
+            )
+        return days, end, {"end_behavior": {"missing_payment_method": missing_pm}}
+
+    def _trial_end(self, days: int | None, end: int | None) -> int | None:
+        return self.now() + days * 86400 if days else end
 
     # -- subscriptions: reads ------------------------------------------------------------
 
@@ -1621,25 +1757,42 @@ class StripeState:
             feedback=sub["cancellation_details"].get("feedback"),
         )
 
+    def _bill_next_period(self, sub: Obj) -> tuple[Obj, Obj]:
+        """Advance to the next period and draft its ``subscription_cycle`` invoice.
+
+        Returns the subscription as it was (for ``previous_attributes``) and the invoice.
+        """
+        before = snapshot(sub)
+        old_start, old_end = self._advance_period(sub)
+        invoice = self._build_cycle_invoice(
+            sub, billing_reason="subscription_cycle", period_start=old_start, period_end=old_end
+        )
+        sub["latest_invoice"] = invoice["id"]
+        return before, invoice
+
     def renew(self, sub_id: str) -> Obj:
-        """The period ends and the renewal is paid (or, if cancelling, the subscription ends)."""
+        """The period ends and the renewal is paid (or, if cancelling, the subscription ends).
+
+        For a ``trialing`` subscription the period that ends is the trial: see
+        :meth:`end_trial`.
+        """
         with self._operation():
             sub = self.get_subscription(sub_id)
             self._require_live(sub, "renew")
-            if sub["cancel_at_period_end"]:
-                self._end_at_period_end(sub)
-                return self._outcome(sub)
-            before = snapshot(sub)
-            old_start, old_end = self._advance_period(sub)
-            invoice = self._build_cycle_invoice(
-                sub, billing_reason="subscription_cycle", period_start=old_start, period_end=old_end
-            )
-            sub["latest_invoice"] = invoice["id"]
-            if sub["status"] in ("past_due", "unpaid", "incomplete"):
-                sub["status"] = "active"
-            self._emit("customer.subscription.updated", sub, changes(before, sub))
-            self._finalize_and_collect(invoice, succeed=True)
-            return self._outcome(sub, invoice)
+            if sub["status"] == "trialing":
+                return self._end_trial(sub)
+            return self._renew(sub)
+
+    def _renew(self, sub: Obj) -> Obj:
+        if sub["cancel_at_period_end"]:
+            self._end_at_period_end(sub)
+            return self._outcome(sub)
+        before, invoice = self._bill_next_period(sub)
+        if sub["status"] in ("past_due", "unpaid", "incomplete", "trialing"):
+            sub["status"] = "active"
+        self._emit("customer.subscription.updated", sub, changes(before, sub))
+        self._finalize_and_collect(invoice, succeed=True)
+        return self._outcome(sub, invoice)
 
     def fail_renewal(self, sub_id: str) -> Obj:
         """The renewal payment fails: open invoice, subscription past_due.
@@ -1661,17 +1814,64 @@ class StripeState:
             ):
                 self._fail_invoice(latest)
                 return self._outcome(sub, latest)
+            return self._fail_renewal(sub)
+
+    def _fail_renewal(self, sub: Obj) -> Obj:
+        before, invoice = self._bill_next_period(sub)
+        self._finalize_and_collect(invoice, succeed=False)
+        if sub["status"] in ("active", "trialing"):
+            sub["status"] = "past_due"
+        self._emit("customer.subscription.updated", sub, changes(before, sub))
+        return self._outcome(sub, invoice)
+
+    # -- trials ------------------------------------------------------------------------------
+
+    def _trialing(self, sub_id: str) -> Obj:
+        sub = self.get_subscription(sub_id)
+        if sub["status"] != "trialing":
+            raise invalid(f"Subscription {sub_id} is not trialing; it is {sub['status']}.")
+        return sub
+
+    def payment_method_of(self, sub: Obj) -> str | None:
+        """The card Stripe would charge: the subscription's default, else the customer's."""
+        customer = self.customers.objects.get(sub["customer"]) or {}
+        settings = customer.get("invoice_settings") or {}
+        return sub["default_payment_method"] or settings.get("default_payment_method")
+
+    def end_trial(self, sub_id: str) -> Obj:
+        """The trial is over (its period ends, as :meth:`renew` ends a period).
+
+        With a card: ``active`` and a paid ``subscription_cycle`` invoice. Without one,
+        ``trial_settings.end_behavior.missing_payment_method`` decides: ``cancel`` (the
+        subscription ends, ``customer.subscription.deleted``), ``pause`` (status ``paused``,
+        ``customer.subscription.paused``, no invoice) or ``create_invoice`` (the default: the
+        invoice cannot be paid, so it stays open and the subscription is ``past_due``, the
+        normal failure timeline from there).
+        """
+        with self._operation():
+            return self._end_trial(self._trialing(sub_id))
+
+    def _end_trial(self, sub: Obj) -> Obj:
+        if sub["cancel_at_period_end"] or self.payment_method_of(sub):
+            return self._renew(sub)
+        behaviour = sub["trial_settings"]["end_behavior"]["missing_payment_method"]
+        if behaviour == "cancel":
+            self._end_subscription(sub, reason="cancellation_requested", at=self.period_end(sub))
+        elif behaviour == "pause":
             before = snapshot(sub)
-            old_start, old_end = self._advance_period(sub)
-            invoice = self._build_cycle_invoice(
-                sub, billing_reason="subscription_cycle", period_start=old_start, period_end=old_end
-            )
-            sub["latest_invoice"] = invoice["id"]
-            self._finalize_and_collect(invoice, succeed=False)
-            if sub["status"] in ("active", "trialing"):
-                sub["status"] = "past_due"
+            sub["status"] = "paused"
             self._emit("customer.subscription.updated", sub, changes(before, sub))
-            return self._outcome(sub, invoice)
+            self._emit("customer.subscription.paused", sub)
+        else:
+            return self._fail_renewal(sub)
+        return self._outcome(sub)
+
+    def trial_will_end(self, sub_id: str) -> Obj:
+        """``customer.subscription.trial_will_end``, which Stripe sends 3 days before the end."""
+        with self._operation():
+            sub = self._trialing(sub_id)
+            self._emit("customer.subscription.trial_will_end", sub)
+            return self._outcome(sub)
 
     def recover(self, sub_id: str) -> Obj:
         """The customer fixes the card: every open invoice is paid, the subscription is active."""
@@ -2032,6 +2232,25 @@ class StripeState:
                 values = list(store.values())
                 result[name] = values[-limit:] if limit else values
             return snapshot(result)
+
+
+# Stripe's longest billing interval is three years: 3 years, 36 months, 156 weeks, 1095 days.
+MAX_INTERVAL_COUNT = {"day": 1095, "week": 156, "month": 36, "year": 3}
+
+
+def _check_interval(interval: Any, count: int | None) -> None:
+    if interval not in MAX_INTERVAL_COUNT:
+        raise invalid(
+            f"Invalid recurring[interval]: must be one of day, week, month, or year; got "
+            f"{interval!r}",
+            param="recurring[interval]",
+        )
+    if count is None or not 1 <= count <= MAX_INTERVAL_COUNT[interval]:
+        raise invalid(
+            "The maximum billing interval is 3 years (3 years, 36 months, 156 weeks or 1095 "
+            "days), and interval_count must be at least 1.",
+            param="recurring[interval_count]",
+        )
 
 
 def _card_declined() -> StripeError:

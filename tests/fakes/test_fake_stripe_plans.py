@@ -1,0 +1,307 @@
+"""The fake Stripe sells a plan catalogue: billing intervals, free trials, promotion codes,
+Stripe Tax and plan changes, each driven over HTTP by stripe-python as the gateway would."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+import stripe
+
+from fakes.stripe import INDIVIDUAL_PRICE_ID, FakeStripeServer
+from fakes.stripe.objects import add_interval
+
+API_KEY = "sk_test_fake_plans"
+DAY = 86400
+
+
+@pytest.fixture
+def srv() -> Iterator[FakeStripeServer]:
+    with FakeStripeServer(webhook_secret="whsec_fake_plans") as server:
+        yield server
+
+
+@pytest.fixture
+def client(srv: FakeStripeServer) -> stripe.StripeClient:
+    return stripe.StripeClient(API_KEY, base_addresses={"api": srv.url}, max_network_retries=0)
+
+
+def event_types(srv: FakeStripeServer, since: int = 0) -> list[str]:
+    return [e["type"] for e in srv.state.events_of()[since:]]
+
+
+def last_object(srv: FakeStripeServer, event_type: str) -> dict[str, Any]:
+    return srv.state.events_of(event_type)[-1]["data"]["object"]
+
+
+def control(srv: FakeStripeServer, sub_id: str, action: str, **body: Any) -> dict[str, Any]:
+    response = requests.post(f"{srv.url}/_control/subscriptions/{sub_id}/{action}", json=body)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def new_price(
+    client: stripe.StripeClient, amount: int, interval: str, count: int = 1, product: str = ""
+) -> stripe.Price:
+    return client.v1.prices.create(
+        params={
+            "currency": "usd",
+            "unit_amount": amount,
+            "recurring": {"interval": interval, "interval_count": count},
+            **({"product": product} if product else {"product_data": {"name": "Plan"}}),
+        }
+    )
+
+
+def open_session(client: stripe.StripeClient, price: str = INDIVIDUAL_PRICE_ID, **extra: Any):
+    customer = client.v1.customers.create(params={"email": "grace@example.test"})
+    return client.v1.checkout.sessions.create(
+        params={
+            "mode": "subscription",
+            "customer": customer.id,
+            "line_items": [{"price": price, "quantity": 1}],
+            "success_url": "https://gateway.test/ok?session={CHECKOUT_SESSION_ID}",
+            "cancel_url": "https://gateway.test/cancelled",
+            **extra,
+        }
+    )
+
+
+def pay(session: Any, **form: str) -> requests.Response:
+    """Submit the hosted Checkout page as a browser would."""
+    return requests.post(
+        session.url, data={"card_number": "4242 4242 4242 4242", **form}, allow_redirects=False
+    )
+
+
+def checkout(client: stripe.StripeClient, form: dict[str, str] | None = None, **extra: Any):
+    """Open a session, pay it on the hosted page; the completed session."""
+    session = open_session(client, **extra)
+    response = pay(session, **(form or {}))
+    assert response.status_code == 303, response.text
+    return client.v1.checkout.sessions.retrieve(session.id)
+
+
+# -- billing intervals ------------------------------------------------------------------------
+
+
+def test_prices_take_any_interval_and_validate_it(client: stripe.StripeClient) -> None:
+    quarterly = new_price(client, 25000, "month", 3)
+    assert (quarterly.recurring.interval, quarterly.recurring.interval_count) == ("month", 3)
+    for interval in ("day", "week", "year"):
+        assert new_price(client, 100, interval).recurring.interval == interval
+    with pytest.raises(stripe.InvalidRequestError) as bad_interval:
+        new_price(client, 100, "fortnight")
+    assert bad_interval.value.param == "recurring[interval]"
+    with pytest.raises(stripe.InvalidRequestError) as too_long:
+        new_price(client, 100, "year", 4)
+    assert too_long.value.param == "recurring[interval_count]"
+
+
+def test_a_yearly_subscription_has_yearly_periods_and_renewals(
+    srv: FakeStripeServer, client: stripe.StripeClient
+) -> None:
+    yearly = new_price(client, 99000, "year")
+    customer = client.v1.customers.create(params={"email": "y@example.test"})
+    sub = client.v1.subscriptions.create(
+        params={"customer": customer.id, "items": [{"price": yearly.id}]}
+    )
+    item = sub["items"].data[0]
+    assert item.current_period_end == add_interval(item.current_period_start, "year")
+    assert item.plan.interval == "year"
+
+    renewal = srv.state.renew(sub.id)
+    renewed = renewal["subscription"]["items"]["data"][0]
+    assert renewed["current_period_start"] == item.current_period_end
+    assert renewed["current_period_end"] == add_interval(item.current_period_end, "year")
+    assert renewal["invoice"]["total"] == 99000
+    assert "/ year" in renewal["invoice"]["lines"]["data"][0]["description"]
+
+    weekly = new_price(client, 500, "week", 2)
+    sub = client.v1.subscriptions.create(
+        params={"customer": customer.id, "items": [{"price": weekly.id}]}
+    )
+    item = sub["items"].data[0]
+    assert item.current_period_end - item.current_period_start == 14 * DAY
+
+
+def test_catalogue_seeds_prices_with_intervals(srv: FakeStripeServer) -> None:
+    catalogue = [
+        {
+            "id": "prod_pro",
+            "name": "Pro",
+            "prices": [
+                {"id": "price_pro_month", "unit_amount": 1500, "interval": "month"},
+                {"id": "price_pro_year", "unit_amount": 15000, "interval": "year"},
+                {"id": "price_pro_quarter", "unit_amount": 4000, "interval_count": 3},
+            ],
+        }
+    ]
+    requests.post(f"{srv.url}/_control/reset", json={"catalogue": catalogue}).raise_for_status()
+    recurring = {p["id"]: p["recurring"] for p in srv.state.prices.values()}
+    assert recurring["price_pro_year"]["interval"] == "year"
+    assert (
+        recurring["price_pro_quarter"]["interval"],
+        recurring["price_pro_quarter"]["interval_count"],
+    ) == ("month", 3)
+
+
+# -- trials -----------------------------------------------------------------------------------
+
+
+def test_checkout_trial_starts_trialing_with_a_paid_zero_invoice(
+    srv: FakeStripeServer, client: stripe.StripeClient
+) -> None:
+    session = open_session(client, subscription_data={"trial_period_days": 14})
+    assert (session.amount_total, session.payment_method_collection) == (0, "always")
+    page = requests.get(session.url).text
+    assert "14 days free, then $99.00 every month" in page
+    assert "Start trial" in page
+    before = len(srv.state.events_of())
+
+    assert pay(session).status_code == 303
+    session = client.v1.checkout.sessions.retrieve(session.id)
+    assert session.payment_status == "no_payment_required"
+    sub = client.v1.subscriptions.retrieve(session.subscription)
+    assert sub.status == "trialing"
+    assert sub.trial_end - sub.trial_start == 14 * DAY
+    assert sub.billing_cycle_anchor == sub.trial_end
+    assert sub["items"].data[0].current_period_end == sub.trial_end
+    assert sub.default_payment_method is not None
+    invoice = client.v1.invoices.retrieve(sub.latest_invoice)
+    assert (invoice.billing_reason, invoice.status, invoice.total) == (
+        "subscription_create",
+        "paid",
+        0,
+    )
+    assert invoice.lines.data[0].description == "Trial period for Individual membership"
+    types = event_types(srv, before)
+    assert types.index("customer.subscription.created") < types.index("invoice.paid")
+    assert [t for t in types if t.startswith("invoice.")] == [
+        "invoice.created",
+        "invoice.finalized",
+        "invoice.paid",
+        "invoice.payment_succeeded",
+    ]
+    assert last_object(srv, "customer.subscription.created")["status"] == "trialing"
+    assert not [c for c in srv.state.charges.values() if c["customer"] == sub.customer]
+
+    control(srv, sub.id, "trial_will_end")
+    assert last_object(srv, "customer.subscription.trial_will_end")["id"] == sub.id
+
+    ended = control(srv, sub.id, "end_trial")
+    assert ended["subscription"]["status"] == "active"
+    assert ended["subscription"]["trial_end"] == sub.trial_end
+    item = ended["subscription"]["items"]["data"][0]
+    assert item["current_period_start"] == sub.trial_end
+    assert item["current_period_end"] == add_interval(sub.trial_end, "month")
+    invoice = ended["invoice"]
+    assert (invoice["billing_reason"], invoice["status"], invoice["amount_paid"]) == (
+        "subscription_cycle",
+        "paid",
+        9900,
+    )
+    updated = srv.state.events_of("customer.subscription.updated")[-1]["data"]
+    assert updated["previous_attributes"]["status"] == "trialing"
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "status", "event"),
+    [
+        ("cancel", "canceled", "customer.subscription.deleted"),
+        ("pause", "paused", "customer.subscription.paused"),
+        ("create_invoice", "past_due", "invoice.payment_failed"),
+    ],
+)
+def test_a_trial_without_a_card_ends_by_its_missing_payment_method_setting(
+    srv: FakeStripeServer, client: stripe.StripeClient, behaviour: str, status: str, event: str
+) -> None:
+    session = open_session(
+        client,
+        payment_method_collection="if_required",
+        subscription_data={
+            "trial_period_days": 7,
+            "trial_settings": {"end_behavior": {"missing_payment_method": behaviour}},
+        },
+    )
+    page = requests.get(session.url).text
+    assert "Card number (optional)" in page
+    assert pay(session, card_number="").status_code == 303
+    sub = client.v1.subscriptions.retrieve(
+        client.v1.checkout.sessions.retrieve(session.id).subscription
+    )
+    assert (sub.status, sub.default_payment_method) == ("trialing", None)
+    assert sub.trial_settings.end_behavior.missing_payment_method == behaviour
+
+    ended = control(srv, sub.id, "end_trial")["subscription"]
+    assert ended["status"] == status
+    assert srv.state.events_of(event)
+    if behaviour == "create_invoice":
+        invoice = client.v1.invoices.retrieve(ended["latest_invoice"])
+        assert (invoice.status, invoice.billing_reason) == ("open", "subscription_cycle")
+    with pytest.raises(requests.HTTPError):  # only a trialing subscription has a trial to end
+        requests.post(f"{srv.url}/_control/subscriptions/{sub.id}/end_trial").raise_for_status()
+
+
+def test_a_card_is_required_when_collection_is_always(client: stripe.StripeClient) -> None:
+    session = open_session(client, subscription_data={"trial_period_days": 7})
+    assert pay(session, card_number="").status_code == 303  # the page's default test card
+    sub = client.v1.subscriptions.retrieve(
+        client.v1.checkout.sessions.retrieve(session.id).subscription
+    )
+    assert sub.default_payment_method is not None
+
+
+def test_api_subscription_trials(srv: FakeStripeServer, client: stripe.StripeClient) -> None:
+    customer = client.v1.customers.create(params={"email": "t@example.test"})
+    trial_end = int(time.time()) + 30 * DAY
+    sub = client.v1.subscriptions.create(
+        params={
+            "customer": customer.id,
+            "items": [{"price": INDIVIDUAL_PRICE_ID}],
+            "trial_end": trial_end,
+            "trial_settings": {"end_behavior": {"missing_payment_method": "cancel"}},
+        }
+    )
+    assert (sub.status, sub.trial_end, sub.default_payment_method) == ("trialing", trial_end, None)
+    assert client.v1.invoices.retrieve(sub.latest_invoice).amount_due == 0
+    # renew on a trialing subscription is the end of its trial
+    assert srv.state.renew(sub.id)["subscription"]["status"] == "canceled"
+
+    with pytest.raises(stripe.InvalidRequestError):
+        client.v1.subscriptions.create(
+            params={
+                "customer": customer.id,
+                "items": [{"price": INDIVIDUAL_PRICE_ID}],
+                "trial_end": trial_end,
+                "trial_period_days": 3,
+            }
+        )
+    with pytest.raises(stripe.InvalidRequestError) as soon:
+        open_session(client, subscription_data={"trial_end": int(time.time()) + 3600})
+    assert soon.value.param == "subscription_data[trial_end]"
+    now = client.v1.subscriptions.create(
+        params={
+            "customer": customer.id,
+            "items": [{"price": INDIVIDUAL_PRICE_ID}],
+            "trial_end": "now",
+        }
+    )
+    assert now.status == "active"
+
+
+def test_dashboard_offers_trial_buttons_for_trialing_subscriptions(
+    srv: FakeStripeServer, client: stripe.StripeClient
+) -> None:
+    session = checkout(client, subscription_data={"trial_period_days": 3})
+    page = requests.get(f"{srv.url}/").text
+    assert f"/dashboard/subscriptions/{session.subscription}/end_trial" in page
+    response = requests.post(
+        f"{srv.url}/dashboard/subscriptions/{session.subscription}/end_trial",
+        allow_redirects=False,
+    )
+    assert response.status_code == 303
+    assert client.v1.subscriptions.retrieve(session.subscription).status == "active"
