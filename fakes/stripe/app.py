@@ -344,6 +344,41 @@ async def list_prices(request: web.Request) -> web.Response:
     return _reply_list(request, "/v1/prices", _state(request).list_prices)
 
 
+# coupons and promotion codes
+
+
+async def create_coupon(request: web.Request) -> web.Response:
+    return _create(request, _state(request).create_coupon)
+
+
+async def get_coupon(request: web.Request) -> web.Response:
+    return _reply(request, _state(request).get_coupon(request.match_info["id"]))
+
+
+async def update_coupon(request: web.Request) -> web.Response:
+    return _update(request, _state(request).update_coupon)
+
+
+async def list_coupons(request: web.Request) -> web.Response:
+    return _reply_list(request, "/v1/coupons", _state(request).list_coupons)
+
+
+async def create_promotion_code(request: web.Request) -> web.Response:
+    return _create(request, _state(request).create_promotion_code)
+
+
+async def get_promotion_code(request: web.Request) -> web.Response:
+    return _reply(request, _state(request).get_promotion_code(request.match_info["id"]))
+
+
+async def update_promotion_code(request: web.Request) -> web.Response:
+    return _update(request, _state(request).update_promotion_code)
+
+
+async def list_promotion_codes(request: web.Request) -> web.Response:
+    return _reply_list(request, "/v1/promotion_codes", _state(request).list_promotion_codes)
+
+
 # checkout
 
 
@@ -626,6 +661,7 @@ async def checkout_submit(request: web.Request) -> web.Response:
             name=get_str(form, "name") or None,
             card_number=get_str(form, "card_number"),
             custom_fields={str(k): str(v) for k, v in (custom or {}).items()},
+            promotion_code=get_str(form, "promotion_code"),
         )
     except StripeError as exc:
         with state.lock:
@@ -846,6 +882,7 @@ async def control_complete_checkout(request: web.Request) -> web.Response:
         name=body.get("name"),
         card_number=str(body.get("card_number", "4242424242424242")),
         custom_fields=body.get("custom_fields") or {},
+        promotion_code=body.get("promotion_code"),
     )
     with state.lock:
         return _json(
@@ -1025,6 +1062,14 @@ def build_app(
     r.add_get("/v1/prices", list_prices)
     r.add_get("/v1/prices/{id}", get_price)
     r.add_post("/v1/prices/{id}", update_price)
+    r.add_post("/v1/coupons", create_coupon)
+    r.add_get("/v1/coupons", list_coupons)
+    r.add_get("/v1/coupons/{id}", get_coupon)
+    r.add_post("/v1/coupons/{id}", update_coupon)
+    r.add_post("/v1/promotion_codes", create_promotion_code)
+    r.add_get("/v1/promotion_codes", list_promotion_codes)
+    r.add_get("/v1/promotion_codes/{id}", get_promotion_code)
+    r.add_post("/v1/promotion_codes/{id}", update_promotion_code)
     r.add_post("/v1/checkout/sessions", create_checkout_session)
     r.add_get("/v1/checkout/sessions", list_checkout_sessions)
     r.add_get("/v1/checkout/sessions/{id}", get_checkout_session)

@@ -88,8 +88,17 @@ def checkout(
         '<h2 id="summary">Order summary</h2><table>',
         '<thead><tr><th scope="col">Item</th><th scope="col">Qty</th>'
         '<th scope="col">Unit price</th><th scope="col">Amount</th></tr></thead>',
-        f"<tbody>{rows}</tbody>",
-        f'<tfoot><tr><th scope="row" colspan="3">Total due today</th>'
+        f"<tbody>{rows}</tbody><tfoot>",
+        *(
+            f'<tr><th scope="row" colspan="3">{escape(label)}</th>'
+            f"<td>{format_amount(amount, currency)}</td></tr>"
+            for label, amount in (
+                ("Discount", -session["total_details"]["amount_discount"]),
+                ("Tax", session["total_details"]["amount_tax"]),
+            )
+            if amount
+        ),
+        f'<tr><th scope="row" colspan="3">Total due today</th>'
         f"<td><strong>{format_amount(session['amount_total'], currency)}</strong></td></tr>"
         "</tfoot></table>",
         f'<p class="muted">{then} {format_amount(recurring_total, currency)} every '
@@ -112,6 +121,11 @@ def checkout(
         parts.append(
             f'<label for="cf-{key}">{escape(field["label"]["custom"])}</label>'
             f'<input id="cf-{key}" name="custom_fields[{key}]" type="text"{required}>'
+        )
+    if session["allow_promotion_codes"]:
+        parts.append(
+            '<label for="promotion-code">Promotion code</label>'
+            '<input id="promotion-code" name="promotion_code" autocomplete="off">'
         )
     card_value = "" if card_optional else "4242 4242 4242 4242"
     card_help = "Optional: no card is needed to start the trial. " if card_optional else ""

@@ -247,6 +247,10 @@ class StripeState:
             self.charges = Store()
             self.invoice_payments = Store()
             self.disputes = Store()
+            self.coupons = Store()
+            self.promotion_codes = Store()
+            self.discounts = Store()
+            self.discounts_used: set[str] = set()  # ``once`` discounts already applied
             self.charge_by_invoice: dict[str, str] = {}
             self.events = Store()
             self.subs_by_customer: dict[str, list[str]] = {}
@@ -317,6 +321,8 @@ class StripeState:
         "ch": "charges",
         "inpay": "invoice_payments",
         "dp": "disputes",
+        "promo": "promotion_codes",
+        "di": "discounts",
     }
 
     def lookup(self, object_id: str) -> Obj | None:
@@ -325,7 +331,7 @@ class StripeState:
             return self.account
         store_name = self._PREFIXES.get(object_id.split("_", 1)[0])
         if store_name is None:
-            return None
+            return self.coupons.get(object_id)  # coupon ids are free-form
         store: Store = getattr(self, store_name)
         return store.get(object_id)
 
@@ -390,6 +396,8 @@ class StripeState:
             child = value[head]
             if isinstance(child, str):
                 child = self.lookup(child) or child
+            elif isinstance(child, list):  # a list of ids (``discounts``) expands each one
+                child = [self.lookup(c) or c if isinstance(c, str) else c for c in child]
         else:
             child = self._virtual_field(value, head)
             if child is None:
@@ -673,6 +681,279 @@ class StripeState:
             match=lambda obj: active is None or obj["active"] == active, kind="product", **paging
         )
 
+    # -- coupons and promotion codes ---------------------------------------------------------
+
+    def create_coupon(self, params: Obj, *, livemode: bool = False) -> Obj:
+        percent_off = params.get("percent_off")
+        amount_off = get_int(params, "amount_off")
+        if (percent_off in (None, "")) == (amount_off is None):
+            raise invalid("You must specify exactly one of percent_off or amount_off.")
+        percent = None
+        if percent_off not in (None, ""):
+            try:
+                percent = float(percent_off)
+            except (TypeError, ValueError):
+                raise invalid(f"Invalid decimal: {percent_off}", param="percent_off") from None
+            if not 0 < percent <= 100:
+                raise invalid("percent_off must be between 0 and 100.", param="percent_off")
+        currency = get_str(params, "currency")
+        if amount_off is not None and not currency:
+            raise missing("currency")
+        duration = get_str(params, "duration") or "once"
+        if duration not in ("once", "repeating", "forever"):
+            raise invalid(
+                "Invalid duration: must be one of forever, once, or repeating", param="duration"
+            )
+        months = get_int(params, "duration_in_months")
+        if (duration == "repeating") != (months is not None):
+            raise invalid(
+                "duration_in_months is required with duration=repeating and only then.",
+                param="duration_in_months",
+            )
+        with self._operation():
+            coupon_id = get_str(params, "id") or objects.random_code()
+            if coupon_id in self.coupons.objects:
+                raise invalid(
+                    f"Coupon already exists: {coupon_id}",
+                    param="id",
+                    code="resource_already_exists",
+                )
+            coupon = objects.coupon(
+                coupon_id,
+                created=self.now(),
+                livemode=livemode,
+                percent_off=percent,
+                amount_off=amount_off,
+                currency=currency.lower() if currency and amount_off is not None else None,
+                duration=duration,
+                duration_in_months=months,
+                name=get_str(params, "name"),
+                max_redemptions=get_int(params, "max_redemptions"),
+                redeem_by=get_int(params, "redeem_by"),
+                metadata=apply_metadata({}, params.get("metadata")),
+            )
+            self.coupons.add(coupon)
+            self._emit("coupon.created", coupon)
+            return coupon
+
+    def get_coupon(self, coupon_id: str, *, param: str = "id") -> Obj:
+        return self._get(self.coupons, "coupon", coupon_id, param=param)
+
+    def update_coupon(self, coupon_id: str, params: Obj) -> Obj:
+        with self._operation():
+            coupon = self.get_coupon(coupon_id)
+            before = snapshot(coupon)
+            if "name" in params:
+                coupon["name"] = get_str(params, "name") or None
+            coupon["metadata"] = apply_metadata(coupon["metadata"], params.get("metadata"))
+            previous = changes(before, coupon)
+            if previous:
+                self._emit("coupon.updated", coupon, previous)
+            return coupon
+
+    def list_coupons(self, params: Obj, **paging: Any) -> tuple[list[Obj], bool]:
+        return self.coupons.page(match=created_filter(params), kind="coupon", **paging)
+
+    def create_promotion_code(self, params: Obj, *, livemode: bool = False) -> Obj:
+        if "coupon" in params:
+            raise invalid(
+                "Received unknown parameter: coupon. At this API version the coupon goes in "
+                "promotion[coupon] (with promotion[type]=coupon).",
+                param="coupon",
+            )
+        promotion = get_dict(params, "promotion")
+        if not promotion:
+            raise missing("promotion")
+        if promotion.get("type") != "coupon":
+            raise invalid("Invalid promotion[type]: must be coupon", param="promotion[type]")
+        if not promotion.get("coupon"):
+            raise missing("promotion[coupon]")
+        with self._operation():
+            coupon = self.get_coupon(str(promotion["coupon"]), param="promotion[coupon]")
+            code = get_str(params, "code") or objects.random_code()
+            if self.find_promotion_code(code) is not None:
+                raise invalid(
+                    f"An active promotion code with `code: {code}` already exists.",
+                    param="code",
+                    code="resource_already_exists",
+                )
+            customer_id = get_str(params, "customer")
+            if customer_id:
+                self.get_customer(customer_id, param="customer")
+            promo = objects.promotion_code(
+                new_id("promo"),
+                code=code,
+                coupon_id=coupon["id"],
+                created=self.now(),
+                livemode=livemode,
+                active=get_bool(params, "active", True) is not False,
+                max_redemptions=get_int(params, "max_redemptions"),
+                expires_at=get_int(params, "expires_at"),
+                customer=customer_id,
+                metadata=apply_metadata({}, params.get("metadata")),
+            )
+            self.promotion_codes.add(promo)
+            self._emit("promotion_code.created", promo)
+            return promo
+
+    def get_promotion_code(self, promo_id: str, *, param: str = "id") -> Obj:
+        return self._get(self.promotion_codes, "promo", promo_id, param=param)
+
+    def update_promotion_code(self, promo_id: str, params: Obj) -> Obj:
+        with self._operation():
+            promo = self.get_promotion_code(promo_id)
+            before = snapshot(promo)
+            if "active" in params:
+                promo["active"] = bool(get_bool(params, "active"))
+            promo["metadata"] = apply_metadata(promo["metadata"], params.get("metadata"))
+            previous = changes(before, promo)
+            if previous:
+                self._emit("promotion_code.updated", promo, previous)
+            return promo
+
+    def list_promotion_codes(self, params: Obj, **paging: Any) -> tuple[list[Obj], bool]:
+        code = get_str(params, "code")
+        coupon_id = get_str(params, "coupon")
+        customer_id = get_str(params, "customer")
+        active = get_bool(params, "active")
+        created = created_filter(params)
+
+        def match(obj: Obj) -> bool:
+            return (
+                (code is None or obj["code"].lower() == code.lower())
+                and (coupon_id is None or obj["promotion"]["coupon"] == coupon_id)
+                and (customer_id is None or obj["customer"] == customer_id)
+                and (active is None or obj["active"] == active)
+                and created(obj)
+            )
+
+        return self.promotion_codes.page(match=match, kind="promotion_code", **paging)
+
+    def find_promotion_code(self, code: str) -> Obj | None:
+        """The active promotion code a customer types (codes are case-insensitive)."""
+        wanted = code.strip().lower()
+        for promo in self.promotion_codes.values():
+            if promo["active"] and promo["code"].lower() == wanted:
+                return promo
+        return None
+
+    def _redeemable(self, promo: Obj | None, coupon: Obj, customer_id: str | None) -> None:
+        """Raise if the coupon (through ``promo`` if given) cannot be redeemed now."""
+        now = self.now()
+        if coupon["max_redemptions"] is not None and (
+            coupon["times_redeemed"] >= coupon["max_redemptions"]
+        ):
+            coupon["valid"] = False
+        if coupon["redeem_by"] is not None and coupon["redeem_by"] <= now:
+            coupon["valid"] = False
+        if not coupon["valid"]:
+            raise invalid(f"Coupon {coupon['id']} is no longer valid.", param="discounts")
+        if promo is None:
+            return
+        if (
+            not promo["active"]
+            or (promo["expires_at"] is not None and promo["expires_at"] <= now)
+            or (
+                promo["max_redemptions"] is not None
+                and promo["times_redeemed"] >= promo["max_redemptions"]
+            )
+            or (promo["customer"] is not None and promo["customer"] != customer_id)
+        ):
+            raise invalid(
+                f"This promotion code cannot be redeemed: {promo['code']}.", param="discounts"
+            )
+
+    def _read_discounts(
+        self, raw: Any, customer_id: str | None, *, param: str = "discounts"
+    ) -> list[tuple[Obj, Obj | None]]:
+        """``discounts[i][coupon|promotion_code]`` → (coupon, promotion code or None) pairs."""
+        found: list[tuple[Obj, Obj | None]] = []
+        for index, entry in enumerate(get_list({param: raw}, param)):
+            if not isinstance(entry, dict):
+                raise invalid("Invalid hash", param=f"{param}[{index}]")
+            promo = None
+            if entry.get("promotion_code"):
+                promo = self.get_promotion_code(
+                    str(entry["promotion_code"]), param=f"{param}[{index}][promotion_code]"
+                )
+                coupon = self.coupons.objects[promo["promotion"]["coupon"]]
+            elif entry.get("coupon"):
+                coupon = self.get_coupon(str(entry["coupon"]), param=f"{param}[{index}][coupon]")
+            else:
+                raise missing(f"{param}[{index}][coupon]")
+            self._redeemable(promo, coupon, customer_id)
+            found.append((coupon, promo))
+        return found
+
+    def _redeem(self, sub: Obj, sources: list[tuple[Obj, Obj | None]]) -> list[str]:
+        """Discounts on ``sub`` for each (coupon, promotion code); counts the redemptions."""
+        ids = []
+        now = self.now()
+        for coupon, promo in sources:
+            months = coupon["duration_in_months"]
+            repeating = coupon["duration"] == "repeating"
+            discount = objects.discount(
+                new_id("di"),
+                coupon_id=coupon["id"],
+                promotion_code=promo["id"] if promo else None,
+                customer=sub["customer"],
+                subscription=sub["id"],
+                start=now,
+                end=add_interval(now, "month", months) if repeating else None,
+            )
+            self.discounts.add(discount)
+            coupon["times_redeemed"] += 1
+            if promo is not None:
+                promo["times_redeemed"] += 1
+            ids.append(discount["id"])
+        return ids
+
+    def _active_discounts(self, sub: Obj, at: int) -> list[Obj]:
+        """The subscription's discounts that still apply to an invoice made at ``at``."""
+        active = []
+        for discount_id in sub.get("discounts") or []:
+            discount = self.discounts.objects[discount_id]
+            duration = self.coupons.objects[discount["source"]["coupon"]]["duration"]
+            if duration == "once" and discount_id in self.discounts_used:
+                continue
+            if discount["end"] is not None and at >= discount["end"]:
+                continue
+            active.append(discount)
+        return active
+
+    def _apply_discounts(self, invoice: Obj, sub: Obj) -> int:
+        """Take the subscription's discounts off the invoice's discountable lines.
+
+        Each discount applies to what is left of the positive, discountable lines (subscription
+        item lines; prorations are not discounted) and is shared among them in proportion to
+        their amounts (``discount_amounts`` on each line, ``total_discount_amounts`` on the
+        invoice). A ``once`` discount is spent by the first invoice it reduces; a
+        ``repeating`` one applies until its ``end``. Returns the total taken off.
+        """
+        lines = [
+            line for line in invoice["lines"]["data"] if line["discountable"] and line["amount"] > 0
+        ]
+        left = [line["amount"] for line in lines]
+        totals = []
+        discounts = self._active_discounts(sub, invoice["created"])
+        for discount in discounts:
+            coupon = self.coupons.objects[discount["source"]["coupon"]]
+            off = objects.coupon_amount(coupon, sum(left))
+            if off <= 0:
+                continue
+            for index, share in enumerate(objects.split_amount(off, left)):
+                if share:
+                    lines[index]["discount_amounts"].append(
+                        {"amount": share, "discount": discount["id"]}
+                    )
+                    left[index] -= share
+            totals.append({"amount": off, "discount": discount["id"]})
+            if coupon["duration"] == "once":
+                self.discounts_used.add(discount["id"])
+        invoice["discounts"] = [discount["id"] for discount in discounts]
+        invoice["total_discount_amounts"] = totals
+        return sum(entry["amount"] for entry in totals)
+
     # -- checkout --------------------------------------------------------------------------
 
     def create_checkout_session(self, params: Obj, *, livemode: bool = False) -> Obj:
@@ -706,8 +987,19 @@ class StripeState:
                     "Invalid payment_method_collection: must be one of always or if_required",
                     param="payment_method_collection",
                 )
+            discounts = self._read_discounts(params.get("discounts"), customer_id)
+            if discounts and get_bool(params, "allow_promotion_codes"):
+                raise invalid(
+                    "You may only specify one of these parameters: allow_promotion_codes, "
+                    "discounts."
+                )
+            if len(discounts) > 1:
+                raise invalid("Checkout accepts only one discount.", param="discounts")
+            subtotal = total
             if trial_days or trial_end:
-                total = 0  # nothing is due today: the first invoice of a trial is $0
+                subtotal = total = 0  # nothing is due today: the first invoice of a trial is $0
+            for coupon, _ in discounts:
+                total -= objects.coupon_amount(coupon, total)
             session = objects.checkout_session(
                 session_id,
                 mode=mode,
@@ -726,7 +1018,12 @@ class StripeState:
             )
             if get_bool(params, "allow_promotion_codes") is not None:
                 session["allow_promotion_codes"] = get_bool(params, "allow_promotion_codes")
-            session["payment_method_collection"] = collection
+            session.update(
+                payment_method_collection=collection,
+                amount_subtotal=subtotal,
+                discounts=_session_discounts(discounts),
+                total_details={**session["total_details"], "amount_discount": subtotal - total},
+            )
             self.checkout_sessions.add(session)
             self.checkout_line_items[session_id] = [
                 objects.checkout_line_item(
@@ -746,6 +1043,29 @@ class StripeState:
                 "trial_settings": trial_settings,
             }
             return session
+
+    def _checkout_discounts(
+        self, session: Obj, promotion_code: str | None
+    ) -> list[tuple[Obj, Obj | None]]:
+        """The session's discounts, or the code typed on the page ("This code is invalid.")."""
+        sources: list[tuple[Obj, Obj | None]] = []
+        for entry in session["discounts"]:
+            promo = self.promotion_codes.get(entry["promotion_code"] or "")
+            sources.append((self.coupons.objects[entry["coupon"]], promo))
+        code = (promotion_code or "").strip()
+        if code and session["allow_promotion_codes"]:
+            promo = self.find_promotion_code(code)
+            try:
+                if promo is None:
+                    raise invalid("This code is invalid.")
+                coupon = self.coupons.objects[promo["promotion"]["coupon"]]
+                self._redeemable(promo, coupon, session["customer"])
+            except StripeError:
+                raise invalid("This code is invalid.", param="promotion_code") from None
+            sources.append((coupon, promo))
+        for coupon, promo in sources:
+            self._redeemable(promo, coupon, session["customer"])
+        return sources
 
     def _read_line_items(self, raw: list[Any], param: str) -> list[tuple[Obj, int]]:
         if not raw:
@@ -826,8 +1146,11 @@ class StripeState:
         name: str | None = None,
         card_number: str | None = "4242424242424242",
         custom_fields: dict[str, str] | None = None,
+        promotion_code: str | None = None,
     ) -> Obj:
         """What happens when the buyer presses "Pay" on the hosted page.
+
+        ``promotion_code``: the code typed on the page (``allow_promotion_codes``).
 
         An empty ``card_number`` means "no card" when the session lets the buyer skip it
         (``payment_method_collection=if_required`` and nothing due today, i.e. a trial);
@@ -852,6 +1175,7 @@ class StripeState:
                 value = (values.get(field["key"]) or "").strip()
                 if not value and not field["optional"]:
                     raise invalid(f"{field['label']['custom']} is required.", param=field["key"])
+            discounts = self._checkout_discounts(session, promotion_code)
             if not skip_card and card in DECLINED_CARDS:
                 raise _card_declined()
             if session["customer"]:
@@ -879,6 +1203,7 @@ class StripeState:
                 livemode=session["livemode"],
                 trial_end=self._trial_end(extra.get("trial_period_days"), extra.get("trial_end")),
                 trial_settings=extra.get("trial_settings"),
+                discounts=discounts,
             )
             for field in session["custom_fields"]:
                 value = (values.get(field["key"]) or "").strip() or None
@@ -886,6 +1211,13 @@ class StripeState:
             session.update(
                 status="complete",
                 payment_status="paid" if invoice["amount_paid"] > 0 else "no_payment_required",
+                amount_subtotal=invoice["subtotal"],
+                amount_total=invoice["total"],
+                discounts=_session_discounts(discounts),
+                total_details={
+                    **session["total_details"],
+                    "amount_discount": sum(d["amount"] for d in invoice["total_discount_amounts"]),
+                },
                 customer=customer["id"],
                 subscription=sub["id"],
                 invoice=invoice["id"],
@@ -953,6 +1285,7 @@ class StripeState:
         declined: bool = False,
         trial_end: int | None = None,
         trial_settings: Obj | None = None,
+        discounts: Sequence[tuple[Obj, Obj | None]] = (),
     ) -> tuple[Obj, Obj]:
         """An active subscription whose first invoice is paid (events in Stripe's order).
 
@@ -961,6 +1294,8 @@ class StripeState:
 
         ``trial_end``: the subscription starts ``trialing``; its items' first period is the
         trial and the first invoice is a paid $0 ``subscription_create`` invoice.
+
+        ``discounts``: (coupon, promotion code) pairs redeemed onto the subscription.
         """
         created = self.now()
         sub_id = new_id("sub")
@@ -993,6 +1328,7 @@ class StripeState:
         for item in items:
             self.subscription_items.add(item)
         self.subs_by_customer.setdefault(customer["id"], []).append(sub_id)
+        sub["discounts"] = self._redeem(sub, list(discounts))
         invoice = self._build_cycle_invoice(
             sub,
             billing_reason="subscription_create",
@@ -1002,6 +1338,8 @@ class StripeState:
         )
         sub["latest_invoice"] = invoice["id"]
         self._emit("customer.subscription.created", sub)
+        for discount_id in sub["discounts"]:
+            self._emit("customer.discount.created", self.discounts.objects[discount_id])
         self._finalize_and_collect(invoice, succeed=not declined)
         return sub, invoice
 
@@ -1139,10 +1477,24 @@ class StripeState:
             public_url=self.public_url,
         )
         invoice["default_payment_method"] = None
+        self._price_invoice(invoice, sub)
         self.invoices.add(invoice)
         self.invoices_by_customer.setdefault(customer["id"], []).append(invoice_id)
         self.invoices_by_subscription.setdefault(sub["id"], []).append(invoice_id)
         return invoice
+
+    def _price_invoice(self, invoice: Obj, sub: Obj) -> None:
+        """Subtotal, discounts and total of a draft invoice (lines are pre-discount)."""
+        subtotal = sum(line["amount"] for line in invoice["lines"]["data"])
+        total = subtotal - self._apply_discounts(invoice, sub)
+        invoice.update(
+            subtotal=subtotal,
+            subtotal_excluding_tax=subtotal,
+            total_excluding_tax=total,
+            total=total,
+            amount_due=max(total, 0),
+            amount_remaining=max(total, 0),
+        )
 
     def decline_payments(self, count: int = 1) -> None:
         """Make the next ``count`` card charges made through the API fail (card_declined).
@@ -1249,6 +1601,7 @@ class StripeState:
             lines = self._read_line_items(get_list(params, "items"), "items")
             days, end, trial_settings = self._read_trial(params)
             trial_end = self._trial_end(days, end)
+            discounts = self._read_discounts(params.get("discounts"), customer_id)
             pm_id = get_str(params, "default_payment_method")
             if pm_id:
                 self._get(self.payment_methods, "pm", pm_id, param="default_payment_method")
@@ -1273,6 +1626,7 @@ class StripeState:
                 declined=declined,
                 trial_end=trial_end,
                 trial_settings=trial_settings,
+                discounts=discounts,
             )
             return sub
 
@@ -1389,6 +1743,11 @@ class StripeState:
                 sub["default_payment_method"] = pm_id
             if "cancel_at_period_end" in params:
                 self._set_cancel_at_period_end(sub, bool(get_bool(params, "cancel_at_period_end")))
+            new_discounts: list[str] = []
+            if "discounts" in params:  # replaces them; ``discounts=`` removes them all
+                sources = self._read_discounts(params.get("discounts"), sub["customer"])
+                new_discounts = self._redeem(sub, sources)
+                sub["discounts"] = new_discounts
             details = get_dict(params, "cancellation_details")
             if details:
                 sub["cancellation_details"] = {
@@ -1409,32 +1768,24 @@ class StripeState:
             invoice = None
             declined = False
             if behaviour == "always_invoice" and proration_items:
+                invoice_id = new_id("in")
                 invoice = self._build_invoice(
                     sub,
-                    new_id("in"),
-                    [],
+                    invoice_id,
+                    self._claim_pending_items(sub, invoice_id),
                     billing_reason="subscription_update",
                     period_start=self.now(),
                     period_end=self.now(),
                 )
-                lines = self._claim_pending_items(sub, invoice["id"])
-                total = sum(line["amount"] for line in lines)
-                invoice["lines"].update(data=lines, total_count=len(lines))
-                invoice.update(
-                    amount_due=max(total, 0),
-                    amount_remaining=max(total, 0),
-                    subtotal=total,
-                    subtotal_excluding_tax=total,
-                    total=total,
-                    total_excluding_tax=total,
-                )
                 sub["latest_invoice"] = invoice["id"]
-                declined = total > 0 and self._take_decline()
+                declined = invoice["total"] > 0 and self._take_decline()
                 if declined and sub["status"] in ("active", "trialing"):
                     sub["status"] = "past_due"  # allow_incomplete: the change stays, unpaid
                 previous = changes(before, sub)
             if previous:
                 self._emit("customer.subscription.updated", sub, previous)
+            for discount_id in new_discounts:
+                self._emit("customer.discount.created", self.discounts.objects[discount_id])
             for item in proration_items:
                 self._emit("invoiceitem.created", item)
             if invoice is not None:
@@ -2219,6 +2570,8 @@ class StripeState:
         "charges",
         "invoice_payments",
         "disputes",
+        "coupons",
+        "promotion_codes",
         "events",
     )
 
@@ -2251,6 +2604,14 @@ def _check_interval(interval: Any, count: int | None) -> None:
             "days), and interval_count must be at least 1.",
             param="recurring[interval_count]",
         )
+
+
+def _session_discounts(sources: Sequence[tuple[Obj, Obj | None]]) -> list[Obj]:
+    """A Checkout Session's ``discounts``: the coupon and promotion code of each."""
+    return [
+        {"coupon": coupon["id"], "promotion_code": promo["id"] if promo else None}
+        for coupon, promo in sources
+    ]
 
 
 def _card_declined() -> StripeError:

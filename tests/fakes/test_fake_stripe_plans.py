@@ -305,3 +305,150 @@ def test_dashboard_offers_trial_buttons_for_trialing_subscriptions(
     )
     assert response.status_code == 303
     assert client.v1.subscriptions.retrieve(session.subscription).status == "active"
+
+
+# -- coupons and promotion codes ----------------------------------------------------------------
+
+
+def make_promotion(
+    client: stripe.StripeClient, code: str, **coupon: Any
+) -> tuple[stripe.Coupon, stripe.PromotionCode]:
+    made = client.v1.coupons.create(params=coupon)
+    promo = client.v1.promotion_codes.create(
+        params={"promotion": {"type": "coupon", "coupon": made.id}, "code": code}
+    )
+    return made, promo
+
+
+def test_coupon_and_promotion_code_endpoints(
+    srv: FakeStripeServer, client: stripe.StripeClient
+) -> None:
+    quarter = client.v1.coupons.create(
+        params={"percent_off": 25, "duration": "repeating", "duration_in_months": 3}
+    )
+    assert (quarter.object, quarter.percent_off, quarter.amount_off) == ("coupon", 25, None)
+    assert (quarter.duration, quarter.duration_in_months, quarter.valid) == ("repeating", 3, True)
+    ten = client.v1.coupons.create(
+        params={"id": "TENOFF", "amount_off": 1000, "currency": "usd", "duration": "once"}
+    )
+    assert (ten.id, ten.currency) == ("TENOFF", "usd")
+    assert client.v1.coupons.retrieve("TENOFF").amount_off == 1000
+    assert {c.id for c in client.v1.coupons.list().data} == {quarter.id, "TENOFF"}
+    for bad in (
+        {"amount_off": 1000},  # no currency
+        {"percent_off": 10, "amount_off": 100, "currency": "usd"},
+        {"percent_off": 10, "duration": "repeating"},  # no duration_in_months
+    ):
+        with pytest.raises(stripe.InvalidRequestError):
+            client.v1.coupons.create(params=bad)
+
+    promo = client.v1.promotion_codes.create(
+        params={
+            "promotion": {"type": "coupon", "coupon": quarter.id},
+            "code": "LAUNCH25",
+            "max_redemptions": 2,
+        }
+    )
+    assert promo.id.startswith("promo_")
+    assert (promo.code, promo.active, promo.times_redeemed) == ("LAUNCH25", True, 0)
+    assert (promo.promotion.type, promo.promotion.coupon) == ("coupon", quarter.id)
+    expanded = client.v1.promotion_codes.retrieve(promo.id, params={"expand": ["promotion.coupon"]})
+    assert expanded.promotion.coupon.percent_off == 25
+    assert [p.id for p in client.v1.promotion_codes.list(params={"code": "LAUNCH25"}).data] == [
+        promo.id
+    ]
+    assert client.v1.promotion_codes.list(params={"coupon": "TENOFF"}).data == []
+    with pytest.raises(stripe.InvalidRequestError) as taken:
+        client.v1.promotion_codes.create(
+            params={"promotion": {"type": "coupon", "coupon": "TENOFF"}, "code": "LAUNCH25"}
+        )
+    assert taken.value.code == "resource_already_exists"
+    with pytest.raises(stripe.InvalidRequestError) as legacy:
+        client.v1.promotion_codes.create(params={"coupon": "TENOFF"})
+    assert legacy.value.param == "coupon"
+
+    off = client.v1.promotion_codes.update(promo.id, params={"active": False})
+    assert off.active is False
+    assert client.v1.promotion_codes.list(params={"active": True}).data == []
+    assert event_types(srv).count("promotion_code.created") == 1
+    assert "promotion_code.updated" in event_types(srv)
+
+
+def test_a_promotion_code_typed_on_the_checkout_page_discounts_the_subscription(
+    srv: FakeStripeServer, client: stripe.StripeClient
+) -> None:
+    coupon, promo = make_promotion(
+        client, "LAUNCH25", percent_off=25, duration="repeating", duration_in_months=2
+    )
+    _, retired = make_promotion(client, "OLDCODE", percent_off=50)
+    client.v1.promotion_codes.update(retired.id, params={"active": False})
+    session = open_session(client, allow_promotion_codes=True)
+    assert 'name="promotion_code"' in requests.get(session.url).text
+
+    for wrong in ("NOPE", "OLDCODE"):
+        refused = pay(session, promotion_code=wrong)
+        assert refused.status_code == 400
+        assert "This code is invalid." in refused.text
+    assert client.v1.checkout.sessions.retrieve(session.id).status == "open"
+
+    assert pay(session, promotion_code=" launch25 ").status_code == 303  # case-insensitive
+    session = client.v1.checkout.sessions.retrieve(session.id)
+    assert (session.amount_subtotal, session.amount_total) == (9900, 7425)
+    assert session.total_details.amount_discount == 2475
+    assert session.discounts[0].promotion_code == promo.id
+    sub = client.v1.subscriptions.retrieve(session.subscription, params={"expand": ["discounts"]})
+    discount = sub.discounts[0]
+    assert (discount.object, discount.source.coupon, discount.promotion_code) == (
+        "discount",
+        coupon.id,
+        promo.id,
+    )
+    assert discount.subscription == sub.id
+    assert discount.end == add_interval(discount.start, "month", 2)
+    invoice = client.v1.invoices.retrieve(sub.latest_invoice)
+    assert (invoice.subtotal, invoice.total, invoice.amount_paid) == (9900, 7425, 7425)
+    assert invoice.discounts == [discount.id]
+    assert [(d.amount, d.discount) for d in invoice.total_discount_amounts] == [(2475, discount.id)]
+    assert invoice.lines.data[0].discount_amounts[0].amount == 2475
+    assert client.v1.promotion_codes.retrieve(promo.id).times_redeemed == 1
+    assert client.v1.coupons.retrieve(coupon.id).times_redeemed == 1
+    assert last_object(srv, "customer.discount.created")["id"] == discount.id
+    # repeating: the next renewal is still discounted
+    assert srv.state.renew(sub.id)["invoice"]["total"] == 7425
+
+
+def test_checkout_discounts_param_and_coupon_durations(
+    srv: FakeStripeServer, client: stripe.StripeClient
+) -> None:
+    once = client.v1.coupons.create(
+        params={"amount_off": 1000, "currency": "usd", "duration": "once", "max_redemptions": 1}
+    )
+    session = open_session(client, discounts=[{"coupon": once.id}])
+    assert (session.amount_total, session.total_details.amount_discount) == (8900, 1000)
+    assert session.discounts[0].coupon == once.id
+    done = requests.post(f"{srv.url}/_control/checkout/{session.id}/complete", json={})
+    sub_id = done.json()["session"]["subscription"]
+    assert client.v1.invoices.retrieve(done.json()["session"]["invoice"]).total == 8900
+    assert srv.state.renew(sub_id)["invoice"]["total"] == 9900  # once: the first invoice only
+
+    with pytest.raises(stripe.InvalidRequestError):  # max_redemptions reached
+        open_session(client, discounts=[{"coupon": once.id}])
+    forever, promo = make_promotion(client, "FOREVER10", percent_off=10, duration="forever")
+    with pytest.raises(stripe.InvalidRequestError):
+        open_session(client, discounts=[{"promotion_code": promo.id}], allow_promotion_codes=True)
+
+    customer = client.v1.customers.create(params={"email": "api@example.test"})
+    sub = client.v1.subscriptions.create(
+        params={
+            "customer": customer.id,
+            "items": [{"price": INDIVIDUAL_PRICE_ID}],
+            "discounts": [{"promotion_code": promo.id}],
+        }
+    )
+    assert client.v1.invoices.retrieve(sub.latest_invoice).total == 8910
+    for _ in range(2):
+        assert srv.state.renew(sub.id)["invoice"]["total"] == 8910
+    cleared = client.v1.subscriptions.update(sub.id, params={"discounts": ""})
+    assert cleared.discounts == []
+    assert srv.state.renew(sub.id)["invoice"]["total"] == 9900
+    assert client.v1.coupons.retrieve(forever.id).times_redeemed == 1
