@@ -302,6 +302,28 @@ async def list_customer_payment_methods(request: web.Request) -> web.Response:
     return _reply_list(request, f"/v1/customers/{customer_id}/payment_methods", page)
 
 
+async def create_customer_tax_id(request: web.Request) -> web.Response:
+    return _update(request, _state(request).create_tax_id)
+
+
+async def list_customer_tax_ids(request: web.Request) -> web.Response:
+    state = _state(request)
+    customer_id = request.match_info["id"]
+
+    def page(params: Obj, **paging: Any) -> tuple[list[Obj], bool]:
+        return state.list_tax_ids(customer_id, **paging)
+
+    return _reply_list(request, f"/v1/customers/{customer_id}/tax_ids", page)
+
+
+async def get_tax_rate(request: web.Request) -> web.Response:
+    return _reply(request, _state(request).get_tax_rate(request.match_info["id"]))
+
+
+async def list_tax_rates(request: web.Request) -> web.Response:
+    return _reply_list(request, "/v1/tax_rates", _state(request).list_tax_rates)
+
+
 # products and prices
 
 
@@ -662,6 +684,11 @@ async def checkout_submit(request: web.Request) -> web.Response:
             card_number=get_str(form, "card_number"),
             custom_fields={str(k): str(v) for k, v in (custom or {}).items()},
             promotion_code=get_str(form, "promotion_code"),
+            address={
+                "country": get_str(form, "country"),
+                "postal_code": get_str(form, "postal_code"),
+            },
+            tax_id=get_str(form, "tax_id"),
         )
     except StripeError as exc:
         with state.lock:
@@ -883,6 +910,8 @@ async def control_complete_checkout(request: web.Request) -> web.Response:
         card_number=str(body.get("card_number", "4242424242424242")),
         custom_fields=body.get("custom_fields") or {},
         promotion_code=body.get("promotion_code"),
+        address=body.get("address"),
+        tax_id=body.get("tax_id"),
     )
     with state.lock:
         return _json(
@@ -1053,6 +1082,10 @@ def build_app(
     r.add_post("/v1/customers/{id}", update_customer)
     r.add_delete("/v1/customers/{id}", delete_customer)
     r.add_get("/v1/customers/{id}/payment_methods", list_customer_payment_methods)
+    r.add_post("/v1/customers/{id}/tax_ids", create_customer_tax_id)
+    r.add_get("/v1/customers/{id}/tax_ids", list_customer_tax_ids)
+    r.add_get("/v1/tax_rates", list_tax_rates)
+    r.add_get("/v1/tax_rates/{id}", get_tax_rate)
     r.add_post("/v1/products", create_product)
     r.add_get("/v1/products", list_products)
     r.add_get("/v1/products/{id}", get_product)

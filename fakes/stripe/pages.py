@@ -12,6 +12,7 @@ from html import escape
 from typing import Any
 
 from .objects import describe_interval, format_amount
+from .tax import COUNTRIES, TAX_RATES
 
 Obj = dict[str, Any]
 
@@ -121,6 +122,25 @@ def checkout(
         parts.append(
             f'<label for="cf-{key}">{escape(field["label"]["custom"])}</label>'
             f'<input id="cf-{key}" name="custom_fields[{key}]" type="text"{required}>'
+        )
+    if session["automatic_tax"]["enabled"] or session["billing_address_collection"] == "required":
+        options = "".join(
+            f'<option value="{code}">{escape(name)}</option>' for code, name in COUNTRIES.items()
+        )
+        rates = ", ".join(f"{code} {rate[0]:g}%" for code, rate in TAX_RATES.items())
+        parts.append(
+            '<fieldset><legend>Billing address</legend><label for="country">Country</label>'
+            f'<select id="country" name="country" required><option value="">Choose…</option>'
+            f"{options}</select>"
+            '<label for="postal-code">Postal code</label>'
+            '<input id="postal-code" name="postal_code" autocomplete="postal-code"></fieldset>'
+        )
+        if session["automatic_tax"]["enabled"]:
+            parts.append(f'<p class="muted">Tax is added by country: {escape(rates)}.</p>')
+    if session["tax_id_collection"]["enabled"]:
+        parts.append(
+            '<label for="tax-id">Tax ID (optional, for businesses)</label>'
+            '<input id="tax-id" name="tax_id" autocomplete="off">'
         )
     if session["allow_promotion_codes"]:
         parts.append(

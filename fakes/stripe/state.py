@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from . import objects
+from . import objects, tax
 from .catalogue import DEMO_CATALOGUE, Catalogue
 from .errors import StripeError, invalid, missing, no_such
 from .forms import apply_metadata, get_bool, get_dict, get_int, get_list, get_str
@@ -251,6 +251,9 @@ class StripeState:
             self.promotion_codes = Store()
             self.discounts = Store()
             self.discounts_used: set[str] = set()  # ``once`` discounts already applied
+            self.tax_rates = Store()
+            self.tax_ids = Store()
+            self.tax_ids_by_customer: dict[str, list[str]] = {}
             self.charge_by_invoice: dict[str, str] = {}
             self.events = Store()
             self.subs_by_customer: dict[str, list[str]] = {}
@@ -323,6 +326,8 @@ class StripeState:
         "dp": "disputes",
         "promo": "promotion_codes",
         "di": "discounts",
+        "txr": "tax_rates",
+        "txi": "tax_ids",
     }
 
     def lookup(self, object_id: str) -> Obj | None:
@@ -414,6 +419,11 @@ class StripeState:
             return objects.list_object(items, f"/v1/checkout/sessions/{obj['id']}/line_items")
         if kind == "customer" and field == "sources":
             return objects.list_object([], f"/v1/customers/{obj['id']}/sources")
+        if kind == "customer" and field == "tax_ids":
+            ids = self.tax_ids_by_customer.get(obj["id"], [])
+            return objects.list_object(
+                [self.tax_ids.objects[i] for i in ids], f"/v1/customers/{obj['id']}/tax_ids"
+            )
         if kind == "customer" and field == "subscriptions":
             subs = [self.subscriptions.objects[s] for s in self.subs_by_customer.get(obj["id"], [])]
             return objects.list_object(subs[::-1], f"/v1/customers/{obj['id']}/subscriptions")
@@ -457,6 +467,8 @@ class StripeState:
                 phone=get_str(params, "phone"),
                 metadata=apply_metadata({}, params.get("metadata")),
             )
+            if params.get("address"):
+                customer["address"] = _address(get_dict(params, "address"))
             self.customers.add(customer)
             self.subs_by_customer[customer["id"]] = []
             self._emit("customer.created", customer)
@@ -472,6 +484,9 @@ class StripeState:
                 if field in params:
                     customer[field] = get_str(params, field) or None
             customer["metadata"] = apply_metadata(customer["metadata"], params.get("metadata"))
+            if "address" in params:
+                address = get_dict(params, "address")
+                customer["address"] = _address(address) if address else None
             settings = get_dict(params, "invoice_settings")
             if "default_payment_method" in settings:
                 pm_id = settings["default_payment_method"] or None
@@ -518,6 +533,93 @@ class StripeState:
             return (email is None or obj.get("email") == email) and created(obj)
 
         return self.customers.page(match=match, kind="customer", **paging)
+
+    # -- tax ids and tax rates --------------------------------------------------------------
+
+    def create_tax_id(self, customer_id: str, params: Obj) -> Obj:
+        """``POST /v1/customers/{id}/tax_ids`` (``type``, ``value``), then
+        ``customer.tax_id.created``."""
+        id_type, value = get_str(params, "type"), get_str(params, "value")
+        if not id_type:
+            raise missing("type")
+        if not value:
+            raise missing("value")
+        with self._operation():
+            customer = self.get_customer(customer_id)
+            country = (customer.get("address") or {}).get("country")
+            tax_id = tax.tax_id(
+                new_id("txi", 14),
+                customer=customer_id,
+                id_type=id_type,
+                value=value,
+                country=country,
+                created=self.now(),
+                livemode=customer["livemode"],
+            )
+            self.tax_ids.add(tax_id)
+            self.tax_ids_by_customer.setdefault(customer_id, []).append(tax_id["id"])
+            self._emit("customer.tax_id.created", tax_id)
+            return tax_id
+
+    def list_tax_ids(self, customer_id: str, **paging: Any) -> tuple[list[Obj], bool]:
+        self.get_customer(customer_id)
+        subset = self.tax_ids_by_customer.get(customer_id, [])
+        return self.tax_ids.page(subset=subset, kind="tax_id", **paging)
+
+    def _customer_tax_ids(self, customer_id: str) -> list[Obj]:
+        """``{type, value}`` of each tax id (invoices' ``customer_tax_ids``, Checkout's)."""
+        found = (self.tax_ids.objects[i] for i in self.tax_ids_by_customer.get(customer_id, []))
+        return [{"type": t["type"], "value": t["value"]} for t in found]
+
+    def tax_rate_for(self, country: str) -> Obj:
+        """The fixed rate of ``country`` (``fakes.stripe.tax``), made on first use."""
+        rate = self.tax_rates.get(tax.rate_id(country))
+        if rate is None:
+            rate = self.tax_rates.add(tax.tax_rate(country, created=self.now()))
+        return rate
+
+    def get_tax_rate(self, rate_id: str) -> Obj:
+        return self._get(self.tax_rates, "tax_rate", rate_id)
+
+    def list_tax_rates(self, params: Obj, **paging: Any) -> tuple[list[Obj], bool]:
+        return self.tax_rates.page(kind="tax_rate", **paging)
+
+    def _tax_country(self, customer: Obj, *, param: str = "automatic_tax[enabled]") -> str:
+        """Where Stripe Tax places the customer; a 400 if it cannot."""
+        country = (customer.get("address") or {}).get("country")
+        if not country:
+            raise invalid(
+                "The customer's location isn't recognized. Set a valid customer address "
+                "(at least its country) to calculate tax.",
+                param=param,
+                code="customer_tax_location_invalid",
+            )
+        return country
+
+    def _apply_tax(self, invoice: Obj, sub: Obj) -> int:
+        """Stripe Tax on an invoice of a subscription with ``automatic_tax.enabled``.
+
+        Each line is taxed on its amount less its discounts at the customer's country's rate
+        (``fakes.stripe.tax``); ``total_taxes`` sums the lines. Returns the tax.
+        """
+        if not sub["automatic_tax"]["enabled"]:
+            return 0
+        customer = self.customers.objects[sub["customer"]]
+        country = self._tax_country(customer)
+        self.tax_rate_for(country)
+        taxable_total = 0
+        for line in invoice["lines"]["data"]:
+            taxable = line["amount"] - sum(d["amount"] for d in line["discount_amounts"])
+            line["taxes"] = [tax.line_tax(taxable, country)]
+            taxable_total += taxable
+        amount = sum(line["taxes"][0]["amount"] for line in invoice["lines"]["data"])
+        invoice.update(
+            automatic_tax={**_AUTOMATIC_TAX_ON, "provider": "stripe", "status": "complete"},
+            customer_address=customer["address"],
+            customer_tax_ids=self._customer_tax_ids(customer["id"]),
+            total_taxes=[{**tax.line_tax(taxable_total, country), "amount": amount}],
+        )
+        return amount
 
     # -- payment methods -------------------------------------------------------------------
 
@@ -1018,7 +1120,19 @@ class StripeState:
             )
             if get_bool(params, "allow_promotion_codes") is not None:
                 session["allow_promotion_codes"] = get_bool(params, "allow_promotion_codes")
+            if get_bool(get_dict(params, "automatic_tax"), "enabled"):
+                session["automatic_tax"] = {
+                    **_AUTOMATIC_TAX_ON,
+                    "provider": "stripe",
+                    "status": "requires_location_inputs",
+                }
+                del session["automatic_tax"]["disabled_reason"]
             session.update(
+                billing_address_collection=get_str(params, "billing_address_collection"),
+                tax_id_collection={
+                    "enabled": bool(get_bool(get_dict(params, "tax_id_collection"), "enabled")),
+                    "required": "never",
+                },
                 payment_method_collection=collection,
                 amount_subtotal=subtotal,
                 discounts=_session_discounts(discounts),
@@ -1147,8 +1261,14 @@ class StripeState:
         card_number: str | None = "4242424242424242",
         custom_fields: dict[str, str] | None = None,
         promotion_code: str | None = None,
+        address: Obj | None = None,
+        tax_id: str | None = None,
     ) -> Obj:
         """What happens when the buyer presses "Pay" on the hosted page.
+
+        ``address`` (at least ``country``) is required when the session collects it
+        (``automatic_tax`` or ``billing_address_collection=required``) and becomes the
+        customer's; ``tax_id`` (with ``tax_id_collection``) becomes a customer tax id.
 
         ``promotion_code``: the code typed on the page (``allow_promotion_codes``).
 
@@ -1176,6 +1296,12 @@ class StripeState:
                 if not value and not field["optional"]:
                     raise invalid(f"{field['label']['custom']} is required.", param=field["key"])
             discounts = self._checkout_discounts(session, promotion_code)
+            billing_address = _address(address or {})
+            asks_address = session["automatic_tax"]["enabled"] or (
+                session["billing_address_collection"] == "required"
+            )
+            if asks_address and not billing_address["country"]:
+                raise invalid("Your country is required.", param="address[country]")
             if not skip_card and card in DECLINED_CARDS:
                 raise _card_declined()
             if session["customer"]:
@@ -1186,6 +1312,13 @@ class StripeState:
                     raise missing("email")
                 customer = self.create_customer(
                     {"email": buyer_email, "name": name or None}, livemode=session["livemode"]
+                )
+            if asks_address:
+                self.update_customer(customer["id"], {"address": billing_address})
+            if session["tax_id_collection"]["enabled"] and (tax_id or "").strip():
+                country = billing_address["country"] or ""
+                self.create_tax_id(
+                    customer["id"], {"type": tax.tax_id_type(country), "value": tax_id.strip()}
                 )
             pm = None
             if not skip_card:
@@ -1204,7 +1337,10 @@ class StripeState:
                 trial_end=self._trial_end(extra.get("trial_period_days"), extra.get("trial_end")),
                 trial_settings=extra.get("trial_settings"),
                 discounts=discounts,
+                automatic_tax=session["automatic_tax"]["enabled"],
             )
+            if session["automatic_tax"]["enabled"]:
+                session["automatic_tax"] = {**session["automatic_tax"], "status": "complete"}
             for field in session["custom_fields"]:
                 value = (values.get(field["key"]) or "").strip() or None
                 field["text"] = {**field["text"], "value": value}
@@ -1217,20 +1353,21 @@ class StripeState:
                 total_details={
                     **session["total_details"],
                     "amount_discount": sum(d["amount"] for d in invoice["total_discount_amounts"]),
+                    "amount_tax": sum(t["amount"] for t in invoice["total_taxes"]),
                 },
                 customer=customer["id"],
                 subscription=sub["id"],
                 invoice=invoice["id"],
                 url=None,
                 customer_details={
-                    "address": None,
+                    "address": customer["address"],
                     "business_name": None,
                     "email": customer.get("email"),
                     "individual_name": None,
                     "name": customer.get("name"),
                     "phone": None,
                     "tax_exempt": "none",
-                    "tax_ids": [],
+                    "tax_ids": self._customer_tax_ids(customer["id"]),
                 },
             )
             self._emit("checkout.session.completed", session)
@@ -1286,6 +1423,7 @@ class StripeState:
         trial_end: int | None = None,
         trial_settings: Obj | None = None,
         discounts: Sequence[tuple[Obj, Obj | None]] = (),
+        automatic_tax: bool = False,
     ) -> tuple[Obj, Obj]:
         """An active subscription whose first invoice is paid (events in Stripe's order).
 
@@ -1324,6 +1462,8 @@ class StripeState:
             )
         if trial_settings:
             sub["trial_settings"] = trial_settings
+        if automatic_tax:
+            sub["automatic_tax"] = _AUTOMATIC_TAX_ON
         self.subscriptions.add(sub)
         for item in items:
             self.subscription_items.add(item)
@@ -1484,13 +1624,18 @@ class StripeState:
         return invoice
 
     def _price_invoice(self, invoice: Obj, sub: Obj) -> None:
-        """Subtotal, discounts and total of a draft invoice (lines are pre-discount)."""
+        """Subtotal, discounts, tax and total of a draft invoice (lines are pre-discount).
+
+        ``subtotal`` = the lines; ``total_excluding_tax`` = subtotal − discounts;
+        ``total`` = that + tax (exclusive); ``amount_due`` = the total, or 0 for a credit.
+        """
         subtotal = sum(line["amount"] for line in invoice["lines"]["data"])
-        total = subtotal - self._apply_discounts(invoice, sub)
+        excluding_tax = subtotal - self._apply_discounts(invoice, sub)
+        total = excluding_tax + self._apply_tax(invoice, sub)
         invoice.update(
             subtotal=subtotal,
             subtotal_excluding_tax=subtotal,
-            total_excluding_tax=total,
+            total_excluding_tax=excluding_tax,
             total=total,
             amount_due=max(total, 0),
             amount_remaining=max(total, 0),
@@ -1602,6 +1747,9 @@ class StripeState:
             days, end, trial_settings = self._read_trial(params)
             trial_end = self._trial_end(days, end)
             discounts = self._read_discounts(params.get("discounts"), customer_id)
+            automatic_tax = bool(get_bool(get_dict(params, "automatic_tax"), "enabled"))
+            if automatic_tax:
+                self._tax_country(customer)
             pm_id = get_str(params, "default_payment_method")
             if pm_id:
                 self._get(self.payment_methods, "pm", pm_id, param="default_payment_method")
@@ -1627,6 +1775,7 @@ class StripeState:
                 trial_end=trial_end,
                 trial_settings=trial_settings,
                 discounts=discounts,
+                automatic_tax=automatic_tax,
             )
             return sub
 
@@ -2587,6 +2736,13 @@ class StripeState:
             return snapshot(result)
 
 
+# ``automatic_tax`` of a subscription with Stripe Tax on (invoices add provider and status).
+_AUTOMATIC_TAX_ON = {
+    "disabled_reason": None,
+    "enabled": True,
+    "liability": {"account": None, "type": "self"},
+}
+
 # Stripe's longest billing interval is three years: 3 years, 36 months, 156 weeks, 1095 days.
 MAX_INTERVAL_COUNT = {"day": 1095, "week": 156, "month": 36, "year": 3}
 
@@ -2604,6 +2760,17 @@ def _check_interval(interval: Any, count: int | None) -> None:
             "days), and interval_count must be at least 1.",
             param="recurring[interval_count]",
         )
+
+
+_ADDRESS_FIELDS = ("city", "country", "line1", "line2", "postal_code", "state")
+
+
+def _address(raw: Obj) -> Obj:
+    """A Stripe address from ``address[...]`` params (the country upper-cased)."""
+    address: Obj = {field: (str(raw.get(field) or "") or None) for field in _ADDRESS_FIELDS}
+    if address["country"]:
+        address["country"] = address["country"].upper()
+    return address
 
 
 def _session_discounts(sources: Sequence[tuple[Obj, Obj | None]]) -> list[Obj]:

@@ -452,3 +452,108 @@ def test_checkout_discounts_param_and_coupon_durations(
     assert cleared.discounts == []
     assert srv.state.renew(sub.id)["invoice"]["total"] == 9900
     assert client.v1.coupons.retrieve(forever.id).times_redeemed == 1
+
+
+# -- Stripe Tax -----------------------------------------------------------------------------------
+
+TAXED = {
+    "automatic_tax": {"enabled": True},
+    "billing_address_collection": "required",
+    "tax_id_collection": {"enabled": True},
+}
+
+
+def test_checkout_with_automatic_tax_asks_for_the_country_and_adds_tax(
+    srv: FakeStripeServer, client: stripe.StripeClient
+) -> None:
+    session = open_session(client, **TAXED)
+    assert (session.automatic_tax.enabled, session.automatic_tax.status) == (
+        True,
+        "requires_location_inputs",
+    )
+    page = requests.get(session.url).text
+    assert 'name="country"' in page and 'name="tax_id"' in page
+    assert "DE 19%" in page
+    refused = pay(session)
+    assert refused.status_code == 400 and "Your country is required." in refused.text
+
+    assert pay(session, country="DE", postal_code="10115", tax_id="DE123456789").status_code == 303
+    session = client.v1.checkout.sessions.retrieve(session.id)
+    assert session.automatic_tax.status == "complete"
+    assert (session.amount_subtotal, session.total_details.amount_tax, session.amount_total) == (
+        9900,
+        1881,
+        11781,
+    )
+    assert session.customer_details.address.country == "DE"
+    assert [(t.type, t.value) for t in session.customer_details.tax_ids] == [
+        ("eu_vat", "DE123456789")
+    ]
+
+    sub = client.v1.subscriptions.retrieve(session.subscription)
+    assert sub.automatic_tax.enabled is True
+    invoice = client.v1.invoices.retrieve(
+        sub.latest_invoice, params={"expand": ["total_taxes.tax_rate_details.tax_rate"]}
+    )
+    assert (invoice.automatic_tax.enabled, invoice.automatic_tax.status) == (True, "complete")
+    assert (invoice.subtotal, invoice.total_excluding_tax, invoice.total) == (9900, 9900, 11781)
+    assert invoice.amount_paid == 11781
+    total_tax = invoice.total_taxes[0]
+    assert (total_tax.amount, total_tax.tax_behavior, total_tax.taxability_reason) == (
+        1881,
+        "exclusive",
+        "standard_rated",
+    )
+    assert (total_tax.type, total_tax.taxable_amount) == ("tax_rate_details", 9900)
+    assert total_tax.tax_rate_details.tax_rate.percentage == 19
+    assert invoice.lines.data[0].taxes[0].amount == 1881
+    assert invoice.customer_address.country == "DE"
+    assert invoice.customer_tax_ids[0].value == "DE123456789"
+
+    customer = client.v1.customers.retrieve(sub.customer, params={"expand": ["tax_ids"]})
+    assert (customer.address.country, customer.address.postal_code) == ("DE", "10115")
+    assert customer.tax_ids.data[0].type == "eu_vat"
+    listed = client.v1.customers.tax_ids.list(sub.customer)
+    assert [t.value for t in listed.data] == ["DE123456789"]
+    assert last_object(srv, "customer.tax_id.created")["customer"] == sub.customer
+    assert client.v1.tax_rates.retrieve("txr_fake_de").display_name == "VAT"
+    assert srv.state.renew(sub.id)["invoice"]["total"] == 11781
+
+
+def test_tax_is_charged_on_the_discounted_amount(client: stripe.StripeClient) -> None:
+    make_promotion(client, "QUARTER", percent_off=25, duration="forever")
+    session = checkout(
+        client, {"country": "GB", "promotion_code": "QUARTER"}, allow_promotion_codes=True, **TAXED
+    )
+    invoice = client.v1.invoices.retrieve(session.invoice)
+    # 9900 − 25% = 7425; 20% VAT on that = 1485
+    assert (invoice.subtotal, invoice.total_excluding_tax, invoice.total) == (9900, 7425, 8910)
+    assert invoice.total_taxes[0].amount == 1485
+    assert session.total_details.amount_discount == 2475
+    assert session.total_details.amount_tax == 1485
+
+
+def test_api_subscriptions_with_automatic_tax_need_a_customer_location(
+    client: stripe.StripeClient,
+) -> None:
+    nowhere = client.v1.customers.create(params={"email": "n@example.test"})
+    params = {"items": [{"price": INDIVIDUAL_PRICE_ID}], "automatic_tax": {"enabled": True}}
+    with pytest.raises(stripe.InvalidRequestError) as unknown:
+        client.v1.subscriptions.create(params={"customer": nowhere.id, **params})
+    assert unknown.value.code == "customer_tax_location_invalid"
+
+    american = client.v1.customers.create(
+        params={"email": "us@example.test", "address": {"country": "us", "postal_code": "94107"}}
+    )
+    assert american.address.country == "US"
+    sub = client.v1.subscriptions.create(params={"customer": american.id, **params})
+    invoice = client.v1.invoices.retrieve(sub.latest_invoice)
+    assert invoice.total == 9900
+    assert (invoice.total_taxes[0].amount, invoice.total_taxes[0].taxability_reason) == (
+        0,
+        "not_collecting",
+    )
+    tax_id = client.v1.customers.tax_ids.create(
+        american.id, params={"type": "us_ein", "value": "12-3456789"}
+    )
+    assert (tax_id.object, tax_id.owner.customer, tax_id.country) == ("tax_id", american.id, "US")
