@@ -1869,13 +1869,47 @@ class StripeState:
     # -- subscriptions: changes ------------------------------------------------------------
 
     def update_subscription(self, sub_id: str, params: Obj) -> Obj:
+        """``POST /v1/subscriptions/{id}``: metadata, cancellation, discounts and plan changes.
+
+        Plan changes (``items[]``: a new ``price`` and/or ``quantity`` for an item, a new item,
+        ``deleted``) are prorated by ``proration_behavior``: ``create_prorations`` (default:
+        pending invoice items the next invoice bills), ``always_invoice`` (an immediate
+        ``subscription_update`` invoice of them) or ``none``. With ``f`` = the unused share of
+        the current period, ``(period_end − now) / (period_end − period_start)``:
+
+        * a quantity change of one price: one item of ``round(unit × (new − old qty) × f)``;
+        * a new price of the same interval: ``−round(old unit × qty × f)`` ("Unused time on")
+          and ``+round(new unit × qty × f)`` ("Remaining time on"), the period unchanged;
+        * an added item ``+round(unit × qty × f)``, a removed one ``−round(unit × qty × f)``.
+
+        A new price of another interval (monthly → yearly), or ``billing_cycle_anchor=now``,
+        resets the billing cycle as Stripe does: every item's period starts now, the
+        subscription's ``billing_cycle_anchor`` is now, and an immediate invoice
+        (``subscription_update``) bills each item's full new period less the unused time of
+        the old items (``−round(old unit × qty × f)``, unless ``proration_behavior=none``)
+        plus any pending prorations. Every pending item is billed once: invoices claim them.
+        The next renewal bills the new period only. During a trial there is nothing to
+        prorate: the items change and the trial goes on.
+        """
         with self._operation():
             sub = self.get_subscription(sub_id)
             before = snapshot(sub)
             behaviour = get_str(params, "proration_behavior") or "create_prorations"
             if behaviour not in ("create_prorations", "none", "always_invoice"):
                 raise invalid("Invalid proration_behavior", param="proration_behavior")
+            anchor = get_str(params, "billing_cycle_anchor") or "unchanged"
+            if anchor not in ("now", "unchanged"):
+                raise invalid(
+                    "Invalid billing_cycle_anchor: must be one of now or unchanged",
+                    param="billing_cycle_anchor",
+                )
             raw_items = get_list(params, "items")
+            trialing = sub["status"] == "trialing"
+            if trialing:
+                behaviour = "none"
+            reset = not trialing and (
+                anchor == "now" or (bool(raw_items) and self._changes_cycle(sub, raw_items))
+            )
             payment_behavior = get_str(params, "payment_behavior") or "allow_incomplete"
             ended = sub["status"] in ("canceled", "incomplete_expired")
             if ended and (raw_items or "cancel_at_period_end" in params):
@@ -1905,18 +1939,27 @@ class StripeState:
                 }
             # A change that would charge a declining card with error_if_incomplete is refused
             # before anything changes (Stripe answers 402 and leaves the subscription alone).
-            charging = behaviour == "always_invoice" and bool(raw_items)
+            charging = (behaviour == "always_invoice" and bool(raw_items)) or reset
             if charging and payment_behavior == "error_if_incomplete" and self.declines > 0:
                 self._take_decline()
                 raise _card_declined()
             prorations = self._apply_item_changes(sub, raw_items) if raw_items else []
             previous = changes(before, sub)
             proration_items = []
-            if behaviour != "none" and prorations:
+            if reset:
+                proration_items = self._reset_cycle(sub, before, behaviour)
+            elif behaviour != "none" and prorations:
                 proration_items = [self._new_proration_item(sub, *p) for p in prorations]
             invoice = None
             declined = False
-            if behaviour == "always_invoice" and proration_items:
+            if reset:
+                invoice = self._build_cycle_invoice(
+                    sub,
+                    billing_reason="subscription_update",
+                    period_start=self.now(),
+                    period_end=self.now(),
+                )
+            elif behaviour == "always_invoice" and proration_items:
                 invoice_id = new_id("in")
                 invoice = self._build_invoice(
                     sub,
@@ -1926,6 +1969,7 @@ class StripeState:
                     period_start=self.now(),
                     period_end=self.now(),
                 )
+            if invoice is not None:
                 sub["latest_invoice"] = invoice["id"]
                 declined = invoice["total"] > 0 and self._take_decline()
                 if declined and sub["status"] in ("active", "trialing"):
@@ -1940,6 +1984,44 @@ class StripeState:
             if invoice is not None:
                 self._finalize_and_collect(invoice, succeed=not declined)
             return sub
+
+    def _changes_cycle(self, sub: Obj, raw_items: list[Any]) -> bool:
+        """Whether ``items[]`` bring in a price billed at another interval than the items'."""
+        current = {_cycle(item["price"]) for item in sub["items"]["data"]}
+        for raw in raw_items:
+            price = self.prices.get(raw.get("price") or "") if isinstance(raw, dict) else None
+            if price is not None and price["recurring"] and _cycle(price) not in current:
+                return True
+        return False
+
+    def _reset_cycle(self, sub: Obj, before: Obj, behaviour: str) -> list[Obj]:
+        """Start every item's period now; credit the old items' unused time (see above)."""
+        now = self.now()
+        credits = []
+        if behaviour != "none":
+            credits = [
+                self._new_proration_item(
+                    sub,
+                    old["price"],
+                    None,
+                    old["quantity"],
+                    0,
+                    period=(old["current_period_start"], old["current_period_end"]),
+                    si_id=old["id"],
+                )
+                for old in before["items"]["data"]
+            ]
+        items = []
+        for item in sub["items"]["data"]:
+            recurring = item["price"]["recurring"]
+            item["current_period_start"] = now
+            item["current_period_end"] = add_interval(
+                now, recurring["interval"], recurring["interval_count"]
+            )
+            items.append(item)
+        sub["items"] = objects.items_list(sub["id"], items)
+        sub["billing_cycle_anchor"] = now
+        return credits
 
     def _set_cancel_at_period_end(self, sub: Obj, value: bool) -> None:
         if value == sub["cancel_at_period_end"]:
@@ -2010,7 +2092,11 @@ class StripeState:
                     )
                 item["quantity"] = new_quantity
                 item["metadata"] = apply_metadata(item["metadata"], raw.get("metadata"))
-                if (new_price["id"], new_quantity) != (old_price["id"], old_quantity):
+                if new_price["id"] != old_price["id"]:
+                    # A new price: unused time on the old one back, remaining time on the new.
+                    prorations.append((old_price, None, old_quantity, 0))
+                    prorations.append((None, new_price, 0, new_quantity))
+                elif new_quantity != old_quantity:
                     prorations.append((old_price, new_price, old_quantity, new_quantity))
                 continue
             if not price_id:
@@ -2037,11 +2123,23 @@ class StripeState:
         return prorations
 
     def _new_proration_item(
-        self, sub: Obj, old_price: Obj | None, new_price: Obj | None, old_qty: int, new_qty: int
+        self,
+        sub: Obj,
+        old_price: Obj | None,
+        new_price: Obj | None,
+        old_qty: int,
+        new_qty: int,
+        *,
+        period: tuple[int, int] | None = None,
+        si_id: str | None = None,
     ) -> Obj:
-        """One invoice item with the net proration of a change, for the rest of the period."""
+        """One invoice item with the net proration of a change, for the rest of the period.
+
+        ``period`` is the item's (start, end), by default the subscription's current one;
+        ``si_id`` names the subscription item, by default the one with the item's price.
+        """
         now = self.now()
-        start, end = self.period_start(sub), self.period_end(sub)
+        start, end = period or (self.period_start(sub), self.period_end(sub))
         remaining = 0.0 if end <= start else min(max((end - now) / (end - start), 0.0), 1.0)
         old_amount = old_price["unit_amount"] * old_qty if old_price else 0
         new_amount = new_price["unit_amount"] * new_qty if new_price else 0
@@ -2060,7 +2158,7 @@ class StripeState:
             description = f"Remaining time on {new_qty} × {name} after {when}"
         else:
             description = f"Unused time on {old_qty} × {name} after {when}"
-        si_id = next(
+        si_id = si_id or next(
             (item["id"] for item in sub["items"]["data"] if item["price"]["id"] == price["id"]),
             None,
         )
@@ -2771,6 +2869,11 @@ def _address(raw: Obj) -> Obj:
     if address["country"]:
         address["country"] = address["country"].upper()
     return address
+
+
+def _cycle(price: Obj) -> tuple[str, int]:
+    recurring = price["recurring"] or {"interval": "month", "interval_count": 1}
+    return recurring["interval"], recurring["interval_count"]
 
 
 def _session_discounts(sources: Sequence[tuple[Obj, Obj | None]]) -> list[Obj]:

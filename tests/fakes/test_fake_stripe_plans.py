@@ -557,3 +557,135 @@ def test_api_subscriptions_with_automatic_tax_need_a_customer_location(
         american.id, params={"type": "us_ein", "value": "12-3456789"}
     )
     assert (tax_id.object, tax_id.owner.customer, tax_id.country) == ("tax_id", american.id, "US")
+
+
+# -- plan changes -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def plans(client: stripe.StripeClient) -> dict[str, str]:
+    product = client.v1.products.create(params={"name": "Plans"}).id
+    return {
+        "basic": new_price(client, 1000, "month", product=product).id,
+        "pro": new_price(client, 3000, "month", product=product).id,
+        "pro_year": new_price(client, 30000, "year", product=product).id,
+    }
+
+
+def halfway(srv: FakeStripeServer, client: stripe.StripeClient, price: str):
+    """A subscription to ``price``, with the fake's clock moved to the middle of its period.
+
+    Returns the subscription's first item and ``f``, the unused share of the period.
+    """
+    customer = client.v1.customers.create(params={"email": "p@example.test"})
+    sub = client.v1.subscriptions.create(
+        params={"customer": customer.id, "items": [{"price": price}]}
+    )
+    item = sub["items"].data[0]
+    start, end = item.current_period_start, item.current_period_end
+    now = start + (end - start) // 2
+    srv.state.now = lambda: now  # type: ignore[method-assign]
+    return sub, item, (end - now) / (end - start)
+
+
+def change(client: stripe.StripeClient, sub: Any, item: Any, price: str, **params: Any):
+    return client.v1.subscriptions.update(
+        sub.id, params={"items": [{"id": item.id, "price": price}], **params}
+    )
+
+
+def test_upgrade_within_an_interval_invoices_the_proration_at_once(
+    srv: FakeStripeServer, client: stripe.StripeClient, plans: dict[str, str]
+) -> None:
+    sub, item, f = halfway(srv, client, plans["basic"])
+    before = len(srv.state.events_of())
+    updated = change(client, sub, item, plans["pro"], proration_behavior="always_invoice")
+    new_item = updated["items"].data[0]
+    assert (new_item.id, new_item.price.id) == (item.id, plans["pro"])
+    assert new_item.current_period_end == item.current_period_end  # same cycle
+
+    invoice = client.v1.invoices.retrieve(updated.latest_invoice)
+    assert (invoice.billing_reason, invoice.status) == ("subscription_update", "paid")
+    amounts = sorted(line.amount for line in invoice.lines.data)
+    assert amounts == [-round(1000 * f), round(3000 * f)]
+    assert invoice.amount_paid == round(3000 * f) - round(1000 * f)
+    assert all(line.parent.invoice_item_details.proration for line in invoice.lines.data)
+
+    types = event_types(srv, before)
+    assert types[:3] == [
+        "customer.subscription.updated",
+        "invoiceitem.created",
+        "invoiceitem.created",
+    ]
+    assert types[3:] == [
+        "invoice.created",
+        "invoice.finalized",
+        "invoice.paid",
+        "invoice.payment_succeeded",
+    ]
+    previous = srv.state.events_of("customer.subscription.updated")[-1]["data"][
+        "previous_attributes"
+    ]
+    assert previous["items"]["data"][0]["price"]["id"] == plans["basic"]
+    # no double charge: the next renewal bills the new price only
+    assert srv.state.renew(sub.id)["invoice"]["total"] == 3000
+
+
+def test_downgrade_with_create_prorations_leaves_a_credit_for_the_renewal(
+    srv: FakeStripeServer, client: stripe.StripeClient, plans: dict[str, str]
+) -> None:
+    sub, item, f = halfway(srv, client, plans["pro"])
+    updated = change(client, sub, item, plans["basic"])
+    assert updated.latest_invoice == sub.latest_invoice  # nothing invoiced yet
+    pending = client.v1.invoice_items.list(params={"customer": sub.customer, "pending": True})
+    assert sorted(i.amount for i in pending.data) == [-round(3000 * f), round(1000 * f)]
+    renewal = srv.state.renew(sub.id)["invoice"]
+    assert renewal["total"] == 1000 - round(3000 * f) + round(1000 * f)
+    assert client.v1.invoice_items.list(params={"pending": True}).data == []
+
+    quiet = change(client, sub, updated["items"].data[0], plans["pro"], proration_behavior="none")
+    assert quiet.latest_invoice == renewal["id"]
+    assert client.v1.invoice_items.list(params={"pending": True}).data == []
+
+
+def test_switching_to_a_yearly_price_resets_the_cycle_and_invoices_now(
+    srv: FakeStripeServer, client: stripe.StripeClient, plans: dict[str, str]
+) -> None:
+    sub, item, f = halfway(srv, client, plans["basic"])
+    now = srv.state.now()
+    before = len(srv.state.events_of())
+    updated = change(client, sub, item, plans["pro_year"])  # create_prorations, the default
+    new_item = updated["items"].data[0]
+    assert updated.billing_cycle_anchor == now
+    assert (new_item.current_period_start, new_item.current_period_end) == (
+        now,
+        add_interval(now, "year"),
+    )
+    invoice = client.v1.invoices.retrieve(updated.latest_invoice)
+    assert (invoice.billing_reason, invoice.status) == ("subscription_update", "paid")
+    assert invoice.total == 30000 - round(1000 * f)
+    full = next(line for line in invoice.lines.data if line.amount > 0)
+    assert (full.period.start, full.period.end) == (now, add_interval(now, "year"))
+    previous = srv.state.events_of("customer.subscription.updated")[-1]["data"][
+        "previous_attributes"
+    ]
+    assert previous["billing_cycle_anchor"] == sub.billing_cycle_anchor
+    assert "invoice.paid" in event_types(srv, before)
+
+    renewal = srv.state.renew(sub.id)["invoice"]
+    assert renewal["total"] == 30000  # the credit was used once, the year billed once
+    assert renewal["period_start"] == now
+
+
+def test_billing_cycle_anchor_now_without_prorations_bills_a_full_period(
+    srv: FakeStripeServer, client: stripe.StripeClient, plans: dict[str, str]
+) -> None:
+    sub, item, _ = halfway(srv, client, plans["basic"])
+    updated = client.v1.subscriptions.update(
+        sub.id, params={"billing_cycle_anchor": "now", "proration_behavior": "none"}
+    )
+    invoice = client.v1.invoices.retrieve(updated.latest_invoice)
+    assert (invoice.total, len(invoice.lines.data)) == (1000, 1)
+    assert updated["items"].data[0].current_period_start == srv.state.now()
+    with pytest.raises(stripe.InvalidRequestError):
+        client.v1.subscriptions.update(sub.id, params={"billing_cycle_anchor": "later"})
