@@ -369,36 +369,24 @@ async def list_prices(request: web.Request) -> web.Response:
 # coupons and promotion codes
 
 
-async def create_coupon(request: web.Request) -> web.Response:
-    return _create(request, _state(request).create_coupon)
+def _resource(singular: str, plural: str) -> tuple[Handler, Handler, Handler, Handler]:
+    """Create, retrieve, update and list handlers for ``state.<verb>_<singular|plural>``."""
 
+    async def create(request: web.Request) -> web.Response:
+        return _create(request, getattr(_state(request), f"create_{singular}"))
 
-async def get_coupon(request: web.Request) -> web.Response:
-    return _reply(request, _state(request).get_coupon(request.match_info["id"]))
+    async def retrieve(request: web.Request) -> web.Response:
+        return _reply(
+            request, getattr(_state(request), f"get_{singular}")(request.match_info["id"])
+        )
 
+    async def update(request: web.Request) -> web.Response:
+        return _update(request, getattr(_state(request), f"update_{singular}"))
 
-async def update_coupon(request: web.Request) -> web.Response:
-    return _update(request, _state(request).update_coupon)
+    async def list_all(request: web.Request) -> web.Response:
+        return _reply_list(request, f"/v1/{plural}", getattr(_state(request), f"list_{plural}"))
 
-
-async def list_coupons(request: web.Request) -> web.Response:
-    return _reply_list(request, "/v1/coupons", _state(request).list_coupons)
-
-
-async def create_promotion_code(request: web.Request) -> web.Response:
-    return _create(request, _state(request).create_promotion_code)
-
-
-async def get_promotion_code(request: web.Request) -> web.Response:
-    return _reply(request, _state(request).get_promotion_code(request.match_info["id"]))
-
-
-async def update_promotion_code(request: web.Request) -> web.Response:
-    return _update(request, _state(request).update_promotion_code)
-
-
-async def list_promotion_codes(request: web.Request) -> web.Response:
-    return _reply_list(request, "/v1/promotion_codes", _state(request).list_promotion_codes)
+    return create, retrieve, update, list_all
 
 
 # checkout
@@ -1095,14 +1083,12 @@ def build_app(
     r.add_get("/v1/prices", list_prices)
     r.add_get("/v1/prices/{id}", get_price)
     r.add_post("/v1/prices/{id}", update_price)
-    r.add_post("/v1/coupons", create_coupon)
-    r.add_get("/v1/coupons", list_coupons)
-    r.add_get("/v1/coupons/{id}", get_coupon)
-    r.add_post("/v1/coupons/{id}", update_coupon)
-    r.add_post("/v1/promotion_codes", create_promotion_code)
-    r.add_get("/v1/promotion_codes", list_promotion_codes)
-    r.add_get("/v1/promotion_codes/{id}", get_promotion_code)
-    r.add_post("/v1/promotion_codes/{id}", update_promotion_code)
+    for singular, plural in (("coupon", "coupons"), ("promotion_code", "promotion_codes")):
+        create, retrieve, update, list_all = _resource(singular, plural)
+        r.add_post(f"/v1/{plural}", create)
+        r.add_get(f"/v1/{plural}", list_all)
+        r.add_get(f"/v1/{plural}/{{id}}", retrieve)
+        r.add_post(f"/v1/{plural}/{{id}}", update)
     r.add_post("/v1/checkout/sessions", create_checkout_session)
     r.add_get("/v1/checkout/sessions", list_checkout_sessions)
     r.add_get("/v1/checkout/sessions/{id}", get_checkout_session)

@@ -843,15 +843,18 @@ class StripeState:
 
     def update_coupon(self, coupon_id: str, params: Obj) -> Obj:
         with self._operation():
-            coupon = self.get_coupon(coupon_id)
-            before = snapshot(coupon)
-            if "name" in params:
-                coupon["name"] = get_str(params, "name") or None
-            coupon["metadata"] = apply_metadata(coupon["metadata"], params.get("metadata"))
-            previous = changes(before, coupon)
-            if previous:
-                self._emit("coupon.updated", coupon, previous)
-            return coupon
+            fields = {"name": get_str(params, "name") or None} if "name" in params else {}
+            return self._edit(self.get_coupon(coupon_id), params, fields)
+
+    def _edit(self, obj: Obj, params: Obj, fields: Obj) -> Obj:
+        """Set ``fields`` and merge ``metadata``; ``<object>.updated`` if anything changed."""
+        before = snapshot(obj)
+        obj.update(fields)
+        obj["metadata"] = apply_metadata(obj["metadata"], params.get("metadata"))
+        previous = changes(before, obj)
+        if previous:
+            self._emit(f"{obj['object']}.updated", obj, previous)
+        return obj
 
     def list_coupons(self, params: Obj, **paging: Any) -> tuple[list[Obj], bool]:
         return self.coupons.page(match=created_filter(params), kind="coupon", **paging)
@@ -903,15 +906,8 @@ class StripeState:
 
     def update_promotion_code(self, promo_id: str, params: Obj) -> Obj:
         with self._operation():
-            promo = self.get_promotion_code(promo_id)
-            before = snapshot(promo)
-            if "active" in params:
-                promo["active"] = bool(get_bool(params, "active"))
-            promo["metadata"] = apply_metadata(promo["metadata"], params.get("metadata"))
-            previous = changes(before, promo)
-            if previous:
-                self._emit("promotion_code.updated", promo, previous)
-            return promo
+            fields = {"active": bool(get_bool(params, "active"))} if "active" in params else {}
+            return self._edit(self.get_promotion_code(promo_id), params, fields)
 
     def list_promotion_codes(self, params: Obj, **paging: Any) -> tuple[list[Obj], bool]:
         code = get_str(params, "code")
