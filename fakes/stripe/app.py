@@ -302,6 +302,28 @@ async def list_customer_payment_methods(request: web.Request) -> web.Response:
     return _reply_list(request, f"/v1/customers/{customer_id}/payment_methods", page)
 
 
+async def create_customer_tax_id(request: web.Request) -> web.Response:
+    return _update(request, _state(request).create_tax_id)
+
+
+async def list_customer_tax_ids(request: web.Request) -> web.Response:
+    state = _state(request)
+    customer_id = request.match_info["id"]
+
+    def page(params: Obj, **paging: Any) -> tuple[list[Obj], bool]:
+        return state.list_tax_ids(customer_id, **paging)
+
+    return _reply_list(request, f"/v1/customers/{customer_id}/tax_ids", page)
+
+
+async def get_tax_rate(request: web.Request) -> web.Response:
+    return _reply(request, _state(request).get_tax_rate(request.match_info["id"]))
+
+
+async def list_tax_rates(request: web.Request) -> web.Response:
+    return _reply_list(request, "/v1/tax_rates", _state(request).list_tax_rates)
+
+
 # products and prices
 
 
@@ -342,6 +364,29 @@ async def update_price(request: web.Request) -> web.Response:
 
 async def list_prices(request: web.Request) -> web.Response:
     return _reply_list(request, "/v1/prices", _state(request).list_prices)
+
+
+# coupons and promotion codes
+
+
+def _resource(singular: str, plural: str) -> tuple[Handler, Handler, Handler, Handler]:
+    """Create, retrieve, update and list handlers for ``state.<verb>_<singular|plural>``."""
+
+    async def create(request: web.Request) -> web.Response:
+        return _create(request, getattr(_state(request), f"create_{singular}"))
+
+    async def retrieve(request: web.Request) -> web.Response:
+        return _reply(
+            request, getattr(_state(request), f"get_{singular}")(request.match_info["id"])
+        )
+
+    async def update(request: web.Request) -> web.Response:
+        return _update(request, getattr(_state(request), f"update_{singular}"))
+
+    async def list_all(request: web.Request) -> web.Response:
+        return _reply_list(request, f"/v1/{plural}", getattr(_state(request), f"list_{plural}"))
+
+    return create, retrieve, update, list_all
 
 
 # checkout
@@ -597,7 +642,17 @@ async def checkout_page(request: web.Request) -> web.Response:
                     "Checkout closed", f"This checkout session is {session['status']}.", link
                 )
             )
-        return _html(pages.checkout(session, state.checkout_line_items[session["id"]]))
+        return _html(_checkout_view(state, session))
+
+
+def _checkout_view(state: StripeState, session: Obj, error: str | None = None) -> str:
+    """The hosted page for an open session (the caller holds the state's lock)."""
+    return pages.checkout(
+        session,
+        state.checkout_line_items[session["id"]],
+        trial_days=state.checkout_trial_days(session["id"]),
+        error=error,
+    )
 
 
 def _success_url(session: Obj) -> str:
@@ -614,8 +669,14 @@ async def checkout_submit(request: web.Request) -> web.Response:
             session_id,
             email=get_str(form, "email"),
             name=get_str(form, "name") or None,
-            card_number=get_str(form, "card_number") or "4242424242424242",
+            card_number=get_str(form, "card_number"),
             custom_fields={str(k): str(v) for k, v in (custom or {}).items()},
+            promotion_code=get_str(form, "promotion_code"),
+            address={
+                "country": get_str(form, "country"),
+                "postal_code": get_str(form, "postal_code"),
+            },
+            tax_id=get_str(form, "tax_id"),
         )
     except StripeError as exc:
         with state.lock:
@@ -626,7 +687,7 @@ async def checkout_submit(request: web.Request) -> web.Response:
                 )
             if current["status"] != "open":
                 return _html(pages.message("Checkout closed", exc.message), 400)
-            page = pages.checkout(current, state.checkout_line_items[session_id], error=exc.message)
+            page = _checkout_view(state, current, exc.message)
         return _html(page, 402 if exc.status == 402 else 400)
     if session["success_url"]:
         return _redirect(_success_url(session))
@@ -754,6 +815,8 @@ def _lifecycle(state: StripeState, action: str) -> Callable[[str, Obj], Obj]:
             sub_id, reason=str(body.get("reason") or "fraudulent")
         ),
         "refund": lambda sub_id, body: state.refund(sub_id, amount=body.get("amount")),
+        "end_trial": lambda sub_id, body: state.end_trial(sub_id),
+        "trial_will_end": lambda sub_id, body: state.trial_will_end(sub_id),
     }
     if action not in operations:
         raise web.HTTPNotFound(text=f"unknown action {action!r}")
@@ -834,6 +897,9 @@ async def control_complete_checkout(request: web.Request) -> web.Response:
         name=body.get("name"),
         card_number=str(body.get("card_number", "4242424242424242")),
         custom_fields=body.get("custom_fields") or {},
+        promotion_code=body.get("promotion_code"),
+        address=body.get("address"),
+        tax_id=body.get("tax_id"),
     )
     with state.lock:
         return _json(
@@ -1004,6 +1070,10 @@ def build_app(
     r.add_post("/v1/customers/{id}", update_customer)
     r.add_delete("/v1/customers/{id}", delete_customer)
     r.add_get("/v1/customers/{id}/payment_methods", list_customer_payment_methods)
+    r.add_post("/v1/customers/{id}/tax_ids", create_customer_tax_id)
+    r.add_get("/v1/customers/{id}/tax_ids", list_customer_tax_ids)
+    r.add_get("/v1/tax_rates", list_tax_rates)
+    r.add_get("/v1/tax_rates/{id}", get_tax_rate)
     r.add_post("/v1/products", create_product)
     r.add_get("/v1/products", list_products)
     r.add_get("/v1/products/{id}", get_product)
@@ -1013,6 +1083,12 @@ def build_app(
     r.add_get("/v1/prices", list_prices)
     r.add_get("/v1/prices/{id}", get_price)
     r.add_post("/v1/prices/{id}", update_price)
+    for singular, plural in (("coupon", "coupons"), ("promotion_code", "promotion_codes")):
+        create, retrieve, update, list_all = _resource(singular, plural)
+        r.add_post(f"/v1/{plural}", create)
+        r.add_get(f"/v1/{plural}", list_all)
+        r.add_get(f"/v1/{plural}/{{id}}", retrieve)
+        r.add_post(f"/v1/{plural}/{{id}}", update)
     r.add_post("/v1/checkout/sessions", create_checkout_session)
     r.add_get("/v1/checkout/sessions", list_checkout_sessions)
     r.add_get("/v1/checkout/sessions/{id}", get_checkout_session)

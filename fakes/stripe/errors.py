@@ -56,6 +56,7 @@ _NAMES = {
     "evt": "event",
     "pm": "PaymentMethod",
     "bps": "billing portal session",
+    "promo": "promotion code",
 }
 
 

@@ -32,6 +32,11 @@ def new_id(prefix: str, length: int = 24) -> str:
     return f"{prefix}_{''.join(secrets.choice(_ALPHABET) for _ in range(length))}"
 
 
+def random_code(length: int = 8) -> str:
+    """An upper-case code, as Stripe makes coupon ids and promotion codes."""
+    return "".join(secrets.choice(string.ascii_uppercase + string.digits) for _ in range(length))
+
+
 def fast_ids(prefix: str, count: int) -> list[str]:
     """Many unique ids at once (bulk seeding): one random stem plus a counter."""
     stem = "".join(secrets.choice(_ALPHABET) for _ in range(10))
@@ -50,6 +55,15 @@ def add_interval(ts: int, interval: str, count: int = 1) -> int:
     year, month = moment.year + month_index // 12, month_index % 12 + 1
     day = min(moment.day, calendar.monthrange(year, month)[1])
     return int(moment.replace(year=year, month=month, day=day).timestamp())
+
+
+def describe_interval(recurring: dict[str, Any] | None) -> str:
+    """``month``, ``3 months``, ``year``: how often a recurring price bills."""
+    if not recurring:
+        return "once"
+    count = int(recurring.get("interval_count") or 1)
+    interval = recurring["interval"]
+    return interval if count == 1 else f"{count} {interval}s"
 
 
 def format_amount(amount: int, currency: str) -> str:
@@ -691,6 +705,128 @@ def invoice(
     }
 
 
+# -- coupons, promotion codes and discounts ---------------------------------------------------
+
+
+def coupon(
+    coupon_id: str,
+    *,
+    created: int,
+    livemode: bool,
+    percent_off: float | None,
+    amount_off: int | None,
+    currency: str | None,
+    duration: str,
+    duration_in_months: int | None,
+    name: str | None = None,
+    max_redemptions: int | None = None,
+    redeem_by: int | None = None,
+    metadata: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    return {
+        "id": coupon_id,
+        "object": "coupon",
+        "amount_off": amount_off,
+        "applies_to": None,
+        "created": created,
+        "currency": currency,
+        "currency_options": None,
+        "duration": duration,
+        "duration_in_months": duration_in_months,
+        "livemode": livemode,
+        "max_redemptions": max_redemptions,
+        "metadata": metadata or {},
+        "name": name,
+        "percent_off": percent_off,
+        "redeem_by": redeem_by,
+        "times_redeemed": 0,
+        "valid": True,
+    }
+
+
+def promotion_code(
+    promo_id: str,
+    *,
+    code: str,
+    coupon_id: str,
+    created: int,
+    livemode: bool,
+    active: bool = True,
+    max_redemptions: int | None = None,
+    expires_at: int | None = None,
+    customer: str | None = None,
+    metadata: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """A promotion code; at this API version its coupon is in ``promotion.coupon``."""
+    return {
+        "id": promo_id,
+        "object": "promotion_code",
+        "active": active,
+        "code": code,
+        "created": created,
+        "customer": customer,
+        "customer_account": None,
+        "expires_at": expires_at,
+        "livemode": livemode,
+        "max_redemptions": max_redemptions,
+        "metadata": metadata or {},
+        "promotion": {"coupon": coupon_id, "type": "coupon"},
+        "restrictions": {
+            "currency_options": {},
+            "first_time_transaction": False,
+            "minimum_amount": None,
+            "minimum_amount_currency": None,
+        },
+        "times_redeemed": 0,
+    }
+
+
+def discount(
+    discount_id: str,
+    *,
+    coupon_id: str,
+    promotion_code: str | None,
+    customer: str,
+    subscription: str | None,
+    start: int,
+    end: int | None,
+) -> dict[str, Any]:
+    """A coupon applied to a subscription; at this API version its coupon is in ``source``."""
+    return {
+        "id": discount_id,
+        "object": "discount",
+        "checkout_session": None,
+        "customer": customer,
+        "customer_account": None,
+        "end": end,
+        "invoice": None,
+        "invoice_item": None,
+        "promotion_code": promotion_code,
+        "source": {"coupon": coupon_id, "type": "coupon"},
+        "start": start,
+        "subscription": subscription,
+        "subscription_item": None,
+    }
+
+
+def coupon_amount(coupon_obj: dict[str, Any], base: int) -> int:
+    """What a coupon takes off ``base`` (never more than ``base``)."""
+    if base <= 0:
+        return 0
+    if coupon_obj["percent_off"] is not None:
+        return min(base, round(base * coupon_obj["percent_off"] / 100))
+    return min(base, int(coupon_obj["amount_off"] or 0))
+
+
+def split_amount(total: int, weights: list[int]) -> list[int]:
+    """``total`` shared in proportion to ``weights``; the last share takes the rounding."""
+    whole = sum(weights)
+    if not weights or whole <= 0:
+        return [0] * len(weights)
+    shares = [total * weight // whole for weight in weights[:-1]]
+    return [*shares, total - sum(shares)]
+
+
 # -- checkout and portal ----------------------------------------------------------------------
 
 
@@ -769,6 +905,7 @@ def checkout_session(
         "submit_type": None,
         "subscription": None,
         "success_url": success_url,
+        "tax_id_collection": {"enabled": False, "required": "never"},
         "total_details": {"amount_discount": 0, "amount_shipping": 0, "amount_tax": 0},
         "ui_mode": "hosted",
         "url": url,

@@ -11,7 +11,8 @@ from collections.abc import Iterable
 from html import escape
 from typing import Any
 
-from .objects import format_amount
+from .objects import describe_interval, format_amount
+from .tax import COUNTRIES, TAX_RATES
 
 Obj = dict[str, Any]
 
@@ -66,7 +67,10 @@ def message(title: str, text: str, link: tuple[str, str] | None = None) -> str:
 # -- Checkout -------------------------------------------------------------------------------
 
 
-def checkout(session: Obj, line_items: list[Obj], *, error: str | None = None) -> str:
+def checkout(
+    session: Obj, line_items: list[Obj], *, trial_days: int | None = None, error: str | None = None
+) -> str:
+    """The hosted Checkout page; ``trial_days``: the subscription starts with a free trial."""
     currency = session["currency"]
     rows = "".join(
         f"<tr><td>{escape(item['description'])}</td><td>{item['quantity']}</td>"
@@ -74,7 +78,10 @@ def checkout(session: Obj, line_items: list[Obj], *, error: str | None = None) -
         f"<td>{format_amount(item['amount_total'], currency)}</td></tr>"
         for item in line_items
     )
-    interval = (line_items[0]["price"].get("recurring") or {}).get("interval", "month")
+    interval = describe_interval(line_items[0]["price"].get("recurring"))
+    recurring_total = sum(item["amount_total"] for item in line_items)
+    then = f"{trial_days} days free, then" if trial_days else "Then"
+    card_optional = trial_days is not None and session["payment_method_collection"] == "if_required"
     parts = [
         '<p class="banner">Test mode: this is the fake Stripe server. No real card is charged.</p>',
         "<h1>Checkout</h1>",
@@ -82,11 +89,20 @@ def checkout(session: Obj, line_items: list[Obj], *, error: str | None = None) -
         '<h2 id="summary">Order summary</h2><table>',
         '<thead><tr><th scope="col">Item</th><th scope="col">Qty</th>'
         '<th scope="col">Unit price</th><th scope="col">Amount</th></tr></thead>',
-        f"<tbody>{rows}</tbody>",
-        f'<tfoot><tr><th scope="row" colspan="3">Total due today</th>'
+        f"<tbody>{rows}</tbody><tfoot>",
+        *(
+            f'<tr><th scope="row" colspan="3">{escape(label)}</th>'
+            f"<td>{format_amount(amount, currency)}</td></tr>"
+            for label, amount in (
+                ("Discount", -session["total_details"]["amount_discount"]),
+                ("Tax", session["total_details"]["amount_tax"]),
+            )
+            if amount
+        ),
+        f'<tr><th scope="row" colspan="3">Total due today</th>'
         f"<td><strong>{format_amount(session['amount_total'], currency)}</strong></td></tr>"
         "</tfoot></table>",
-        f'<p class="muted">Then {format_amount(session["amount_total"], currency)} every '
+        f'<p class="muted">{then} {format_amount(recurring_total, currency)} every '
         f"{escape(interval)}.</p></section>",
         f'<form class="card" method="post" action="/checkout/{escape(session["id"])}">',
     ]
@@ -107,15 +123,41 @@ def checkout(session: Obj, line_items: list[Obj], *, error: str | None = None) -
             f'<label for="cf-{key}">{escape(field["label"]["custom"])}</label>'
             f'<input id="cf-{key}" name="custom_fields[{key}]" type="text"{required}>'
         )
+    if session["automatic_tax"]["enabled"] or session["billing_address_collection"] == "required":
+        options = "".join(
+            f'<option value="{code}">{escape(name)}</option>' for code, name in COUNTRIES.items()
+        )
+        rates = ", ".join(f"{code} {rate[0]:g}%" for code, rate in TAX_RATES.items())
+        parts.append(
+            '<fieldset><legend>Billing address</legend><label for="country">Country</label>'
+            f'<select id="country" name="country" required><option value="">Choose…</option>'
+            f"{options}</select>"
+            '<label for="postal-code">Postal code</label>'
+            '<input id="postal-code" name="postal_code" autocomplete="postal-code"></fieldset>'
+        )
+        if session["automatic_tax"]["enabled"]:
+            parts.append(f'<p class="muted">Tax is added by country: {escape(rates)}.</p>')
+    if session["tax_id_collection"]["enabled"]:
+        parts.append(
+            '<label for="tax-id">Tax ID (optional, for businesses)</label>'
+            '<input id="tax-id" name="tax_id" autocomplete="off">'
+        )
+    if session["allow_promotion_codes"]:
+        parts.append(
+            '<label for="promotion-code">Promotion code</label>'
+            '<input id="promotion-code" name="promotion_code" autocomplete="off">'
+        )
+    card_value = "" if card_optional else "4242 4242 4242 4242"
+    card_help = "Optional: no card is needed to start the trial. " if card_optional else ""
     parts.append(
-        '<label for="card-number">Card number</label>'
+        f'<label for="card-number">Card number{" (optional)" if card_optional else ""}</label>'
         '<input id="card-number" name="card_number" inputmode="numeric" '
-        'autocomplete="cc-number" value="4242 4242 4242 4242" aria-describedby="card-help">'
-        '<p id="card-help" class="muted">4242 4242 4242 4242 succeeds; '
+        f'autocomplete="cc-number" value="{card_value}" aria-describedby="card-help">'
+        f'<p id="card-help" class="muted">{card_help}4242 4242 4242 4242 succeeds; '
         "4000 0000 0000 0002 is declined.</p>"
         '<label for="card-name">Name on card</label>'
         '<input id="card-name" name="name" autocomplete="cc-name">'
-        '<p><button type="submit">Pay</button></p></form>'
+        f'<p><button type="submit">{"Start trial" if trial_days else "Pay"}</button></p></form>'
     )
     if session["cancel_url"]:
         parts.append(f'<p><a href="{escape(session["cancel_url"])}">Cancel</a></p>')
@@ -271,6 +313,7 @@ _ACTIONS = (
     ("cancel_at_period_end", "Cancel at period end"),
     ("cancel", "Cancel now"),
 )
+_TRIAL_ACTIONS = (("end_trial", "End trial"), ("trial_will_end", "Send trial_will_end"))
 
 
 def dashboard(
@@ -317,7 +360,9 @@ def dashboard(
                     label,
                     secondary=action != "renew",
                 )
-                for action, label in _ACTIONS
+                for action, label in (
+                    _TRIAL_ACTIONS + _ACTIONS if sub["status"] == "trialing" else _ACTIONS
+                )
             )
         sub_rows.append(
             f"<tr><td><code>{escape(sub['id'])}</code><br>{escape(email)}</td><td>{items}</td>"

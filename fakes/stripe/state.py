@@ -21,11 +21,11 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from . import objects
+from . import objects, tax
 from .catalogue import DEMO_CATALOGUE, Catalogue
 from .errors import StripeError, invalid, missing, no_such
 from .forms import apply_metadata, get_bool, get_dict, get_int, get_list, get_str
-from .objects import add_interval, format_amount, new_id
+from .objects import add_interval, describe_interval, format_amount, new_id
 
 Obj = dict[str, Any]
 Listener = Callable[[list[Obj]], None]
@@ -247,6 +247,13 @@ class StripeState:
             self.charges = Store()
             self.invoice_payments = Store()
             self.disputes = Store()
+            self.coupons = Store()
+            self.promotion_codes = Store()
+            self.discounts = Store()
+            self.discounts_used: set[str] = set()  # ``once`` discounts already applied
+            self.tax_rates = Store()
+            self.tax_ids = Store()
+            self.tax_ids_by_customer: dict[str, list[str]] = {}
             self.charge_by_invoice: dict[str, str] = {}
             self.events = Store()
             self.subs_by_customer: dict[str, list[str]] = {}
@@ -277,6 +284,7 @@ class StripeState:
         interval = spec.get("interval", "month")
         recurring = None
         if interval:
+            _check_interval(interval, int(spec.get("interval_count", 1)))
             recurring = {
                 "interval": interval,
                 "interval_count": int(spec.get("interval_count", 1)),
@@ -316,6 +324,10 @@ class StripeState:
         "ch": "charges",
         "inpay": "invoice_payments",
         "dp": "disputes",
+        "promo": "promotion_codes",
+        "di": "discounts",
+        "txr": "tax_rates",
+        "txi": "tax_ids",
     }
 
     def lookup(self, object_id: str) -> Obj | None:
@@ -324,7 +336,7 @@ class StripeState:
             return self.account
         store_name = self._PREFIXES.get(object_id.split("_", 1)[0])
         if store_name is None:
-            return None
+            return self.coupons.get(object_id)  # coupon ids are free-form
         store: Store = getattr(self, store_name)
         return store.get(object_id)
 
@@ -389,6 +401,8 @@ class StripeState:
             child = value[head]
             if isinstance(child, str):
                 child = self.lookup(child) or child
+            elif isinstance(child, list):  # a list of ids (``discounts``) expands each one
+                child = [self.lookup(c) or c if isinstance(c, str) else c for c in child]
         else:
             child = self._virtual_field(value, head)
             if child is None:
@@ -405,6 +419,11 @@ class StripeState:
             return objects.list_object(items, f"/v1/checkout/sessions/{obj['id']}/line_items")
         if kind == "customer" and field == "sources":
             return objects.list_object([], f"/v1/customers/{obj['id']}/sources")
+        if kind == "customer" and field == "tax_ids":
+            ids = self.tax_ids_by_customer.get(obj["id"], [])
+            return objects.list_object(
+                [self.tax_ids.objects[i] for i in ids], f"/v1/customers/{obj['id']}/tax_ids"
+            )
         if kind == "customer" and field == "subscriptions":
             subs = [self.subscriptions.objects[s] for s in self.subs_by_customer.get(obj["id"], [])]
             return objects.list_object(subs[::-1], f"/v1/customers/{obj['id']}/subscriptions")
@@ -448,6 +467,8 @@ class StripeState:
                 phone=get_str(params, "phone"),
                 metadata=apply_metadata({}, params.get("metadata")),
             )
+            if params.get("address"):
+                customer["address"] = _address(get_dict(params, "address"))
             self.customers.add(customer)
             self.subs_by_customer[customer["id"]] = []
             self._emit("customer.created", customer)
@@ -463,6 +484,9 @@ class StripeState:
                 if field in params:
                     customer[field] = get_str(params, field) or None
             customer["metadata"] = apply_metadata(customer["metadata"], params.get("metadata"))
+            if "address" in params:
+                address = get_dict(params, "address")
+                customer["address"] = _address(address) if address else None
             settings = get_dict(params, "invoice_settings")
             if "default_payment_method" in settings:
                 pm_id = settings["default_payment_method"] or None
@@ -509,6 +533,93 @@ class StripeState:
             return (email is None or obj.get("email") == email) and created(obj)
 
         return self.customers.page(match=match, kind="customer", **paging)
+
+    # -- tax ids and tax rates --------------------------------------------------------------
+
+    def create_tax_id(self, customer_id: str, params: Obj) -> Obj:
+        """``POST /v1/customers/{id}/tax_ids`` (``type``, ``value``), then
+        ``customer.tax_id.created``."""
+        id_type, value = get_str(params, "type"), get_str(params, "value")
+        if not id_type:
+            raise missing("type")
+        if not value:
+            raise missing("value")
+        with self._operation():
+            customer = self.get_customer(customer_id)
+            country = (customer.get("address") or {}).get("country")
+            tax_id = tax.tax_id(
+                new_id("txi", 14),
+                customer=customer_id,
+                id_type=id_type,
+                value=value,
+                country=country,
+                created=self.now(),
+                livemode=customer["livemode"],
+            )
+            self.tax_ids.add(tax_id)
+            self.tax_ids_by_customer.setdefault(customer_id, []).append(tax_id["id"])
+            self._emit("customer.tax_id.created", tax_id)
+            return tax_id
+
+    def list_tax_ids(self, customer_id: str, **paging: Any) -> tuple[list[Obj], bool]:
+        self.get_customer(customer_id)
+        subset = self.tax_ids_by_customer.get(customer_id, [])
+        return self.tax_ids.page(subset=subset, kind="tax_id", **paging)
+
+    def _customer_tax_ids(self, customer_id: str) -> list[Obj]:
+        """``{type, value}`` of each tax id (invoices' ``customer_tax_ids``, Checkout's)."""
+        found = (self.tax_ids.objects[i] for i in self.tax_ids_by_customer.get(customer_id, []))
+        return [{"type": t["type"], "value": t["value"]} for t in found]
+
+    def tax_rate_for(self, country: str) -> Obj:
+        """The fixed rate of ``country`` (``fakes.stripe.tax``), made on first use."""
+        rate = self.tax_rates.get(tax.rate_id(country))
+        if rate is None:
+            rate = self.tax_rates.add(tax.tax_rate(country, created=self.now()))
+        return rate
+
+    def get_tax_rate(self, rate_id: str) -> Obj:
+        return self._get(self.tax_rates, "tax_rate", rate_id)
+
+    def list_tax_rates(self, params: Obj, **paging: Any) -> tuple[list[Obj], bool]:
+        return self.tax_rates.page(kind="tax_rate", **paging)
+
+    def _tax_country(self, customer: Obj, *, param: str = "automatic_tax[enabled]") -> str:
+        """Where Stripe Tax places the customer; a 400 if it cannot."""
+        country = (customer.get("address") or {}).get("country")
+        if not country:
+            raise invalid(
+                "The customer's location isn't recognized. Set a valid customer address "
+                "(at least its country) to calculate tax.",
+                param=param,
+                code="customer_tax_location_invalid",
+            )
+        return country
+
+    def _apply_tax(self, invoice: Obj, sub: Obj) -> int:
+        """Stripe Tax on an invoice of a subscription with ``automatic_tax.enabled``.
+
+        Each line is taxed on its amount less its discounts at the customer's country's rate
+        (``fakes.stripe.tax``); ``total_taxes`` sums the lines. Returns the tax.
+        """
+        if not sub["automatic_tax"]["enabled"]:
+            return 0
+        customer = self.customers.objects[sub["customer"]]
+        country = self._tax_country(customer)
+        self.tax_rate_for(country)
+        taxable_total = 0
+        for line in invoice["lines"]["data"]:
+            taxable = line["amount"] - sum(d["amount"] for d in line["discount_amounts"])
+            line["taxes"] = [tax.line_tax(taxable, country)]
+            taxable_total += taxable
+        amount = sum(line["taxes"][0]["amount"] for line in invoice["lines"]["data"])
+        invoice.update(
+            automatic_tax={**_AUTOMATIC_TAX_ON, "provider": "stripe", "status": "complete"},
+            customer_address=customer["address"],
+            customer_tax_ids=self._customer_tax_ids(customer["id"]),
+            total_taxes=[{**tax.line_tax(taxable_total, country), "amount": amount}],
+        )
+        return amount
 
     # -- payment methods -------------------------------------------------------------------
 
@@ -608,8 +719,9 @@ class StripeState:
                 product_id = self.create_product(product_data, livemode=livemode)["id"]
             recurring = get_dict(params, "recurring")
             interval = recurring.get("interval")
-            if recurring and interval not in ("day", "week", "month", "year"):
-                raise invalid("Invalid recurring[interval]", param="recurring[interval]")
+            interval_count = get_int(recurring, "interval_count", 1)
+            if recurring:
+                _check_interval(interval, interval_count)
             price_id = get_str(params, "id")
             if price_id and price_id in self.prices.objects:
                 raise invalid(
@@ -622,7 +734,7 @@ class StripeState:
                     "unit_amount": unit_amount,
                     "currency": currency.lower(),
                     "interval": interval,
-                    "interval_count": get_int(recurring, "interval_count", 1),
+                    "interval_count": interval_count,
                     "nickname": get_str(params, "nickname"),
                     "lookup_key": get_str(params, "lookup_key"),
                     "metadata": apply_metadata({}, params.get("metadata")),
@@ -671,6 +783,275 @@ class StripeState:
             match=lambda obj: active is None or obj["active"] == active, kind="product", **paging
         )
 
+    # -- coupons and promotion codes ---------------------------------------------------------
+
+    def create_coupon(self, params: Obj, *, livemode: bool = False) -> Obj:
+        percent_off = params.get("percent_off")
+        amount_off = get_int(params, "amount_off")
+        if (percent_off in (None, "")) == (amount_off is None):
+            raise invalid("You must specify exactly one of percent_off or amount_off.")
+        percent = None
+        if percent_off not in (None, ""):
+            try:
+                percent = float(percent_off)
+            except (TypeError, ValueError):
+                raise invalid(f"Invalid decimal: {percent_off}", param="percent_off") from None
+            if not 0 < percent <= 100:
+                raise invalid("percent_off must be between 0 and 100.", param="percent_off")
+        currency = get_str(params, "currency")
+        if amount_off is not None and not currency:
+            raise missing("currency")
+        duration = get_str(params, "duration") or "once"
+        if duration not in ("once", "repeating", "forever"):
+            raise invalid(
+                "Invalid duration: must be one of forever, once, or repeating", param="duration"
+            )
+        months = get_int(params, "duration_in_months")
+        if (duration == "repeating") != (months is not None):
+            raise invalid(
+                "duration_in_months is required with duration=repeating and only then.",
+                param="duration_in_months",
+            )
+        with self._operation():
+            coupon_id = get_str(params, "id") or objects.random_code()
+            if coupon_id in self.coupons.objects:
+                raise invalid(
+                    f"Coupon already exists: {coupon_id}",
+                    param="id",
+                    code="resource_already_exists",
+                )
+            coupon = objects.coupon(
+                coupon_id,
+                created=self.now(),
+                livemode=livemode,
+                percent_off=percent,
+                amount_off=amount_off,
+                currency=currency.lower() if currency and amount_off is not None else None,
+                duration=duration,
+                duration_in_months=months,
+                name=get_str(params, "name"),
+                max_redemptions=get_int(params, "max_redemptions"),
+                redeem_by=get_int(params, "redeem_by"),
+                metadata=apply_metadata({}, params.get("metadata")),
+            )
+            self.coupons.add(coupon)
+            self._emit("coupon.created", coupon)
+            return coupon
+
+    def get_coupon(self, coupon_id: str, *, param: str = "id") -> Obj:
+        return self._get(self.coupons, "coupon", coupon_id, param=param)
+
+    def update_coupon(self, coupon_id: str, params: Obj) -> Obj:
+        with self._operation():
+            fields = {"name": get_str(params, "name") or None} if "name" in params else {}
+            return self._edit(self.get_coupon(coupon_id), params, fields)
+
+    def _edit(self, obj: Obj, params: Obj, fields: Obj) -> Obj:
+        """Set ``fields`` and merge ``metadata``; ``<object>.updated`` if anything changed."""
+        before = snapshot(obj)
+        obj.update(fields)
+        obj["metadata"] = apply_metadata(obj["metadata"], params.get("metadata"))
+        previous = changes(before, obj)
+        if previous:
+            self._emit(f"{obj['object']}.updated", obj, previous)
+        return obj
+
+    def list_coupons(self, params: Obj, **paging: Any) -> tuple[list[Obj], bool]:
+        return self.coupons.page(match=created_filter(params), kind="coupon", **paging)
+
+    def create_promotion_code(self, params: Obj, *, livemode: bool = False) -> Obj:
+        if "coupon" in params:
+            raise invalid(
+                "Received unknown parameter: coupon. At this API version the coupon goes in "
+                "promotion[coupon] (with promotion[type]=coupon).",
+                param="coupon",
+            )
+        promotion = get_dict(params, "promotion")
+        if not promotion:
+            raise missing("promotion")
+        if promotion.get("type") != "coupon":
+            raise invalid("Invalid promotion[type]: must be coupon", param="promotion[type]")
+        if not promotion.get("coupon"):
+            raise missing("promotion[coupon]")
+        with self._operation():
+            coupon = self.get_coupon(str(promotion["coupon"]), param="promotion[coupon]")
+            code = get_str(params, "code") or objects.random_code()
+            if self.find_promotion_code(code) is not None:
+                raise invalid(
+                    f"An active promotion code with `code: {code}` already exists.",
+                    param="code",
+                    code="resource_already_exists",
+                )
+            customer_id = get_str(params, "customer")
+            if customer_id:
+                self.get_customer(customer_id, param="customer")
+            promo = objects.promotion_code(
+                new_id("promo"),
+                code=code,
+                coupon_id=coupon["id"],
+                created=self.now(),
+                livemode=livemode,
+                active=get_bool(params, "active", True) is not False,
+                max_redemptions=get_int(params, "max_redemptions"),
+                expires_at=get_int(params, "expires_at"),
+                customer=customer_id,
+                metadata=apply_metadata({}, params.get("metadata")),
+            )
+            self.promotion_codes.add(promo)
+            self._emit("promotion_code.created", promo)
+            return promo
+
+    def get_promotion_code(self, promo_id: str, *, param: str = "id") -> Obj:
+        return self._get(self.promotion_codes, "promo", promo_id, param=param)
+
+    def update_promotion_code(self, promo_id: str, params: Obj) -> Obj:
+        with self._operation():
+            fields = {"active": bool(get_bool(params, "active"))} if "active" in params else {}
+            return self._edit(self.get_promotion_code(promo_id), params, fields)
+
+    def list_promotion_codes(self, params: Obj, **paging: Any) -> tuple[list[Obj], bool]:
+        code = get_str(params, "code")
+        coupon_id = get_str(params, "coupon")
+        customer_id = get_str(params, "customer")
+        active = get_bool(params, "active")
+        created = created_filter(params)
+
+        def match(obj: Obj) -> bool:
+            return (
+                (code is None or obj["code"].lower() == code.lower())
+                and (coupon_id is None or obj["promotion"]["coupon"] == coupon_id)
+                and (customer_id is None or obj["customer"] == customer_id)
+                and (active is None or obj["active"] == active)
+                and created(obj)
+            )
+
+        return self.promotion_codes.page(match=match, kind="promotion_code", **paging)
+
+    def find_promotion_code(self, code: str) -> Obj | None:
+        """The active promotion code a customer types (codes are case-insensitive)."""
+        wanted = code.strip().lower()
+        for promo in self.promotion_codes.values():
+            if promo["active"] and promo["code"].lower() == wanted:
+                return promo
+        return None
+
+    def _redeemable(self, promo: Obj | None, coupon: Obj, customer_id: str | None) -> None:
+        """Raise if the coupon (through ``promo`` if given) cannot be redeemed now."""
+        now = self.now()
+        if coupon["max_redemptions"] is not None and (
+            coupon["times_redeemed"] >= coupon["max_redemptions"]
+        ):
+            coupon["valid"] = False
+        if coupon["redeem_by"] is not None and coupon["redeem_by"] <= now:
+            coupon["valid"] = False
+        if not coupon["valid"]:
+            raise invalid(f"Coupon {coupon['id']} is no longer valid.", param="discounts")
+        if promo is None:
+            return
+        if (
+            not promo["active"]
+            or (promo["expires_at"] is not None and promo["expires_at"] <= now)
+            or (
+                promo["max_redemptions"] is not None
+                and promo["times_redeemed"] >= promo["max_redemptions"]
+            )
+            or (promo["customer"] is not None and promo["customer"] != customer_id)
+        ):
+            raise invalid(
+                f"This promotion code cannot be redeemed: {promo['code']}.", param="discounts"
+            )
+
+    def _read_discounts(
+        self, raw: Any, customer_id: str | None, *, param: str = "discounts"
+    ) -> list[tuple[Obj, Obj | None]]:
+        """``discounts[i][coupon|promotion_code]`` → (coupon, promotion code or None) pairs."""
+        found: list[tuple[Obj, Obj | None]] = []
+        for index, entry in enumerate(get_list({param: raw}, param)):
+            if not isinstance(entry, dict):
+                raise invalid("Invalid hash", param=f"{param}[{index}]")
+            promo = None
+            if entry.get("promotion_code"):
+                promo = self.get_promotion_code(
+                    str(entry["promotion_code"]), param=f"{param}[{index}][promotion_code]"
+                )
+                coupon = self.coupons.objects[promo["promotion"]["coupon"]]
+            elif entry.get("coupon"):
+                coupon = self.get_coupon(str(entry["coupon"]), param=f"{param}[{index}][coupon]")
+            else:
+                raise missing(f"{param}[{index}][coupon]")
+            self._redeemable(promo, coupon, customer_id)
+            found.append((coupon, promo))
+        return found
+
+    def _redeem(self, sub: Obj, sources: list[tuple[Obj, Obj | None]]) -> list[str]:
+        """Discounts on ``sub`` for each (coupon, promotion code); counts the redemptions."""
+        ids = []
+        now = self.now()
+        for coupon, promo in sources:
+            months = coupon["duration_in_months"]
+            repeating = coupon["duration"] == "repeating"
+            discount = objects.discount(
+                new_id("di"),
+                coupon_id=coupon["id"],
+                promotion_code=promo["id"] if promo else None,
+                customer=sub["customer"],
+                subscription=sub["id"],
+                start=now,
+                end=add_interval(now, "month", months) if repeating else None,
+            )
+            self.discounts.add(discount)
+            coupon["times_redeemed"] += 1
+            if promo is not None:
+                promo["times_redeemed"] += 1
+            ids.append(discount["id"])
+        return ids
+
+    def _active_discounts(self, sub: Obj, at: int) -> list[Obj]:
+        """The subscription's discounts that still apply to an invoice made at ``at``."""
+        active = []
+        for discount_id in sub.get("discounts") or []:
+            discount = self.discounts.objects[discount_id]
+            duration = self.coupons.objects[discount["source"]["coupon"]]["duration"]
+            if duration == "once" and discount_id in self.discounts_used:
+                continue
+            if discount["end"] is not None and at >= discount["end"]:
+                continue
+            active.append(discount)
+        return active
+
+    def _apply_discounts(self, invoice: Obj, sub: Obj) -> int:
+        """Take the subscription's discounts off the invoice's discountable lines.
+
+        Each discount applies to what is left of the positive, discountable lines (subscription
+        item lines; prorations are not discounted) and is shared among them in proportion to
+        their amounts (``discount_amounts`` on each line, ``total_discount_amounts`` on the
+        invoice). A ``once`` discount is spent by the first invoice it reduces; a
+        ``repeating`` one applies until its ``end``. Returns the total taken off.
+        """
+        lines = [
+            line for line in invoice["lines"]["data"] if line["discountable"] and line["amount"] > 0
+        ]
+        left = [line["amount"] for line in lines]
+        totals = []
+        discounts = self._active_discounts(sub, invoice["created"])
+        for discount in discounts:
+            coupon = self.coupons.objects[discount["source"]["coupon"]]
+            off = objects.coupon_amount(coupon, sum(left))
+            if off <= 0:
+                continue
+            for index, share in enumerate(objects.split_amount(off, left)):
+                if share:
+                    lines[index]["discount_amounts"].append(
+                        {"amount": share, "discount": discount["id"]}
+                    )
+                    left[index] -= share
+            totals.append({"amount": off, "discount": discount["id"]})
+            if coupon["duration"] == "once":
+                self.discounts_used.add(discount["id"])
+        invoice["discounts"] = [discount["id"] for discount in discounts]
+        invoice["total_discount_amounts"] = totals
+        return sum(entry["amount"] for entry in totals)
+
     # -- checkout --------------------------------------------------------------------------
 
     def create_checkout_session(self, params: Obj, *, livemode: bool = False) -> Obj:
@@ -695,6 +1076,28 @@ class StripeState:
             total = sum(price["unit_amount"] * quantity for price, quantity in lines)
             session_id = new_id("cs_live" if livemode else "cs_test", 58)
             subscription_data = get_dict(params, "subscription_data")
+            trial_days, trial_end, trial_settings = self._read_trial(
+                subscription_data, where="subscription_data"
+            )
+            collection = get_str(params, "payment_method_collection") or "always"
+            if collection not in ("always", "if_required"):
+                raise invalid(
+                    "Invalid payment_method_collection: must be one of always or if_required",
+                    param="payment_method_collection",
+                )
+            discounts = self._read_discounts(params.get("discounts"), customer_id)
+            if discounts and get_bool(params, "allow_promotion_codes"):
+                raise invalid(
+                    "You may only specify one of these parameters: allow_promotion_codes, "
+                    "discounts."
+                )
+            if len(discounts) > 1:
+                raise invalid("Checkout accepts only one discount.", param="discounts")
+            subtotal = total
+            if trial_days or trial_end:
+                subtotal = total = 0  # nothing is due today: the first invoice of a trial is $0
+            for coupon, _ in discounts:
+                total -= objects.coupon_amount(coupon, total)
             session = objects.checkout_session(
                 session_id,
                 mode=mode,
@@ -713,6 +1116,24 @@ class StripeState:
             )
             if get_bool(params, "allow_promotion_codes") is not None:
                 session["allow_promotion_codes"] = get_bool(params, "allow_promotion_codes")
+            if get_bool(get_dict(params, "automatic_tax"), "enabled"):
+                session["automatic_tax"] = {
+                    **_AUTOMATIC_TAX_ON,
+                    "provider": "stripe",
+                    "status": "requires_location_inputs",
+                }
+                del session["automatic_tax"]["disabled_reason"]
+            session.update(
+                billing_address_collection=get_str(params, "billing_address_collection"),
+                tax_id_collection={
+                    "enabled": bool(get_bool(get_dict(params, "tax_id_collection"), "enabled")),
+                    "required": "never",
+                },
+                payment_method_collection=collection,
+                amount_subtotal=subtotal,
+                discounts=_session_discounts(discounts),
+                total_details={**session["total_details"], "amount_discount": subtotal - total},
+            )
             self.checkout_sessions.add(session)
             self.checkout_line_items[session_id] = [
                 objects.checkout_line_item(
@@ -727,8 +1148,34 @@ class StripeState:
             self.session_subscription_data[session_id] = {
                 "metadata": apply_metadata({}, subscription_data.get("metadata")),
                 "description": subscription_data.get("description"),
+                "trial_period_days": trial_days,
+                "trial_end": trial_end,
+                "trial_settings": trial_settings,
             }
             return session
+
+    def _checkout_discounts(
+        self, session: Obj, promotion_code: str | None
+    ) -> list[tuple[Obj, Obj | None]]:
+        """The session's discounts, or the code typed on the page ("This code is invalid.")."""
+        sources: list[tuple[Obj, Obj | None]] = []
+        for entry in session["discounts"]:
+            promo = self.promotion_codes.get(entry["promotion_code"] or "")
+            sources.append((self.coupons.objects[entry["coupon"]], promo))
+        code = (promotion_code or "").strip()
+        if code and session["allow_promotion_codes"]:
+            promo = self.find_promotion_code(code)
+            try:
+                if promo is None:
+                    raise invalid("This code is invalid.")
+                coupon = self.coupons.objects[promo["promotion"]["coupon"]]
+                self._redeemable(promo, coupon, session["customer"])
+            except StripeError:
+                raise invalid("This code is invalid.", param="promotion_code") from None
+            sources.append((coupon, promo))
+        for coupon, promo in sources:
+            self._redeemable(promo, coupon, session["customer"])
+        return sources
 
     def _read_line_items(self, raw: list[Any], param: str) -> list[tuple[Obj, int]]:
         if not raw:
@@ -807,23 +1254,51 @@ class StripeState:
         *,
         email: str | None = None,
         name: str | None = None,
-        card_number: str = "4242424242424242",
+        card_number: str | None = "4242424242424242",
         custom_fields: dict[str, str] | None = None,
+        promotion_code: str | None = None,
+        address: Obj | None = None,
+        tax_id: str | None = None,
     ) -> Obj:
-        """What happens when the buyer presses "Pay" on the hosted page."""
-        card = "".join(ch for ch in card_number if ch.isdigit()) or "4242424242424242"
+        """What happens when the buyer presses "Pay" on the hosted page.
+
+        ``address`` (at least ``country``) is required when the session collects it
+        (``automatic_tax`` or ``billing_address_collection=required``) and becomes the
+        customer's; ``tax_id`` (with ``tax_id_collection``) becomes a customer tax id.
+
+        ``promotion_code``: the code typed on the page (``allow_promotion_codes``).
+
+        An empty ``card_number`` means "no card" when the session lets the buyer skip it
+        (``payment_method_collection=if_required`` and nothing due today, i.e. a trial);
+        otherwise it is the default test card.
+        """
+        digits = "".join(ch for ch in card_number or "" if ch.isdigit())
         with self._operation():
             session = self.get_checkout_session(session_id)
             if session["status"] != "open":
                 raise invalid(
                     f"This Checkout Session is {session['status']}.", code="session_expired"
                 )
+            extra = self.session_subscription_data.get(session_id, {})
+            skip_card = (
+                not digits
+                and session["payment_method_collection"] == "if_required"
+                and session["amount_total"] == 0
+            )
+            card = digits or "4242424242424242"
             values = custom_fields or {}
             for field in session["custom_fields"]:
                 value = (values.get(field["key"]) or "").strip()
                 if not value and not field["optional"]:
                     raise invalid(f"{field['label']['custom']} is required.", param=field["key"])
-            if card in DECLINED_CARDS:
+            discounts = self._checkout_discounts(session, promotion_code)
+            billing_address = _address(address or {})
+            asks_address = session["automatic_tax"]["enabled"] or (
+                session["billing_address_collection"] == "required"
+            )
+            if asks_address and not billing_address["country"]:
+                raise invalid("Your country is required.", param="address[country]")
+            if not skip_card and card in DECLINED_CARDS:
                 raise _card_declined()
             if session["customer"]:
                 customer = self.get_customer(session["customer"])
@@ -834,8 +1309,16 @@ class StripeState:
                 customer = self.create_customer(
                     {"email": buyer_email, "name": name or None}, livemode=session["livemode"]
                 )
-            pm = self._new_payment_method(customer, last4=card[-4:], name=name)
-            extra = self.session_subscription_data.get(session_id, {})
+            if asks_address:
+                self.update_customer(customer["id"], {"address": billing_address})
+            if session["tax_id_collection"]["enabled"] and (tax_id or "").strip():
+                country = billing_address["country"] or ""
+                self.create_tax_id(
+                    customer["id"], {"type": tax.tax_id_type(country), "value": tax_id.strip()}
+                )
+            pm = None
+            if not skip_card:
+                pm = self._new_payment_method(customer, last4=card[-4:], name=name)
             lines = [
                 (item["price"], item["quantity"])
                 for item in self.checkout_line_items.get(session_id, [])
@@ -845,32 +1328,55 @@ class StripeState:
                 lines,
                 metadata=extra.get("metadata", {}),
                 description=extra.get("description"),
-                payment_method=pm["id"],
+                payment_method=pm["id"] if pm else None,
                 livemode=session["livemode"],
+                trial_end=self._trial_end(extra.get("trial_period_days"), extra.get("trial_end")),
+                trial_settings=extra.get("trial_settings"),
+                discounts=discounts,
+                automatic_tax=session["automatic_tax"]["enabled"],
             )
+            if session["automatic_tax"]["enabled"]:
+                session["automatic_tax"] = {**session["automatic_tax"], "status": "complete"}
             for field in session["custom_fields"]:
                 value = (values.get(field["key"]) or "").strip() or None
                 field["text"] = {**field["text"], "value": value}
             session.update(
                 status="complete",
-                payment_status="paid",
+                payment_status="paid" if invoice["amount_paid"] > 0 else "no_payment_required",
+                amount_subtotal=invoice["subtotal"],
+                amount_total=invoice["total"],
+                discounts=_session_discounts(discounts),
+                total_details={
+                    **session["total_details"],
+                    "amount_discount": sum(d["amount"] for d in invoice["total_discount_amounts"]),
+                    "amount_tax": sum(t["amount"] for t in invoice["total_taxes"]),
+                },
                 customer=customer["id"],
                 subscription=sub["id"],
                 invoice=invoice["id"],
                 url=None,
                 customer_details={
-                    "address": None,
+                    "address": customer["address"],
                     "business_name": None,
                     "email": customer.get("email"),
                     "individual_name": None,
                     "name": customer.get("name"),
                     "phone": None,
                     "tax_exempt": "none",
-                    "tax_ids": [],
+                    "tax_ids": self._customer_tax_ids(customer["id"]),
                 },
             )
             self._emit("checkout.session.completed", session)
             return session
+
+    def checkout_trial_days(self, session_id: str) -> int | None:
+        """The free days a session's subscription starts with (None: no trial)."""
+        extra = self.session_subscription_data.get(session_id, {})
+        if extra.get("trial_period_days"):
+            return int(extra["trial_period_days"])
+        if extra.get("trial_end"):
+            return max(1, -(-(extra["trial_end"] - self.now()) // 86400))
+        return None
 
     def expire_checkout_session(self, session_id: str) -> Obj:
         with self._operation():
@@ -910,16 +1416,26 @@ class StripeState:
         payment_method: str | None,
         livemode: bool,
         declined: bool = False,
+        trial_end: int | None = None,
+        trial_settings: Obj | None = None,
+        discounts: Sequence[tuple[Obj, Obj | None]] = (),
+        automatic_tax: bool = False,
     ) -> tuple[Obj, Obj]:
         """An active subscription whose first invoice is paid (events in Stripe's order).
 
         ``declined``: the first payment fails, leaving the subscription ``incomplete`` with
         its invoice open (Stripe's default ``payment_behavior=allow_incomplete``).
+
+        ``trial_end``: the subscription starts ``trialing``; its items' first period is the
+        trial and the first invoice is a paid $0 ``subscription_create`` invoice.
+
+        ``discounts``: (coupon, promotion code) pairs redeemed onto the subscription.
         """
         created = self.now()
         sub_id = new_id("sub")
         items = [
-            self._new_item(sub_id, price, quantity, created, created) for price, quantity in lines
+            self._new_item(sub_id, price, quantity, created, created, trial_end)
+            for price, quantity in lines
         ]
         sub = objects.subscription(
             sub_id,
@@ -933,23 +1449,51 @@ class StripeState:
             description=description,
             status="incomplete" if declined else "active",
         )
+        if trial_end is not None:
+            sub.update(
+                status="trialing",
+                trial_start=created,
+                trial_end=trial_end,
+                billing_cycle_anchor=trial_end,
+            )
+        if trial_settings:
+            sub["trial_settings"] = trial_settings
+        if automatic_tax:
+            sub["automatic_tax"] = _AUTOMATIC_TAX_ON
         self.subscriptions.add(sub)
         for item in items:
             self.subscription_items.add(item)
         self.subs_by_customer.setdefault(customer["id"], []).append(sub_id)
+        sub["discounts"] = self._redeem(sub, list(discounts))
         invoice = self._build_cycle_invoice(
-            sub, billing_reason="subscription_create", period_start=created, period_end=created
+            sub,
+            billing_reason="subscription_create",
+            period_start=created,
+            period_end=created,
+            trial=trial_end is not None,
         )
         sub["latest_invoice"] = invoice["id"]
         self._emit("customer.subscription.created", sub)
+        for discount_id in sub["discounts"]:
+            self._emit("customer.discount.created", self.discounts.objects[discount_id])
         self._finalize_and_collect(invoice, succeed=not declined)
         return sub, invoice
 
     def _new_item(
-        self, sub_id: str, price: Obj, quantity: int, created: int, period_start: int
+        self,
+        sub_id: str,
+        price: Obj,
+        quantity: int,
+        created: int,
+        period_start: int,
+        period_end: int | None = None,
     ) -> Obj:
-        recurring = price["recurring"]
-        period_end = add_interval(period_start, recurring["interval"], recurring["interval_count"])
+        """An item whose period is one price interval from ``period_start`` (or ``period_end``)."""
+        if period_end is None:
+            recurring = price["recurring"]
+            period_end = add_interval(
+                period_start, recurring["interval"], recurring["interval_count"]
+            )
         return objects.subscription_item(
             new_id("si", 14),
             subscription_id=sub_id,
@@ -962,17 +1506,25 @@ class StripeState:
         )
 
     def _line_description(self, price: Obj, quantity: int) -> str:
-        recurring = price["recurring"] or {"interval": "month"}
         return (
             f"{quantity} × {self.product_name(price['product'])} "
             f"(at {format_amount(price['unit_amount'], price['currency'])} / "
-            f"{recurring['interval']})"
+            f"{describe_interval(price['recurring'] or {'interval': 'month'})})"
         )
 
     def _build_cycle_invoice(
-        self, sub: Obj, *, billing_reason: str, period_start: int, period_end: int
+        self,
+        sub: Obj,
+        *,
+        billing_reason: str,
+        period_start: int,
+        period_end: int,
+        trial: bool = False,
     ) -> Obj:
-        """A draft invoice for the items' current period plus pending invoice items."""
+        """A draft invoice for the items' current period plus pending invoice items.
+
+        ``trial``: the period is a free trial, so each item's line is $0 ("Trial period for").
+        """
         invoice_id = new_id("in")
         lines = [
             objects.invoice_line(
@@ -982,11 +1534,15 @@ class StripeState:
                 subscription_item_id=item["id"],
                 price_obj=item["price"],
                 quantity=item["quantity"],
-                amount=item["price"]["unit_amount"] * item["quantity"],
+                amount=0 if trial else item["price"]["unit_amount"] * item["quantity"],
                 period_start=item["current_period_start"],
                 period_end=item["current_period_end"],
                 livemode=sub["livemode"],
-                description=self._line_description(item["price"], item["quantity"]),
+                description=(
+                    f"Trial period for {self.product_name(item['price']['product'])}"
+                    if trial
+                    else self._line_description(item["price"], item["quantity"])
+                ),
             )
             for item in sub["items"]["data"]
         ]
@@ -1057,10 +1613,29 @@ class StripeState:
             public_url=self.public_url,
         )
         invoice["default_payment_method"] = None
+        self._price_invoice(invoice, sub)
         self.invoices.add(invoice)
         self.invoices_by_customer.setdefault(customer["id"], []).append(invoice_id)
         self.invoices_by_subscription.setdefault(sub["id"], []).append(invoice_id)
         return invoice
+
+    def _price_invoice(self, invoice: Obj, sub: Obj) -> None:
+        """Subtotal, discounts, tax and total of a draft invoice (lines are pre-discount).
+
+        ``subtotal`` = the lines; ``total_excluding_tax`` = subtotal − discounts;
+        ``total`` = that + tax (exclusive); ``amount_due`` = the total, or 0 for a credit.
+        """
+        subtotal = sum(line["amount"] for line in invoice["lines"]["data"])
+        excluding_tax = subtotal - self._apply_discounts(invoice, sub)
+        total = excluding_tax + self._apply_tax(invoice, sub)
+        invoice.update(
+            subtotal=subtotal,
+            subtotal_excluding_tax=subtotal,
+            total_excluding_tax=excluding_tax,
+            total=total,
+            amount_due=max(total, 0),
+            amount_remaining=max(total, 0),
+        )
 
     def decline_payments(self, count: int = 1) -> None:
         """Make the next ``count`` card charges made through the API fail (card_declined).
@@ -1165,6 +1740,12 @@ class StripeState:
         with self._operation():
             customer = self.get_customer(customer_id, param="customer")
             lines = self._read_line_items(get_list(params, "items"), "items")
+            days, end, trial_settings = self._read_trial(params)
+            trial_end = self._trial_end(days, end)
+            discounts = self._read_discounts(params.get("discounts"), customer_id)
+            automatic_tax = bool(get_bool(get_dict(params, "automatic_tax"), "enabled"))
+            if automatic_tax:
+                self._tax_country(customer)
             pm_id = get_str(params, "default_payment_method")
             if pm_id:
                 self._get(self.payment_methods, "pm", pm_id, param="default_payment_method")
@@ -1172,8 +1753,11 @@ class StripeState:
                 pm_id = customer["invoice_settings"]["default_payment_method"]
                 if pm_id is None:
                     owned = self.pms_by_customer.get(customer_id)
-                    pm_id = owned[-1] if owned else self._new_payment_method(customer)["id"]
-            declined = self._take_decline()
+                    if owned:
+                        pm_id = owned[-1]
+                    elif trial_end is None:  # a trial needs no card up front
+                        pm_id = self._new_payment_method(customer)["id"]
+            declined = trial_end is None and self._take_decline()
             if declined and get_str(params, "payment_behavior") == "error_if_incomplete":
                 raise _card_declined()
             sub, _ = self._start_subscription(
@@ -1184,8 +1768,59 @@ class StripeState:
                 payment_method=pm_id,
                 livemode=livemode,
                 declined=declined,
+                trial_end=trial_end,
+                trial_settings=trial_settings,
+                discounts=discounts,
+                automatic_tax=automatic_tax,
             )
             return sub
+
+    def _read_trial(
+        self, params: Obj, *, where: str | None = None
+    ) -> tuple[int | None, int | None, Obj]:
+        """``trial_period_days`` or ``trial_end`` (``"now"``: no trial) and ``trial_settings``.
+
+        Returns (days, end timestamp, trial_settings); Checkout (``where`` is
+        ``subscription_data``) wants a ``trial_end`` at least 48 hours away, as Stripe does.
+        """
+
+        def name(field: str) -> str:
+            return f"{where}[{field}]" if where else field
+
+        days = get_int(params, "trial_period_days")
+        raw_end = params.get("trial_end")
+        if days is not None and raw_end not in (None, ""):
+            raise invalid(
+                "You may only specify one of these parameters: "
+                f"{name('trial_end')}, {name('trial_period_days')}."
+            )
+        end = None
+        if days is not None and not 1 <= days <= 730:
+            raise invalid(
+                "The trial period must be between 1 and 730 days.",
+                param=name("trial_period_days"),
+            )
+        if raw_end not in (None, "", "now"):
+            end = get_int(params, "trial_end")
+            assert end is not None
+            earliest = self.now() + (48 * 3600 if where else 0)
+            if end <= earliest:
+                raise invalid(
+                    "trial_end must be in the future"
+                    + (" and at least 48 hours from now." if where else "."),
+                    param=name("trial_end"),
+                )
+        end_behavior = get_dict(get_dict(params, "trial_settings"), "end_behavior")
+        missing_pm = end_behavior.get("missing_payment_method") or "create_invoice"
+        if missing_pm not in ("cancel", "pause", "create_invoice"):
+            raise invalid(
+                "Invalid missing_payment_method: must be one of cancel, pause, or create_invoice",
+                param=name("trial_settings[end_behavior][missing_payment_method]"),
+            )
+        return days, end, {"end_behavior": {"missing_payment_method": missing_pm}}
+
+    def _trial_end(self, days: int | None, end: int | None) -> int | None:
+        return self.now() + days * 86400 if days else end
 
     # -- subscriptions: reads ------------------------------------------------------------
 
@@ -1230,13 +1865,47 @@ class StripeState:
     # -- subscriptions: changes ------------------------------------------------------------
 
     def update_subscription(self, sub_id: str, params: Obj) -> Obj:
+        """``POST /v1/subscriptions/{id}``: metadata, cancellation, discounts and plan changes.
+
+        Plan changes (``items[]``: a new ``price`` and/or ``quantity`` for an item, a new item,
+        ``deleted``) are prorated by ``proration_behavior``: ``create_prorations`` (default:
+        pending invoice items the next invoice bills), ``always_invoice`` (an immediate
+        ``subscription_update`` invoice of them) or ``none``. With ``f`` = the unused share of
+        the current period, ``(period_end − now) / (period_end − period_start)``:
+
+        * a quantity change of one price: one item of ``round(unit × (new − old qty) × f)``;
+        * a new price of the same interval: ``−round(old unit × qty × f)`` ("Unused time on")
+          and ``+round(new unit × qty × f)`` ("Remaining time on"), the period unchanged;
+        * an added item ``+round(unit × qty × f)``, a removed one ``−round(unit × qty × f)``.
+
+        A new price of another interval (monthly → yearly), or ``billing_cycle_anchor=now``,
+        resets the billing cycle as Stripe does: every item's period starts now, the
+        subscription's ``billing_cycle_anchor`` is now, and an immediate invoice
+        (``subscription_update``) bills each item's full new period less the unused time of
+        the old items (``−round(old unit × qty × f)``, unless ``proration_behavior=none``)
+        plus any pending prorations. Every pending item is billed once: invoices claim them.
+        The next renewal bills the new period only. During a trial there is nothing to
+        prorate: the items change and the trial goes on.
+        """
         with self._operation():
             sub = self.get_subscription(sub_id)
             before = snapshot(sub)
             behaviour = get_str(params, "proration_behavior") or "create_prorations"
             if behaviour not in ("create_prorations", "none", "always_invoice"):
                 raise invalid("Invalid proration_behavior", param="proration_behavior")
+            anchor = get_str(params, "billing_cycle_anchor") or "unchanged"
+            if anchor not in ("now", "unchanged"):
+                raise invalid(
+                    "Invalid billing_cycle_anchor: must be one of now or unchanged",
+                    param="billing_cycle_anchor",
+                )
             raw_items = get_list(params, "items")
+            trialing = sub["status"] == "trialing"
+            if trialing:
+                behaviour = "none"
+            reset = not trialing and (
+                anchor == "now" or (bool(raw_items) and self._changes_cycle(sub, raw_items))
+            )
             payment_behavior = get_str(params, "payment_behavior") or "allow_incomplete"
             ended = sub["status"] in ("canceled", "incomplete_expired")
             if ended and (raw_items or "cancel_at_period_end" in params):
@@ -1253,6 +1922,11 @@ class StripeState:
                 sub["default_payment_method"] = pm_id
             if "cancel_at_period_end" in params:
                 self._set_cancel_at_period_end(sub, bool(get_bool(params, "cancel_at_period_end")))
+            new_discounts: list[str] = []
+            if "discounts" in params:  # replaces them; ``discounts=`` removes them all
+                sources = self._read_discounts(params.get("discounts"), sub["customer"])
+                new_discounts = self._redeem(sub, sources)
+                sub["discounts"] = new_discounts
             details = get_dict(params, "cancellation_details")
             if details:
                 sub["cancellation_details"] = {
@@ -1261,49 +1935,89 @@ class StripeState:
                 }
             # A change that would charge a declining card with error_if_incomplete is refused
             # before anything changes (Stripe answers 402 and leaves the subscription alone).
-            charging = behaviour == "always_invoice" and bool(raw_items)
+            charging = (behaviour == "always_invoice" and bool(raw_items)) or reset
             if charging and payment_behavior == "error_if_incomplete" and self.declines > 0:
                 self._take_decline()
                 raise _card_declined()
             prorations = self._apply_item_changes(sub, raw_items) if raw_items else []
             previous = changes(before, sub)
             proration_items = []
-            if behaviour != "none" and prorations:
+            if reset:
+                proration_items = self._reset_cycle(sub, before, behaviour)
+            elif behaviour != "none" and prorations:
                 proration_items = [self._new_proration_item(sub, *p) for p in prorations]
             invoice = None
             declined = False
-            if behaviour == "always_invoice" and proration_items:
-                invoice = self._build_invoice(
+            if reset:
+                invoice = self._build_cycle_invoice(
                     sub,
-                    new_id("in"),
-                    [],
                     billing_reason="subscription_update",
                     period_start=self.now(),
                     period_end=self.now(),
                 )
-                lines = self._claim_pending_items(sub, invoice["id"])
-                total = sum(line["amount"] for line in lines)
-                invoice["lines"].update(data=lines, total_count=len(lines))
-                invoice.update(
-                    amount_due=max(total, 0),
-                    amount_remaining=max(total, 0),
-                    subtotal=total,
-                    subtotal_excluding_tax=total,
-                    total=total,
-                    total_excluding_tax=total,
+            elif behaviour == "always_invoice" and proration_items:
+                invoice_id = new_id("in")
+                invoice = self._build_invoice(
+                    sub,
+                    invoice_id,
+                    self._claim_pending_items(sub, invoice_id),
+                    billing_reason="subscription_update",
+                    period_start=self.now(),
+                    period_end=self.now(),
                 )
+            if invoice is not None:
                 sub["latest_invoice"] = invoice["id"]
-                declined = total > 0 and self._take_decline()
+                declined = invoice["total"] > 0 and self._take_decline()
                 if declined and sub["status"] in ("active", "trialing"):
                     sub["status"] = "past_due"  # allow_incomplete: the change stays, unpaid
                 previous = changes(before, sub)
             if previous:
                 self._emit("customer.subscription.updated", sub, previous)
+            for discount_id in new_discounts:
+                self._emit("customer.discount.created", self.discounts.objects[discount_id])
             for item in proration_items:
                 self._emit("invoiceitem.created", item)
             if invoice is not None:
                 self._finalize_and_collect(invoice, succeed=not declined)
             return sub
+
+    def _changes_cycle(self, sub: Obj, raw_items: list[Any]) -> bool:
+        """Whether ``items[]`` bring in a price billed at another interval than the items'."""
+        current = {_cycle(item["price"]) for item in sub["items"]["data"]}
+        for raw in raw_items:
+            price = self.prices.get(raw.get("price") or "") if isinstance(raw, dict) else None
+            if price is not None and price["recurring"] and _cycle(price) not in current:
+                return True
+        return False
+
+    def _reset_cycle(self, sub: Obj, before: Obj, behaviour: str) -> list[Obj]:
+        """Start every item's period now; credit the old items' unused time (see above)."""
+        now = self.now()
+        credits = []
+        if behaviour != "none":
+            credits = [
+                self._new_proration_item(
+                    sub,
+                    old["price"],
+                    None,
+                    old["quantity"],
+                    0,
+                    period=(old["current_period_start"], old["current_period_end"]),
+                    si_id=old["id"],
+                )
+                for old in before["items"]["data"]
+            ]
+        items = []
+        for item in sub["items"]["data"]:
+            recurring = item["price"]["recurring"]
+            item["current_period_start"] = now
+            item["current_period_end"] = add_interval(
+                now, recurring["interval"], recurring["interval_count"]
+            )
+            items.append(item)
+        sub["items"] = objects.items_list(sub["id"], items)
+        sub["billing_cycle_anchor"] = now
+        return credits
 
     def _set_cancel_at_period_end(self, sub: Obj, value: bool) -> None:
         if value == sub["cancel_at_period_end"]:
@@ -1374,7 +2088,11 @@ class StripeState:
                     )
                 item["quantity"] = new_quantity
                 item["metadata"] = apply_metadata(item["metadata"], raw.get("metadata"))
-                if (new_price["id"], new_quantity) != (old_price["id"], old_quantity):
+                if new_price["id"] != old_price["id"]:
+                    # A new price: unused time on the old one back, remaining time on the new.
+                    prorations.append((old_price, None, old_quantity, 0))
+                    prorations.append((None, new_price, 0, new_quantity))
+                elif new_quantity != old_quantity:
                     prorations.append((old_price, new_price, old_quantity, new_quantity))
                 continue
             if not price_id:
@@ -1401,11 +2119,23 @@ class StripeState:
         return prorations
 
     def _new_proration_item(
-        self, sub: Obj, old_price: Obj | None, new_price: Obj | None, old_qty: int, new_qty: int
+        self,
+        sub: Obj,
+        old_price: Obj | None,
+        new_price: Obj | None,
+        old_qty: int,
+        new_qty: int,
+        *,
+        period: tuple[int, int] | None = None,
+        si_id: str | None = None,
     ) -> Obj:
-        """One invoice item with the net proration of a change, for the rest of the period."""
+        """One invoice item with the net proration of a change, for the rest of the period.
+
+        ``period`` is the item's (start, end), by default the subscription's current one;
+        ``si_id`` names the subscription item, by default the one with the item's price.
+        """
         now = self.now()
-        start, end = self.period_start(sub), self.period_end(sub)
+        start, end = period or (self.period_start(sub), self.period_end(sub))
         remaining = 0.0 if end <= start else min(max((end - now) / (end - start), 0.0), 1.0)
         old_amount = old_price["unit_amount"] * old_qty if old_price else 0
         new_amount = new_price["unit_amount"] * new_qty if new_price else 0
@@ -1424,7 +2154,7 @@ class StripeState:
             description = f"Remaining time on {new_qty} × {name} after {when}"
         else:
             description = f"Unused time on {old_qty} × {name} after {when}"
-        si_id = next(
+        si_id = si_id or next(
             (item["id"] for item in sub["items"]["data"] if item["price"]["id"] == price["id"]),
             None,
         )
@@ -1621,25 +2351,42 @@ class StripeState:
             feedback=sub["cancellation_details"].get("feedback"),
         )
 
+    def _bill_next_period(self, sub: Obj) -> tuple[Obj, Obj]:
+        """Advance to the next period and draft its ``subscription_cycle`` invoice.
+
+        Returns the subscription as it was (for ``previous_attributes``) and the invoice.
+        """
+        before = snapshot(sub)
+        old_start, old_end = self._advance_period(sub)
+        invoice = self._build_cycle_invoice(
+            sub, billing_reason="subscription_cycle", period_start=old_start, period_end=old_end
+        )
+        sub["latest_invoice"] = invoice["id"]
+        return before, invoice
+
     def renew(self, sub_id: str) -> Obj:
-        """The period ends and the renewal is paid (or, if cancelling, the subscription ends)."""
+        """The period ends and the renewal is paid (or, if cancelling, the subscription ends).
+
+        For a ``trialing`` subscription the period that ends is the trial: see
+        :meth:`end_trial`.
+        """
         with self._operation():
             sub = self.get_subscription(sub_id)
             self._require_live(sub, "renew")
-            if sub["cancel_at_period_end"]:
-                self._end_at_period_end(sub)
-                return self._outcome(sub)
-            before = snapshot(sub)
-            old_start, old_end = self._advance_period(sub)
-            invoice = self._build_cycle_invoice(
-                sub, billing_reason="subscription_cycle", period_start=old_start, period_end=old_end
-            )
-            sub["latest_invoice"] = invoice["id"]
-            if sub["status"] in ("past_due", "unpaid", "incomplete"):
-                sub["status"] = "active"
-            self._emit("customer.subscription.updated", sub, changes(before, sub))
-            self._finalize_and_collect(invoice, succeed=True)
-            return self._outcome(sub, invoice)
+            if sub["status"] == "trialing":
+                return self._end_trial(sub)
+            return self._renew(sub)
+
+    def _renew(self, sub: Obj) -> Obj:
+        if sub["cancel_at_period_end"]:
+            self._end_at_period_end(sub)
+            return self._outcome(sub)
+        before, invoice = self._bill_next_period(sub)
+        if sub["status"] in ("past_due", "unpaid", "incomplete", "trialing"):
+            sub["status"] = "active"
+        self._emit("customer.subscription.updated", sub, changes(before, sub))
+        self._finalize_and_collect(invoice, succeed=True)
+        return self._outcome(sub, invoice)
 
     def fail_renewal(self, sub_id: str) -> Obj:
         """The renewal payment fails: open invoice, subscription past_due.
@@ -1661,17 +2408,64 @@ class StripeState:
             ):
                 self._fail_invoice(latest)
                 return self._outcome(sub, latest)
+            return self._fail_renewal(sub)
+
+    def _fail_renewal(self, sub: Obj) -> Obj:
+        before, invoice = self._bill_next_period(sub)
+        self._finalize_and_collect(invoice, succeed=False)
+        if sub["status"] in ("active", "trialing"):
+            sub["status"] = "past_due"
+        self._emit("customer.subscription.updated", sub, changes(before, sub))
+        return self._outcome(sub, invoice)
+
+    # -- trials ------------------------------------------------------------------------------
+
+    def _trialing(self, sub_id: str) -> Obj:
+        sub = self.get_subscription(sub_id)
+        if sub["status"] != "trialing":
+            raise invalid(f"Subscription {sub_id} is not trialing; it is {sub['status']}.")
+        return sub
+
+    def payment_method_of(self, sub: Obj) -> str | None:
+        """The card Stripe would charge: the subscription's default, else the customer's."""
+        customer = self.customers.objects.get(sub["customer"]) or {}
+        settings = customer.get("invoice_settings") or {}
+        return sub["default_payment_method"] or settings.get("default_payment_method")
+
+    def end_trial(self, sub_id: str) -> Obj:
+        """The trial is over (its period ends, as :meth:`renew` ends a period).
+
+        With a card: ``active`` and a paid ``subscription_cycle`` invoice. Without one,
+        ``trial_settings.end_behavior.missing_payment_method`` decides: ``cancel`` (the
+        subscription ends, ``customer.subscription.deleted``), ``pause`` (status ``paused``,
+        ``customer.subscription.paused``, no invoice) or ``create_invoice`` (the default: the
+        invoice cannot be paid, so it stays open and the subscription is ``past_due``, the
+        normal failure timeline from there).
+        """
+        with self._operation():
+            return self._end_trial(self._trialing(sub_id))
+
+    def _end_trial(self, sub: Obj) -> Obj:
+        if sub["cancel_at_period_end"] or self.payment_method_of(sub):
+            return self._renew(sub)
+        behaviour = sub["trial_settings"]["end_behavior"]["missing_payment_method"]
+        if behaviour == "cancel":
+            self._end_subscription(sub, reason="cancellation_requested", at=self.period_end(sub))
+        elif behaviour == "pause":
             before = snapshot(sub)
-            old_start, old_end = self._advance_period(sub)
-            invoice = self._build_cycle_invoice(
-                sub, billing_reason="subscription_cycle", period_start=old_start, period_end=old_end
-            )
-            sub["latest_invoice"] = invoice["id"]
-            self._finalize_and_collect(invoice, succeed=False)
-            if sub["status"] in ("active", "trialing"):
-                sub["status"] = "past_due"
+            sub["status"] = "paused"
             self._emit("customer.subscription.updated", sub, changes(before, sub))
-            return self._outcome(sub, invoice)
+            self._emit("customer.subscription.paused", sub)
+        else:
+            return self._fail_renewal(sub)
+        return self._outcome(sub)
+
+    def trial_will_end(self, sub_id: str) -> Obj:
+        """``customer.subscription.trial_will_end``, which Stripe sends 3 days before the end."""
+        with self._operation():
+            sub = self._trialing(sub_id)
+            self._emit("customer.subscription.trial_will_end", sub)
+            return self._outcome(sub)
 
     def recover(self, sub_id: str) -> Obj:
         """The customer fixes the card: every open invoice is paid, the subscription is active."""
@@ -2019,6 +2813,8 @@ class StripeState:
         "charges",
         "invoice_payments",
         "disputes",
+        "coupons",
+        "promotion_codes",
         "events",
     )
 
@@ -2032,6 +2828,56 @@ class StripeState:
                 values = list(store.values())
                 result[name] = values[-limit:] if limit else values
             return snapshot(result)
+
+
+# ``automatic_tax`` of a subscription with Stripe Tax on (invoices add provider and status).
+_AUTOMATIC_TAX_ON = {
+    "disabled_reason": None,
+    "enabled": True,
+    "liability": {"account": None, "type": "self"},
+}
+
+# Stripe's longest billing interval is three years: 3 years, 36 months, 156 weeks, 1095 days.
+MAX_INTERVAL_COUNT = {"day": 1095, "week": 156, "month": 36, "year": 3}
+
+
+def _check_interval(interval: Any, count: int | None) -> None:
+    if interval not in MAX_INTERVAL_COUNT:
+        raise invalid(
+            f"Invalid recurring[interval]: must be one of day, week, month, or year; got "
+            f"{interval!r}",
+            param="recurring[interval]",
+        )
+    if count is None or not 1 <= count <= MAX_INTERVAL_COUNT[interval]:
+        raise invalid(
+            "The maximum billing interval is 3 years (3 years, 36 months, 156 weeks or 1095 "
+            "days), and interval_count must be at least 1.",
+            param="recurring[interval_count]",
+        )
+
+
+_ADDRESS_FIELDS = ("city", "country", "line1", "line2", "postal_code", "state")
+
+
+def _address(raw: Obj) -> Obj:
+    """A Stripe address from ``address[...]`` params (the country upper-cased)."""
+    address: Obj = {field: (str(raw.get(field) or "") or None) for field in _ADDRESS_FIELDS}
+    if address["country"]:
+        address["country"] = address["country"].upper()
+    return address
+
+
+def _cycle(price: Obj) -> tuple[str, int]:
+    recurring = price["recurring"] or {"interval": "month", "interval_count": 1}
+    return recurring["interval"], recurring["interval_count"]
+
+
+def _session_discounts(sources: Sequence[tuple[Obj, Obj | None]]) -> list[Obj]:
+    """A Checkout Session's ``discounts``: the coupon and promotion code of each."""
+    return [
+        {"coupon": coupon["id"], "promotion_code": promo["id"] if promo else None}
+        for coupon, promo in sources
+    ]
 
 
 def _card_declined() -> StripeError:
