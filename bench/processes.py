@@ -50,12 +50,12 @@ def manage(
     )
 
 
-def sync_tables(env: dict[str, str], *, timeout: float = 300) -> None:
-    """Create the tables straight from the models (``migrate --run-syncdb``), as
+def sync_tables(env: dict[str, str], *, timeout: float = 300, checkout: Path = ROOT) -> None:
+    """Create the tables straight from the models (``migrate --run-syncdb``) of ``checkout``, as
     ``--nomigrations`` does: dj-stripe's migrations take over a minute and are never what a
     benchmark or a process test is about."""
     command = ("migrate", "--run-syncdb", "--noinput")
-    done = manage(env, *command, timeout=timeout)
+    done = manage(env, *command, timeout=timeout, checkout=checkout)
     if done.returncode:
         raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
 

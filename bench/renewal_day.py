@@ -183,7 +183,7 @@ class Stack:
         }
 
     def seed(self, subscriptions: int, purchases: int) -> tuple[list[str], list[dict[str, Any]]]:
-        sync_tables(self.env)
+        sync_tables(self.env, checkout=self.checkout)
         sub_ids = self.stripe.state.seed(subscriptions, price="price_individual")
         discord_ids = [
             self.discord.state.add_user(username=f"buyer{i}", in_guild=True)["id"]
