@@ -58,3 +58,49 @@ def test_fifty_concurrent_deliveries_apply_once(stripe_server, live_server):
         AuditLog.objects.filter(action="subscription_activated", target_id=str(member.pk)).count()
         == 1
     )
+
+
+def test_concurrent_drains_claim_disjoint_batches_and_apply_each_event_once(stripe_server):
+    """Two workers draining one renewal burst at once: no row is claimed by both, and every
+    event ends processed after one attempt."""
+    from django.db import connections
+    from django.utils import timezone
+
+    from billing.drain import claim_batch, drain_stripe_events, release
+    from billing.webhooks import inbox_insert
+
+    sub_ids = stripe_server.state.seed(30, price="price_individual")
+    with stripe_server.state.lock:
+        before = len(stripe_server.state.events.order)
+    for sub_id in sub_ids:
+        stripe_server.state.renew(sub_id)
+    with stripe_server.state.lock:
+        events = [
+            stripe_server.state.events.get(i) for i in stripe_server.state.events.order[before:]
+        ]
+    for event in events:
+        inbox_insert(event=event, body=json.dumps(event), status=StripeEventInbox.Status.PENDING)
+
+    def claim(run: str) -> set[str]:
+        try:
+            return {row.event_id for row in claim_batch(now=timezone.now(), run=run, limit=200)}
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        first, second = pool.map(claim, ["one", "two"])
+    assert not first & second
+    assert len(first | second) == len(events)
+    release("one"), release("two")
+
+    def drain(_: int) -> int:
+        try:
+            return drain_stripe_events()
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        applied = sum(pool.map(drain, range(2)))
+    assert applied == len(events)
+    rows = StripeEventInbox.objects.filter(event_id__in=[e["id"] for e in events])
+    assert {(row.status, row.attempts) for row in rows} == {(StripeEventInbox.Status.PROCESSED, 1)}
