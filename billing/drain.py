@@ -44,6 +44,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 from django_q.conf import Conf
+from django_q.tasks import async_task
 from djstripe.models import Event
 
 from billing.handlers import handle_events, subscription_events_apply
@@ -62,7 +63,7 @@ Lane = StripeEventInbox.Lane
 # Longer than one batch can take (reads paced to the rate limit, each with a timeout and bounded
 # retries, then one transaction per subject).
 LEASE = timedelta(minutes=5)
-DRAIN_BATCH = 100
+DRAIN_BATCH = 50
 # Stay under the django-q2 task timeout so a drain is never killed mid-row.
 DRAIN_BUDGET_SECONDS = 40.0
 # A worker drains a burst in slices: after one, the drain hands over to a fresh drain task at
@@ -193,9 +194,7 @@ def _settle(rows: list[StripeEventInbox], work: Callable[[], bool]) -> str:
             )
             log.error(
                 "stripe_event_failed",
-                event_id=row.event_id,
-                type=row.type,
-                attempt=row.attempts,
+                **_row_fields(row),
                 status=row_status,
                 error=type(exc).__name__,
                 exc_info=row is rows[0],
@@ -203,14 +202,14 @@ def _settle(rows: list[StripeEventInbox], work: Callable[[], bool]) -> str:
         return status
     for row in rows:
         log.info(
-            "stripe_event_processed",
-            event_id=row.event_id,
-            type=row.type,
-            attempt=row.attempts,
-            handled=handled,
-            applied_with=len(rows),
+            "stripe_event_processed", **_row_fields(row), handled=handled, applied_with=len(rows)
         )
     return Status.PROCESSED
+
+
+def _row_fields(row: StripeEventInbox) -> dict[str, Any]:
+    """What every log line about a row says: the event and the attempt."""
+    return {"event_id": row.event_id, "type": row.type, "attempt": row.attempts}
 
 
 def _events_store(events: list[dict[str, Any]]) -> None:
@@ -454,7 +453,7 @@ def drain_stripe_events(*, budget: float = DRAIN_BUDGET_SECONDS) -> int:
                     idle_until = time.monotonic() + WAKEUP_INTERVAL_SECONDS
                 if time.monotonic() >= idle_until:
                     break
-                time.sleep(0.1)
+                time.sleep(0.05)
                 continue
             idle_until = None
             if not drain.batch(rows, pool):
@@ -466,7 +465,9 @@ def drain_stripe_events(*, budget: float = DRAIN_BUDGET_SECONDS) -> int:
         if released:
             log.info("stripe_events_released", count=released)
     if handover:
-        drain_request()
+        # This drain's successor, whatever waits in the queue already: every worker that was
+        # draining keeps draining, each behind the work queued meanwhile.
+        async_task("billing.tasks.drain_stripe_events")
     return drain.processed
 
 

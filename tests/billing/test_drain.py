@@ -147,7 +147,11 @@ def test_an_event_about_an_invoice_the_read_did_not_see_is_read_again(client, st
 
     assert _reads(stripe_server, sub_id) == 1
     assert (
-        len(stripe_server.requests(f"/v1/invoices/{first_invoice_finalized['data']['object']['id']}"))
+        len(
+            stripe_server.requests(
+                f"/v1/invoices/{first_invoice_finalized['data']['object']['id']}"
+            )
+        )
         == 1
     )
     assert _rows([first_invoice_finalized])[0].status == Status.PROCESSED
