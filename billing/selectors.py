@@ -54,17 +54,6 @@ def subscription_period_end(stripe_data: dict[str, Any]) -> datetime | None:
     return datetime.fromtimestamp(max(ends), UTC) if ends else None
 
 
-def subscription_item_quantities(stripe_data: dict[str, Any]) -> dict[str, int]:
-    """Quantity per price id, summed across items."""
-    quantities: dict[str, int] = {}
-    for item in (stripe_data.get("items") or {}).get("data") or []:
-        price = item.get("price") or {}
-        price_id = price.get("id") if isinstance(price, dict) else str(price)
-        if price_id:
-            quantities[price_id] = quantities.get(price_id, 0) + int(item.get("quantity") or 0)
-    return quantities
-
-
 def _plan_name(stripe_data: dict[str, Any]) -> str:
     names = []
     for item in (stripe_data.get("items") or {}).get("data") or []:

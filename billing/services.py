@@ -25,10 +25,11 @@ from django.utils import timezone
 from djstripe.models import Customer, Subscription
 
 from billing import lifecycle
+from billing.catalogue import seat_counts
 from billing.checkout import LIVE_STATUSES
 from billing.entitlement import complimentary_active, member_facts, paid_up, subscription_facts
 from billing.models import FailureEpisode
-from billing.selectors import subscription_item_quantities, subscription_period_end
+from billing.selectors import subscription_period_end
 from billing.teams import seats_release_excess, team_end, team_return
 from billing.truth import (
     FAILING_STATUSES,
@@ -286,9 +287,9 @@ def subscription_apply(*, snapshot: SubscriptionSnapshot, now: datetime | None =
     changed: set[int] = set()
 
     if team is not None:
-        quantities = subscription_item_quantities(snapshot.data)
-        owner_seats = quantities.get(settings.STRIPE_OWNER_SEAT_PRICE_ID, 0)
-        team_seats = quantities.get(settings.STRIPE_TEAM_SEAT_PRICE_ID, 0)
+        # By each price's role in the catalogue: any plan, any interval.
+        seats = seat_counts(snapshot.data)
+        owner_seats, team_seats = seats[SeatTier.OWNER], seats[SeatTier.TEAM]
         if (owner_seats, team_seats) != (team.owner_seats, team.team_seats):
             audit_record(
                 actor_type=AuditActor.STRIPE,
