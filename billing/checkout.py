@@ -157,8 +157,13 @@ def _session_create(
     line_items: list[dict[str, Any]],
     metadata: dict[str, str],
     cancel_path: str,
+    plan: Plan,
 ) -> Any:
-    """A subscription Checkout Session; the subscription carries the session's metadata."""
+    """A subscription Checkout Session; the subscription carries the session's metadata, and
+    the plan's free trial when it has one."""
+    subscription_data: dict[str, Any] = {"metadata": metadata}
+    if plan.trial_days:
+        subscription_data["trial_period_days"] = plan.trial_days
     try:
         return stripe.checkout.Session.create(
             mode="subscription",
@@ -166,7 +171,7 @@ def _session_create(
             client_reference_id=reference,
             line_items=line_items,
             metadata=metadata,
-            subscription_data={"metadata": metadata},
+            subscription_data=subscription_data,
             success_url=_app_url("/dashboard/?checkout=success"),
             cancel_url=_app_url(cancel_path),
         )
@@ -189,6 +194,7 @@ def checkout_individual_start(*, member: Member, price_id: str | None = None) ->
         line_items=[{"price": option.price_id(SeatTier.INDIVIDUAL), "quantity": 1}],
         metadata={"plan_type": "individual", "member_id": str(member.pk)},
         cancel_path="/dashboard/?checkout=cancel",
+        plan=option.plan,
     )
     audit_record(
         **audit_actor(member, AuditActor.MEMBER),
@@ -265,6 +271,7 @@ def checkout_company_start(
         line_items=line_items,
         metadata={"plan_type": "company", "member_id": str(member.pk), "team_id": str(team.pk)},
         cancel_path="/company/?checkout=cancel",
+        plan=option.plan,
     )
     team.checkout_session_id = session.id
     team.save(update_fields=["checkout_session_id"])
