@@ -382,7 +382,7 @@ def _trial_reminder(
         notification_enqueue(
             kind="trial_ending",
             channel="email",
-            recipient=member.user.email or "",
+            recipient=member.user.email,
             episode=f"{snapshot.id}:trial:{int(ends.timestamp())}",
             member=member,
             context={

@@ -173,17 +173,10 @@ def test_a_company_plan_needs_both_seat_prices_of_each_interval(admin_web, strip
     prices_sync(actor=None)
     add = reverse("admin:billing_plan_add")
 
+    monthly = [("owner", "price_owner_seat"), ("team", "price_team_seat")]
+
     refused = admin_web.post(
-        add,
-        _plan_form(
-            "Guild",
-            "company",
-            [
-                ("owner", "price_owner_seat"),
-                ("team", "price_team_seat"),
-                ("owner", yearly["owner"]),
-            ],
-        ),
+        add, _plan_form("Guild", "company", [*monthly, ("owner", yearly["owner"])])
     )
     assert refused.status_code == 200
     assert "The year prices need a team seat price too." in refused.content.decode()
@@ -193,19 +186,7 @@ def test_a_company_plan_needs_both_seat_prices_of_each_interval(admin_web, strip
     assert "Select a valid choice" in typed.content.decode()
     assert not Plan.objects.filter(name__in=["Guild", "Solo", "Typed"]).exists()
 
-    saved = admin_web.post(
-        add,
-        _plan_form(
-            "Guild",
-            "company",
-            [
-                ("owner", "price_owner_seat"),
-                ("team", "price_team_seat"),
-                ("owner", yearly["owner"]),
-                ("team", yearly["team"]),
-            ],
-        ),
-    )
+    saved = admin_web.post(add, _plan_form("Guild", "company", [*monthly, *yearly.items()]))
     assert saved.status_code == 302, saved.content.decode()[:2000]
     assert sorted(Plan.objects.get(name="Guild").prices.values_list("role", flat=True)) == [
         "owner",
