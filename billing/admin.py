@@ -1,12 +1,26 @@
 from __future__ import annotations
 
+from typing import Any
+
+from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import path, reverse
+from django.utils.decorators import method_decorator
+from django.views.decorators.http import require_POST
 from djstripe.models import APIKey, WebhookEndpoint
 
+from billing.catalogue import (
+    CatalogueError,
+    plan_prices_problems,
+    price_choices,
+    prices_mirrored,
+    prices_sync,
+)
 from billing.drain import mode_mismatch_reason, replay_request
-from billing.models import Dispute, FailureEpisode, StripeEventInbox
+from billing.models import Dispute, FailureEpisode, Plan, PlanPrice, StripeEventInbox
 from ops.admin_guard import GuardedModelAdmin, ReadOnlyAdmin, mask_secret
 from ops.models import AuditAction
 from ops.services import audit_actor, audit_record
@@ -97,6 +111,98 @@ class DisputeAdmin(ReadOnlyAdmin):
     list_filter = ("status", "outcome")
     search_fields = ("dispute_id", "subscription_id", "charge_id", "invoice_id")
     readonly_fields = [field.name for field in Dispute._meta.fields]
+
+
+# --- the plan catalogue -------------------------------------------------------------------
+
+
+class PlanPriceForm(forms.ModelForm):
+    """A plan's price, picked from the prices dj-stripe mirrored (never typed by hand)."""
+
+    stripe_price_id = forms.ChoiceField(label="Stripe price")
+
+    class Meta:
+        model = PlanPrice
+        fields = ("role", "stripe_price_id", "active")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        keep = [self.instance.stripe_price_id] if self.instance.stripe_price_id else []
+        self.fields["stripe_price_id"].choices = [("", "---------"), *price_choices(keep=keep)]
+
+
+class PlanPriceFormSet(forms.BaseInlineFormSet):
+    def clean(self) -> None:
+        super().clean()
+        rows = [
+            (
+                form.cleaned_data["role"],
+                form.cleaned_data["stripe_price_id"],
+                form.cleaned_data["active"],
+            )
+            for form in self.forms
+            if form.cleaned_data
+            and not form.cleaned_data.get("DELETE")
+            and form.cleaned_data.get("stripe_price_id")
+        ]
+        problems = plan_prices_problems(self.instance.kind, rows)
+        if problems:
+            raise ValidationError(problems)
+
+
+class PlanPriceInline(admin.TabularInline):
+    model = PlanPrice
+    form = PlanPriceForm
+    formset = PlanPriceFormSet
+    extra = 1
+    # Subscriptions keep billing a price after it is taken off sale, and their seats are counted
+    # by its role: deactivate a price instead of deleting it.
+    can_delete = False
+    readonly_fields = ("amount",)
+    fields = ("role", "stripe_price_id", "amount", "active")
+
+    @admin.display(description="Amount")
+    def amount(self, obj: PlanPrice) -> str:
+        facts = prices_mirrored([obj.stripe_price_id]).get(obj.stripe_price_id)
+        return facts.label if facts else "not synced from Stripe yet"
+
+
+@admin.register(Plan)
+class PlanAdmin(GuardedModelAdmin):
+    """The catalogue the site sells; prices come from Stripe ("Sync prices from Stripe")."""
+
+    change_list_template = "admin/billing/plan/change_list.html"
+    list_display = ("name", "kind", "order", "visible", "trial_days", "allow_promotion_codes")
+    list_editable = ("order", "visible")
+    list_filter = ("kind", "visible")
+    inlines = [PlanPriceInline]
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Hide a plan instead: its prices still tell which seats its subscribers pay for.
+        return False
+
+    def get_urls(self) -> list:
+        view = self.admin_site.admin_view(self.sync_prices_view)
+        return [
+            path("sync-prices/", view, name="billing_plan_sync_prices"),
+            *super().get_urls(),
+        ]
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None):
+        extra = {**(extra_context or {}), "can_sync": self.has_change_permission(request)}
+        return super().changelist_view(request, extra)
+
+    @method_decorator(require_POST)
+    def sync_prices_view(self, request: HttpRequest) -> HttpResponse:
+        if not self.has_change_permission(request):
+            raise PermissionDenied
+        try:
+            count = prices_sync(actor=request.user)
+        except CatalogueError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+        else:
+            self.message_user(request, f"{count} price(s) synced from Stripe.", messages.SUCCESS)
+        return HttpResponseRedirect(reverse("admin:billing_plan_changelist"))
 
 
 # --- dj-stripe's key and endpoint tables, read-only and masked --------------------------------

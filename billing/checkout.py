@@ -26,6 +26,8 @@ from django.conf import settings
 from django.db import transaction
 from djstripe.models import Subscription
 
+from billing.catalogue import PlanOption, option_chosen, price_roles, seat_price
+from billing.models import Plan
 from members.models import Member, SeatTier, Team
 from ops.errors import ServiceError
 from ops.models import AuditAction, AuditActor
@@ -155,8 +157,13 @@ def _session_create(
     line_items: list[dict[str, Any]],
     metadata: dict[str, str],
     cancel_path: str,
+    plan: Plan,
 ) -> Any:
-    """A subscription Checkout Session; the subscription carries the session's metadata."""
+    """A subscription Checkout Session; the subscription carries the session's metadata, and
+    the plan's free trial when it has one."""
+    subscription_data: dict[str, Any] = {"metadata": metadata}
+    if plan.trial_days:
+        subscription_data["trial_period_days"] = plan.trial_days
     try:
         return stripe.checkout.Session.create(
             mode="subscription",
@@ -164,7 +171,7 @@ def _session_create(
             client_reference_id=reference,
             line_items=line_items,
             metadata=metadata,
-            subscription_data={"metadata": metadata},
+            subscription_data=subscription_data,
             success_url=_app_url("/dashboard/?checkout=success"),
             cancel_url=_app_url(cancel_path),
         )
@@ -173,8 +180,10 @@ def _session_create(
 
 
 @transaction.atomic
-def checkout_individual_start(*, member: Member) -> str:
-    """Create a Checkout Session for the individual plan; returns the URL to send the member to."""
+def checkout_individual_start(*, member: Member, price_id: str | None = None) -> str:
+    """Create a Checkout Session for an individual plan at the chosen price (the first one
+    offered when none is given); returns the URL to send the member to."""
+    option = option_chosen(kind=Plan.Kind.INDIVIDUAL, key=price_id)
     member = _lock(member)
     if member_has_live_subscription(member):
         raise CheckoutError("You already have an active membership.")
@@ -182,17 +191,23 @@ def checkout_individual_start(*, member: Member) -> str:
     session = _session_create(
         customer_id=customer_id,
         reference=f"member-{member.pk}",
-        line_items=[{"price": settings.STRIPE_INDIVIDUAL_PRICE_ID, "quantity": 1}],
+        line_items=[{"price": option.price_id(SeatTier.INDIVIDUAL), "quantity": 1}],
         metadata={"plan_type": "individual", "member_id": str(member.pk)},
         cancel_path="/dashboard/?checkout=cancel",
+        plan=option.plan,
     )
     audit_record(
         **audit_actor(member, AuditActor.MEMBER),
         action=AuditAction.BILLING_CHECKOUT_STARTED,
         target=member,
-        details={"plan_type": "individual", "session_id": session.id},
+        details={"plan_type": "individual", "session_id": session.id, **_chosen(option)},
     )
     return session.url
+
+
+def _chosen(option: PlanOption) -> dict[str, Any]:
+    """The audit details of what was chosen."""
+    return {"plan_id": option.plan.pk, "prices": [price.id for price in option.prices.values()]}
 
 
 def _pending_team(member: Member, company_name: str) -> Team:
@@ -218,14 +233,22 @@ def _pending_team(member: Member, company_name: str) -> Team:
 
 @transaction.atomic
 def checkout_company_start(
-    *, member: Member, company_name: str, owner_seats: int, team_seats: int
+    *,
+    member: Member,
+    company_name: str,
+    owner_seats: int,
+    team_seats: int,
+    price_id: str | None = None,
 ) -> str:
-    """Create a Checkout Session for a company plan; returns the URL to send the member to."""
+    """Create a Checkout Session for a company plan at the chosen option (``price_id`` is its
+    owner-seat price; the first option offered when none is given): owner and team seats at
+    that option's prices. Returns the URL to send the member to."""
     company_name = (company_name or "").strip()
     if not 3 <= len(company_name) <= 100:
         raise CheckoutError("The company name must be 3 to 100 characters long.")
     if owner_seats < 1 or team_seats < 0 or owner_seats + team_seats > 500:
         raise CheckoutError("Choose 1 or more owner seats, 0 or more team seats, 500 at most.")
+    option = option_chosen(kind=Plan.Kind.COMPANY, key=price_id)
     member = _lock(member)
     if member_has_live_subscription(member):
         raise CheckoutError("You already have an active membership.")
@@ -237,8 +260,8 @@ def checkout_company_start(
     line_items = [
         {"price": price, "quantity": quantity}
         for price, quantity in (
-            (settings.STRIPE_OWNER_SEAT_PRICE_ID, owner_seats),
-            (settings.STRIPE_TEAM_SEAT_PRICE_ID, team_seats),
+            (option.price_id(SeatTier.OWNER), owner_seats),
+            (option.price_id(SeatTier.TEAM), team_seats),
         )
         if quantity > 0
     ]
@@ -248,6 +271,7 @@ def checkout_company_start(
         line_items=line_items,
         metadata={"plan_type": "company", "member_id": str(member.pk), "team_id": str(team.pk)},
         cancel_path="/company/?checkout=cancel",
+        plan=option.plan,
     )
     team.checkout_session_id = session.id
     team.save(update_fields=["checkout_session_id"])
@@ -260,6 +284,7 @@ def checkout_company_start(
             "session_id": session.id,
             "owner_seats": owner_seats,
             "team_seats": team_seats,
+            **_chosen(option),
         },
     )
     return session.url
@@ -301,14 +326,6 @@ def billing_portal_start(*, member: Member, return_url: str) -> str:
     return session.url
 
 
-def _price_for(tier: str) -> str:
-    if tier == SeatTier.OWNER:
-        return settings.STRIPE_OWNER_SEAT_PRICE_ID
-    if tier == SeatTier.TEAM:
-        return settings.STRIPE_TEAM_SEAT_PRICE_ID
-    raise CheckoutError("Choose owner seats or team seats.")
-
-
 @transaction.atomic
 def seats_add(*, team: Team, tier: str, quantity: int, actor: Member | None = None) -> SeatChange:
     """Buy ``quantity`` more seats of ``tier`` now, invoiced at once with proration.
@@ -318,7 +335,8 @@ def seats_add(*, team: Team, tier: str, quantity: int, actor: Member | None = No
     """
     if not isinstance(quantity, int) or not 1 <= quantity <= SEAT_ADD_MAX:
         raise CheckoutError(f"Add between 1 and {SEAT_ADD_MAX} seats at a time.")
-    price_id = _price_for(tier)
+    if tier not in (SeatTier.OWNER, SeatTier.TEAM):
+        raise CheckoutError("Choose owner seats or team seats.")
     # Serialise adds per team: two concurrent "+1"s must both count.
     team = Team.objects.select_for_update().get(pk=team.pk)
     if not team.subscription_id or team.cancelled_at is not None:
@@ -327,12 +345,19 @@ def seats_add(*, team: Team, tier: str, quantity: int, actor: Member | None = No
         raise CheckoutError("Seats can only be added while the team's subscription is active.")
     try:
         # Read the live items, not the mirror: the quantity must be Stripe's current one.
-        items = stripe.SubscriptionItem.list(subscription=team.subscription_id, limit=100)
-        existing = next((i for i in items.auto_paging_iter() if i.price.id == price_id), None)
+        items = list(
+            stripe.SubscriptionItem.list(
+                subscription=team.subscription_id, limit=100
+            ).auto_paging_iter()
+        )
+        # The tier's item, whichever plan and interval its price belongs to.
+        roles = price_roles()
+        existing = next((i for i in items if roles.get(i.price.id) == tier), None)
         if existing is None:
             item = stripe.SubscriptionItem.create(
                 subscription=team.subscription_id,
-                price=price_id,
+                # The same plan and interval as what the team pays for already.
+                price=seat_price(price_ids=[i.price.id for i in items], tier=tier),
                 quantity=quantity,
                 proration_behavior="always_invoice",
                 payment_behavior="error_if_incomplete",

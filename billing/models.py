@@ -196,3 +196,67 @@ class StripeObjectRead(models.Model):
 
     def __str__(self) -> str:
         return f"{self.subject} read at {self.read_at:%Y-%m-%d %H:%M:%S}"
+
+
+class Plan(models.Model):
+    """A plan of the catalogue staff sell: an individual plan or a company plan (seats).
+
+    Its Stripe prices are :class:`PlanPrice` rows. ``billing.catalogue`` reads the catalogue:
+    which plans and intervals the pages offer, and which role a Stripe price plays in a
+    subscription (seat counts follow the role, whichever plan or interval was bought).
+    """
+
+    class Kind(models.TextChoices):
+        INDIVIDUAL = "individual", "Individual"
+        COMPANY = "company", "Company (owner and team seats)"
+
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    name = models.CharField(max_length=100)
+    description = models.TextField(blank=True)
+    order = models.PositiveIntegerField(default=0, help_text="Smaller numbers are shown first.")
+    visible = models.BooleanField(
+        default=True, help_text="Offered on the site. Hidden plans keep their subscribers."
+    )
+    trial_days = models.PositiveIntegerField(
+        default=0, help_text="Days of free trial on Checkout (0 = no trial)."
+    )
+    allow_promotion_codes = models.BooleanField(
+        default=False, help_text="Checkout asks for a Stripe promotion code."
+    )
+
+    class Meta:
+        ordering = ["order", "pk"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class PlanPrice(models.Model):
+    """One Stripe price of a plan and the role it plays: an individual membership, an owner
+    seat or a team seat (``members.SeatTier``).
+
+    The price is kept by its Stripe id rather than as a foreign key to dj-stripe's mirrored
+    ``Price``: the catalogue imported from the old price settings exists before anything is
+    mirrored (the migration never calls Stripe), and a re-sync of dj-stripe's rows can never
+    delete a price that subscriptions still bill. The admin offers only mirrored active
+    recurring prices. A price belongs to one plan, so its role is never ambiguous.
+    """
+
+    plan = models.ForeignKey(Plan, on_delete=models.CASCADE, related_name="prices")
+    # The values of ``members.SeatTier``: a seat price's role is the tier its seats are.
+    role = models.CharField(
+        max_length=16,
+        choices=[("individual", "Individual"), ("owner", "Owner seat"), ("team", "Team seat")],
+    )
+    stripe_price_id = models.CharField("Stripe price", max_length=255, unique=True)
+    active = models.BooleanField(
+        default=True,
+        help_text="Sold on the site. An inactive price still counts its subscribers' seats.",
+    )
+
+    class Meta:
+        verbose_name = "plan price"
+        ordering = ["plan", "role", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.plan} — {self.get_role_display()} ({self.stripe_price_id})"

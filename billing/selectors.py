@@ -54,17 +54,6 @@ def subscription_period_end(stripe_data: dict[str, Any]) -> datetime | None:
     return datetime.fromtimestamp(max(ends), UTC) if ends else None
 
 
-def subscription_item_quantities(stripe_data: dict[str, Any]) -> dict[str, int]:
-    """Quantity per price id, summed across items."""
-    quantities: dict[str, int] = {}
-    for item in (stripe_data.get("items") or {}).get("data") or []:
-        price = item.get("price") or {}
-        price_id = price.get("id") if isinstance(price, dict) else str(price)
-        if price_id:
-            quantities[price_id] = quantities.get(price_id, 0) + int(item.get("quantity") or 0)
-    return quantities
-
-
 def _plan_name(stripe_data: dict[str, Any]) -> str:
     names = []
     for item in (stripe_data.get("items") or {}).get("data") or []:
@@ -108,6 +97,7 @@ class BillingSummary:
     in_debtor: bool
     suspended: bool  # an open dispute on a payment of the subscription
     removal_due_at: datetime | None
+    trial_end: datetime | None = None  # while trialing
 
     @property
     def has_subscription(self) -> bool:
@@ -139,4 +129,12 @@ def member_billing_summary(member: Member, now: datetime | None = None) -> Billi
         in_debtor=in_debtor,
         suspended=outcome == Access.SUSPENDED,
         removal_due_at=episode.removal_due_at if episode else None,
+        trial_end=trial_end(data),
     )
+
+
+def trial_end(stripe_data: dict[str, Any]) -> datetime | None:
+    """When the free trial ends, while the subscription is trialing."""
+    if stripe_data.get("status") != "trialing" or not stripe_data.get("trial_end"):
+        return None
+    return datetime.fromtimestamp(int(stripe_data["trial_end"]), UTC)

@@ -25,10 +25,11 @@ from django.utils import timezone
 from djstripe.models import Customer, Subscription
 
 from billing import lifecycle
+from billing.catalogue import seat_counts
 from billing.checkout import LIVE_STATUSES
 from billing.entitlement import complimentary_active, member_facts, paid_up, subscription_facts
 from billing.models import FailureEpisode
-from billing.selectors import subscription_item_quantities, subscription_period_end
+from billing.selectors import subscription_period_end, trial_end
 from billing.teams import seats_release_excess, team_end, team_return
 from billing.truth import (
     FAILING_STATUSES,
@@ -50,6 +51,9 @@ log = structlog.get_logger(__name__)
 PAID_STATUSES = frozenset({"active", "trialing"})
 # A duplicate subscription (``_duplicate_cancel``) already in one of these needs nothing more.
 DUPLICATE_ENDED_STATUSES = frozenset({"canceled", "incomplete_expired"})
+# Stripe announces a trial's end (``customer.subscription.trial_will_end``) three days before
+# it; a little more, so the read that event causes always falls inside.
+TRIAL_REMINDER_BEFORE = timedelta(days=3, hours=12)
 
 
 class BillingError(Exception):
@@ -286,9 +290,9 @@ def subscription_apply(*, snapshot: SubscriptionSnapshot, now: datetime | None =
     changed: set[int] = set()
 
     if team is not None:
-        quantities = subscription_item_quantities(snapshot.data)
-        owner_seats = quantities.get(settings.STRIPE_OWNER_SEAT_PRICE_ID, 0)
-        team_seats = quantities.get(settings.STRIPE_TEAM_SEAT_PRICE_ID, 0)
+        # By each price's role in the catalogue: any plan, any interval.
+        seats = seat_counts(snapshot.data)
+        owner_seats, team_seats = seats[SeatTier.OWNER], seats[SeatTier.TEAM]
         if (owner_seats, team_seats) != (team.owner_seats, team.team_seats):
             audit_record(
                 actor_type=AuditActor.STRIPE,
@@ -352,8 +356,42 @@ def subscription_apply(*, snapshot: SubscriptionSnapshot, now: datetime | None =
             },
         )
         changed.update(m.pk for m in members)
+    if entitled:
+        _trial_reminder(snapshot=snapshot, team=team, members=members, now=now)
     for member_id in sorted(changed):
         role_sync_request(member_id=member_id)
+
+
+def _trial_reminder(
+    *, snapshot: SubscriptionSnapshot, team: Team | None, members: list[Member], now: datetime
+) -> None:
+    """Remind whoever pays that the free trial ends soon, once per trial end.
+
+    Decided from the subscription as read, not from the event: Stripe sends
+    ``customer.subscription.trial_will_end`` three days before the end, and the read it causes
+    lands here; so does any other read in that window (a late or lost event changes nothing).
+    Whether the trial then becomes a paid period, a failed payment or an ending is Stripe's
+    outcome, applied like any other change of the subscription.
+    """
+    ends = trial_end(snapshot.data)
+    if ends is None or not now < ends <= now + TRIAL_REMINDER_BEFORE:
+        return
+    for member in members:
+        if not member.user.email or (team is not None and member.seat_tier != SeatTier.OWNER):
+            continue
+        notification_enqueue(
+            kind="trial_ending",
+            channel="email",
+            recipient=member.user.email,
+            episode=f"{snapshot.id}:trial:{int(ends.timestamp())}",
+            member=member,
+            context={
+                "member_name": _member_name(member),
+                "team_name": team.name if team else "",
+                "trial_end": ends.isoformat(),
+                "has_card": bool(snapshot.data.get("default_payment_method")),
+            },
+        )
 
 
 def _access_grant(

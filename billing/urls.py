@@ -9,6 +9,7 @@ app_name = "billing"
 
 urlpatterns = [
     path("stripe/webhook/", stripe_webhook, name="stripe_webhook"),
+    path("", views.landing, name="landing"),
     path("dashboard/", views.dashboard, name="dashboard"),
     path("billing/", views.billing, name="billing"),
     path("billing/portal/", views.billing_portal, name="billing_portal"),

@@ -1,5 +1,6 @@
-"""Billing and team pages: the member dashboard, billing and the Stripe portal, checkout
-(individual and company), and the team owner's seat pages.
+"""Billing and team pages: the landing page with the plans on sale, the member dashboard,
+billing and the Stripe portal, checkout (individual and company), and the team owner's seat
+pages.
 
 They live with billing because what they show and change is billing's: entitlement, the
 billing summary, Stripe Checkout and seat changes. Views parse input and call services;
@@ -20,6 +21,7 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from billing.catalogue import plans_offered
 from billing.checkout import (
     SEAT_ADD_MAX,
     billing_portal_start,
@@ -28,6 +30,8 @@ from billing.checkout import (
     member_has_live_subscription,
     seats_add,
 )
+from billing.forms import CompanyPlanForm
+from billing.models import Plan
 from billing.selectors import member_billing_summary
 from billing.teams import (
     INVITE_TIERS,
@@ -39,14 +43,25 @@ from billing.teams import (
     seat_revoke,
     team_seats,
 )
-from members.forms import CompanyForm
 from members.gates import email_proven_required
 from members.models import Member, SeatTier
 from members.selectors import member_can_manage_billing, member_invoices
 from members.services import member_for_user
 from ops.errors import ServiceError
 
-# --- Member dashboard, billing and checkout -------------------------------------------------
+# --- Landing, member dashboard, billing and checkout ----------------------------------------
+
+
+@require_GET
+def landing(request: HttpRequest) -> HttpResponse:
+    return render(
+        request,
+        "members/landing.html",
+        {
+            "individual_offers": plans_offered(Plan.Kind.INDIVIDUAL),
+            "company_offers": plans_offered(Plan.Kind.COMPANY),
+        },
+    )
 
 
 @login_required
@@ -69,6 +84,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             "is_owner": member.team_id is not None and member.seat_tier == SeatTier.OWNER,
             "invite_url": settings.DISCORD_INVITE_URL,
             "now": timezone.now(),
+            "individual_offers": plans_offered(Plan.Kind.INDIVIDUAL),
         },
     )
 
@@ -105,8 +121,12 @@ def billing_portal(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def checkout_individual(request: HttpRequest) -> HttpResponse:
+    """Checkout of the individual plan and interval chosen (``price``: an option's key)."""
+    price_id = request.POST.get("price", "")[:255]
     return _to_stripe(
-        request, lambda member: checkout_individual_start(member=member), back="billing:dashboard"
+        request,
+        lambda member: checkout_individual_start(member=member, price_id=price_id or None),
+        back="billing:dashboard",
     )
 
 
@@ -127,7 +147,11 @@ def _to_stripe(request: HttpRequest, start: Callable[[Member], str], *, back: st
 @require_http_methods(["GET", "POST"])
 def company(request: HttpRequest) -> HttpResponse:
     member = member_for_user(user=request.user)
-    form = CompanyForm(request.POST or None)
+    form = CompanyPlanForm(
+        request.POST or None,
+        offers=plans_offered(Plan.Kind.COMPANY),
+        initial={"price": request.GET.get("price", "")},
+    )
     if request.GET.get("checkout") == "cancel":
         messages.info(request, "Checkout was cancelled; your details are kept for next time.")
     if request.method == "POST" and form.is_valid():
@@ -137,6 +161,7 @@ def company(request: HttpRequest) -> HttpResponse:
                 company_name=form.cleaned_data["company_name"],
                 owner_seats=form.cleaned_data["owner_seats"],
                 team_seats=form.cleaned_data["team_seats"],
+                price_id=form.cleaned_data["price"][:255] or None,
             )
         except ServiceError as exc:
             form.add_error(None, str(exc))

@@ -54,6 +54,7 @@ from django_q.models import Schedule
 from django_q.tasks import async_task
 from djstripe.models import Subscription
 
+from billing.catalogue import price_roles, seat_counts
 from billing.entitlement import FactsIndex, access
 from billing.models import FailureEpisode
 from billing.roles import expected_role, introduction_required, role_facts
@@ -129,8 +130,10 @@ class _World:
     """Compact per-id facts gathered from the three sources."""
 
     stripe_status: dict[str, str] = field(default_factory=dict)
-    # subscription id -> {price id: quantity}, only for company plans (seat checks).
+    # subscription id -> {seat tier: quantity}, only for company plans (seat checks).
     stripe_seats: dict[str, dict[str, int]] = field(default_factory=dict)
+    # Catalogue price id -> role, read once per run (``billing.catalogue.price_roles``).
+    price_roles: dict[str, str] = field(default_factory=price_roles)
     # subscription id -> paid invoice (compact) when Stripe shows it active and paid.
     paid_invoice: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Full Stripe objects, kept only for subscriptions whose mirror row is stale (drift).
@@ -371,30 +374,17 @@ def _read_episodes(world: _World, ids: list[str] | None) -> None:
         world.episodes[sub_id] = (pk, debtor_at)
 
 
-def _seat_prices() -> frozenset[str]:
-    return frozenset({settings.STRIPE_OWNER_SEAT_PRICE_ID, settings.STRIPE_TEAM_SEAT_PRICE_ID})
-
-
 def _remember_subscription(state: _Run, world: _World, sub: Any) -> None:
     """Reduce one Stripe subscription to what the diff needs."""
     sub_id = str(sub["id"])
     status = str(sub.get("status") or "")
     world.stripe_status[sub_id] = status
     state.counts["subscriptions"] += 1
-    quantities: dict[str, int] = {}
-    items = sub.get("items") or {}
-    for item in items.get("data") or []:
-        price = item.get("price") or {}
-        price_id = str(price.get("id") if _is_object(price) else price or "")
-        if price_id in _seat_prices():
-            quantities[price_id] = quantities.get(price_id, 0) + int(item.get("quantity") or 0)
-    if quantities:
+    quantities = seat_counts(sub, roles=world.price_roles)
+    if any(quantities.values()):
         world.stripe_seats[sub_id] = quantities
     ours = world.db_seats.get(sub_id)
-    theirs = (
-        quantities.get(settings.STRIPE_OWNER_SEAT_PRICE_ID, 0),
-        quantities.get(settings.STRIPE_TEAM_SEAT_PRICE_ID, 0),
-    )
+    theirs = (quantities[SeatTier.OWNER], quantities[SeatTier.TEAM])
     if ours is not None and ours != theirs:
         # A lost customer.subscription.updated: the counts (and any seats beyond them) follow
         # Stripe only when the subscription is applied again.
@@ -647,10 +637,6 @@ def _diff_seats(state: _Run, world: _World, member: Member | None) -> None:
     teams = Team.objects.filter(subscription_id__isnull=False)
     if member is not None:
         teams = teams.filter(pk=member.team_id or 0)
-    prices = {
-        SeatTier.OWNER: settings.STRIPE_OWNER_SEAT_PRICE_ID,
-        SeatTier.TEAM: settings.STRIPE_TEAM_SEAT_PRICE_ID,
-    }
     occupied = Counter(
         {
             (row["team_id"], row["seat_tier"]): row["n"]
@@ -663,8 +649,8 @@ def _diff_seats(state: _Run, world: _World, member: Member | None) -> None:
         if sub_id not in world.stripe_status:
             continue
         paid = world.stripe_seats.get(sub_id, {})
-        for tier, price_id in prices.items():
-            used, bought = occupied[(team_id, tier)], paid.get(price_id, 0)
+        for tier in (SeatTier.OWNER, SeatTier.TEAM):
+            used, bought = occupied[(team_id, tier)], paid.get(tier, 0)
             if used > bought:
                 state.add(
                     "seats_over_paid",

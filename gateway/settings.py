@@ -85,7 +85,7 @@ WSGI_APPLICATION = "gateway.wsgi.application"
 AUTH_USER_MODEL = "members.User"
 LOGIN_URL = "members:login"
 LOGIN_REDIRECT_URL = "billing:dashboard"
-LOGOUT_REDIRECT_URL = "members:landing"
+LOGOUT_REDIRECT_URL = "billing:landing"
 
 TEMPLATES = [
     {

@@ -8,7 +8,6 @@ from members import views
 app_name = "members"
 
 urlpatterns = [
-    path("", views.landing, name="landing"),
     path("theme.css", views.theme_css, name="theme_css"),
     path("signup/", views.signup, name="signup"),
     path("login/", views.login_view, name="login"),
@@ -18,7 +17,7 @@ urlpatterns = [
     path("email/verify/send/", views.email_verify_resend, name="email_verify_send"),
     path(
         "logout/",
-        auth_views.LogoutView.as_view(next_page=reverse_lazy("members:landing")),
+        auth_views.LogoutView.as_view(next_page=reverse_lazy("billing:landing")),
         name="logout",
     ),
     path("password/reset/", views.PasswordResetView.as_view(), name="password_reset"),

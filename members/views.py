@@ -38,9 +38,6 @@ from members.forms import (
 )
 from members.gates import member_login_allowed
 from members.models import User, normalize_email
-from members.selectors import (
-    plan_list,
-)
 from members.services import (
     EMAIL_VERIFY_MAX_AGE,
     email_proven,
@@ -115,11 +112,6 @@ def safe_next(request: HttpRequest, default: str) -> str:
     ):
         return target
     return default
-
-
-@require_GET
-def landing(request: HttpRequest) -> HttpResponse:
-    return render(request, "members/landing.html", {"plans": plan_list()})
 
 
 @require_GET

@@ -20,6 +20,7 @@ class AuditAction(models.TextChoices):
     """What happened: every ``AuditLog.action`` the code writes (values as stored since v1)."""
 
     ACCESS_RESTORED = "access_restored"
+    BILLING_CATALOGUE_PRICES_SYNCED = "billing.catalogue_prices_synced"
     BILLING_CHECKOUT_STARTED = "billing.checkout_started"
     BILLING_CUSTOMER_CREATED = "billing.customer_created"
     BILLING_PORTAL_OPENED = "billing.portal_opened"

@@ -117,6 +117,17 @@ KINDS: dict[str, MessageKind] = {
             {"days_since_payment": 60},
         ),
         MessageKind(
+            "trial_ending",
+            "Billing",
+            "A free trial ends in three days: to an individual member or a company's purchaser.",
+            (EMAIL,),
+            {
+                "trial_end": "When the trial ends (a date)",
+                "has_card": "Whether the subscription has a card to charge (true or false)",
+            },
+            {"trial_end": "2026-03-03T12:00:00+00:00", "has_card": True},
+        ),
+        MessageKind(
             "payment_failed",
             "Billing",
             "Renewal failed: to an individual member or a team owner, with billing detail.",

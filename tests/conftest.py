@@ -33,6 +33,18 @@ def _empty_cache():
     cache.clear()
 
 
+DB_FIXTURES = frozenset({"db", "transactional_db", "django_db_reset_sequences", "live_server"})
+
+
+@pytest.fixture(autouse=True)
+def _plan_catalogue(request: pytest.FixtureRequest) -> None:
+    """Every test with a database sells what a fresh deployment sells: the plans the data
+    migration imports from the price settings."""
+    if request.node.get_closest_marker("django_db") or DB_FIXTURES & set(request.fixturenames):
+        request.getfixturevalue("_django_db_helper")
+        personas.plan_catalogue()
+
+
 @pytest.fixture
 def stripe_server(settings: Any) -> Iterator[FakeStripeServer]:
     """The fake Stripe on a free port, with stripe-python and dj-stripe pointed at it."""

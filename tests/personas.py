@@ -45,6 +45,8 @@ ROLE_IDS = {
 
 # The data migration that creates the staff groups (run by hand under ``--nomigrations``).
 STAFF_GROUPS_MIGRATION = "ops.migrations.0003_staff_groups_and_feature_flags"
+# The data migration that imports the price settings as the first plan catalogue.
+CATALOGUE_MIGRATION = "billing.migrations.0009_catalogue_from_price_settings"
 
 
 # --- subscriptions, as the webhook flow mirrors them -----------------------------------------
@@ -254,6 +256,14 @@ def staff_groups() -> None:
 
     if not Group.objects.filter(name="Support").exists():
         importlib.import_module(STAFF_GROUPS_MIGRATION).create_groups_and_flags(apps, None)
+
+
+def plan_catalogue() -> None:
+    """The catalogue the data migration imports from the three price settings (imported here
+    under ``--nomigrations`` and after a transactional test emptied the tables)."""
+    from django.apps import apps
+
+    importlib.import_module(CATALOGUE_MIGRATION).import_price_settings(apps, None)
 
 
 def staff_user(email: str = "support@example.com", *, group: str = "Support") -> User:

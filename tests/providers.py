@@ -130,6 +130,36 @@ def start_company_checkout(member: Any, team: Any, *, owner_seats: int, team_sea
     )
 
 
+# --- Stripe: the plan catalogue -------------------------------------------------------------
+
+YEARLY = {"individual": 99000, "owner": 99000, "team": 49000}
+PRODUCTS = {"individual": "prod_individual", "owner": "prod_owner_seat", "team": "prod_team_seat"}
+
+
+def yearly_prices() -> dict[str, str]:
+    """Yearly prices of the demo products, created in the fake Stripe, mirrored into dj-stripe
+    with the monthly ones and added to the imported plans; returns their ids by role."""
+    from billing.catalogue import prices_sync
+    from billing.models import Plan, PlanPrice
+
+    ids = {
+        role: stripe.Price.create(
+            product=PRODUCTS[role],
+            unit_amount=amount,
+            currency="usd",
+            recurring={"interval": "year"},
+        ).id
+        for role, amount in YEARLY.items()
+    }
+    prices_sync(actor=None)
+    for role, price_id in ids.items():
+        kind = Plan.Kind.INDIVIDUAL if role == "individual" else Plan.Kind.COMPANY
+        PlanPrice.objects.create(
+            plan=Plan.objects.get(kind=kind), role=role, stripe_price_id=price_id
+        )
+    return ids
+
+
 # --- Discord: OAuth -------------------------------------------------------------------------
 
 

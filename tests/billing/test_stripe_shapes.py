@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from billing.selectors import subscription_item_quantities, subscription_period_end
+from billing.catalogue import seat_counts
+from billing.selectors import subscription_period_end
 from billing.truth import invoice_subscription_id
 
 
@@ -52,14 +53,21 @@ def test_period_end_comes_from_the_items():
     assert subscription_period_end({"items": {"data": []}}) is None
 
 
-def test_seat_quantities_are_matched_by_price_id():
+def test_seat_quantities_are_counted_by_the_role_of_each_price():
     data = {
         "items": {
             "data": [
                 {"quantity": 2, "price": {"id": "price_owner_seat"}},
                 {"quantity": 5, "price": {"id": "price_team_seat"}},
+                {"quantity": 1, "price": "price_owner_seat_yearly"},
+                {"quantity": 9, "price": {"id": "price_not_in_the_catalogue"}},
             ]
         }
     }
+    roles = {
+        "price_owner_seat": "owner",
+        "price_team_seat": "team",
+        "price_owner_seat_yearly": "owner",
+    }
 
-    assert subscription_item_quantities(data) == {"price_owner_seat": 2, "price_team_seat": 5}
+    assert seat_counts(data, roles=roles) == {"owner": 3, "team": 5}

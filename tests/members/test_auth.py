@@ -161,7 +161,7 @@ def test_magic_link_is_emailed_and_logs_in_once(client, alice, settings):
 
     assert link.startswith(settings.APP_URL + reverse("members:magic_link_login"))
     assert SESSION_KEY not in client.session  # the GET page alone does not log in
-    client.get(reverse("members:landing"))
+    client.get(reverse("billing:landing"))
     anonymous_key = client.session.session_key
     response = _use(client, link)
 

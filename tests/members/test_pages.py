@@ -17,11 +17,11 @@ pytestmark = pytest.mark.django_db
 
 
 def test_landing_lists_plan_names_without_mirrored_prices(client):
-    response = client.get(reverse("members:landing"))
+    response = client.get(reverse("billing:landing"))
 
     assert response.status_code == 200
     body = response.content.decode()
-    for name in ("Individual membership", "Company owner seat", "Company team seat"):
+    for name in ("Individual membership", "Company plan"):
         assert name in body
     assert reverse("billing:company") in body
 
@@ -46,8 +46,9 @@ def test_theme_stylesheet_refuses_css_injection(client, settings):
 
 
 def test_pages_have_skip_link_labels_and_no_inline_script_or_style(client):
-    for name in ("landing", "signup", "login", "magic_link", "password_reset"):
-        body = client.get(reverse(f"members:{name}")).content.decode()
+    pages = ("signup", "login", "magic_link", "password_reset")
+    for name in ("billing:landing", *(f"members:{page}" for page in pages)):
+        body = client.get(reverse(name)).content.decode()
         assert 'class="skip-link" href="#main"' in body, name
         assert "<script" not in body and "<style" not in body and " style=" not in body, name
         assert reverse("members:theme_css") in body
@@ -58,7 +59,7 @@ def test_pages_have_skip_link_labels_and_no_inline_script_or_style(client):
 
 
 def test_content_security_policy_forbids_inline_scripts(client):
-    policy = client.get(reverse("members:landing"))["Content-Security-Policy"]
+    policy = client.get(reverse("billing:landing"))["Content-Security-Policy"]
 
     assert "script-src 'self'" in policy
     assert "unsafe-inline" not in policy

@@ -12,22 +12,49 @@ import asyncio
 import signal
 import threading
 
-import stripe
 import structlog
 from aiohttp import web
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
-from djstripe.models import Price
 
+from billing.catalogue import CatalogueError, prices_sync
+from billing.models import Plan, PlanPrice
 from billing.stripe_client import configure_stripe
 from fakes.discord.app import create_app as create_discord_app
 from fakes.discord.seed import Seed
 from fakes.discord.state import FakeDiscordState
 from fakes.stripe.app import build_app as build_stripe_app
+from fakes.stripe.catalogue import DEMO_CATALOGUE
 from fakes.stripe.state import StripeState
 from fakes.stripe.webhooks import DeliveryOptions, WebhookDispatcher, WebhookEndpoint
+from members.models import SeatTier
 
 log = structlog.get_logger(__name__)
+
+# The demo catalogue with a yearly price next to each monthly one (two months free).
+YEARLY_PRICES = {
+    SeatTier.INDIVIDUAL: "price_individual_yearly",
+    SeatTier.OWNER: "price_owner_seat_yearly",
+    SeatTier.TEAM: "price_team_seat_yearly",
+}
+SANDBOX_CATALOGUE = [
+    {
+        **product,
+        "prices": [
+            *product["prices"],
+            *(
+                {
+                    **price,
+                    "id": f"{price['id']}_yearly",
+                    "unit_amount": price["unit_amount"] * 10,
+                    "interval": "year",
+                }
+                for price in product["prices"]
+            ),
+        ],
+    }
+    for product in DEMO_CATALOGUE
+]
 
 
 class Command(BaseCommand):
@@ -54,7 +81,7 @@ class Command(BaseCommand):
         runners: list[web.AppRunner] = []
         if settings.SANDBOX:
             port = settings.SANDBOX_STRIPE_PORT
-            state = StripeState(public_url=f"http://127.0.0.1:{port}")
+            state = StripeState(catalogue=SANDBOX_CATALOGUE, public_url=f"http://127.0.0.1:{port}")
             dispatcher = WebhookDispatcher(
                 state,
                 [
@@ -88,15 +115,18 @@ class Command(BaseCommand):
 
     @staticmethod
     def mirror_catalogue() -> None:
-        """Copy the fake's demo prices into dj-stripe (what a real deployment syncs once)."""
-
+        """Mirror the fake's prices into dj-stripe (what staff do with "Sync prices from
+        Stripe") and offer the yearly ones in the plans imported from the price settings."""
         configure_stripe()
-        for price_id in (
-            settings.STRIPE_INDIVIDUAL_PRICE_ID,
-            settings.STRIPE_OWNER_SEAT_PRICE_ID,
-            settings.STRIPE_TEAM_SEAT_PRICE_ID,
-        ):
-            try:
-                Price.sync_from_stripe_data(stripe.Price.retrieve(price_id, expand=["product"]))
-            except Exception as exc:  # the demo still works without prices on the landing page
-                log.warning("sandbox_price_sync_failed", price=price_id, error=str(exc))
+        try:
+            prices_sync(actor=None)
+        except CatalogueError as exc:  # the demo still works without amounts on the pages
+            log.warning("sandbox_price_sync_failed", error=str(exc))
+            return
+        for role, price_id in YEARLY_PRICES.items():
+            kind = Plan.Kind.INDIVIDUAL if role == SeatTier.INDIVIDUAL else Plan.Kind.COMPANY
+            plan = Plan.objects.filter(kind=kind).first()
+            if plan is not None:
+                PlanPrice.objects.get_or_create(
+                    stripe_price_id=price_id, defaults={"plan": plan, "role": role}
+                )
