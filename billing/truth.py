@@ -32,9 +32,14 @@ def invoice_subscription_id(invoice: dict[str, Any]) -> str:
 FAILING_STATUSES = frozenset({"past_due", "unpaid"})
 
 
+# dj-stripe mirrors an invoice's discounts as objects (as its own retrieve expands them); a
+# read to be mirrored asks for them so.
+INVOICE_EXPAND = ("discounts",)
+
+
 def invoice_read(invoice_id: str) -> dict[str, Any]:
     """Re-read an invoice from Stripe; an event's copy only says which invoice to look at."""
-    return stripe.Invoice.retrieve(invoice_id)
+    return stripe.Invoice.retrieve(invoice_id, expand=list(INVOICE_EXPAND))
 
 
 def subscription_read(subscription_id: str) -> dict[str, Any]:
@@ -49,7 +54,10 @@ def subscription_read_with_latest_invoice(
     The subscription comes back as Stripe sends it unexpanded (``latest_invoice`` an id), so it
     is mirrored and stored the same whichever read produced it.
     """
-    subscription = stripe.Subscription.retrieve(subscription_id, expand=["latest_invoice"])
+    subscription = stripe.Subscription.retrieve(
+        subscription_id,
+        expand=["latest_invoice", *(f"latest_invoice.{path}" for path in INVOICE_EXPAND)],
+    )
     latest = subscription.get("latest_invoice")
     if latest is None or isinstance(latest, str):
         return subscription, None
