@@ -160,10 +160,12 @@ def _session_create(
     plan: Plan,
 ) -> Any:
     """A subscription Checkout Session; the subscription carries the session's metadata, and
-    the plan's free trial when it has one."""
+    the plan's free trial when it has one. Checkout asks for a promotion code when the plan
+    allows one."""
     subscription_data: dict[str, Any] = {"metadata": metadata}
     if plan.trial_days:
         subscription_data["trial_period_days"] = plan.trial_days
+    promotion = {"allow_promotion_codes": True} if plan.allow_promotion_codes else {}
     try:
         return stripe.checkout.Session.create(
             mode="subscription",
@@ -172,6 +174,7 @@ def _session_create(
             line_items=line_items,
             metadata=metadata,
             subscription_data=subscription_data,
+            **promotion,
             success_url=_app_url("/dashboard/?checkout=success"),
             cancel_url=_app_url(cancel_path),
         )

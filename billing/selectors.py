@@ -8,16 +8,21 @@ and a pending company checkout must never capture its purchaser's individual eve
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import stripe
+from django.core.cache import cache
 from django.utils import timezone
 from djstripe.models import Product, Subscription
 
 from billing.entitlement import Access, member_access
 from billing.models import FailureEpisode
 from members.models import Member
+from ops.money import format_amount
+
+DISCOUNTS_CACHE_SECONDS = 3600
 
 
 def subscription_for(member: Member) -> Subscription | None:
@@ -98,6 +103,7 @@ class BillingSummary:
     suspended: bool  # an open dispute on a payment of the subscription
     removal_due_at: datetime | None
     trial_end: datetime | None = None  # while trialing
+    discounts: list[str] = field(default_factory=list)
 
     @property
     def has_subscription(self) -> bool:
@@ -106,6 +112,54 @@ class BillingSummary:
     @property
     def status_label(self) -> str:
         return STATUS_LABELS.get(self.status, self.status.replace("_", " ").capitalize())
+
+
+def _discount_label(discount: Any) -> str:
+    """``SPRING25: 25% off for 3 months`` from an expanded discount (coupon and code)."""
+    coupon = (discount.get("source") or {}).get("coupon") or discount.get("coupon") or {}
+    if isinstance(coupon, str):
+        return coupon
+    if coupon.get("percent_off"):
+        off = f"{coupon['percent_off']:g}% off"
+    else:
+        off = f"{format_amount(coupon.get('amount_off'), coupon.get('currency') or '')} off"
+    duration = coupon.get("duration")
+    if duration == "repeating":
+        months = coupon.get("duration_in_months")
+        off += f" for {months} month{'s' if months != 1 else ''}"
+    elif duration == "once":
+        off += " on one invoice"
+    code = discount.get("promotion_code") or {}
+    # An expanded object (stripe-python's are not dicts) or an id when it was not expanded.
+    name = "" if isinstance(code, str) else code.get("code")
+    return f"{name or coupon.get('name') or coupon.get('id')}: {off}"
+
+
+def subscription_discounts(subscription_id: str, stripe_data: dict[str, Any]) -> list[str]:
+    """The discounts a subscription carries, for people (``SPRING25: 25% off for 3 months``).
+
+    The mirror holds only their ids, so the first look asks Stripe (coupon and promotion code
+    expanded) and the answer is cached while the ids stay the same; a failed read shows none.
+    """
+    ids = [
+        d if isinstance(d, str) else str(d.get("id")) for d in stripe_data.get("discounts") or []
+    ]
+    if not subscription_id or not ids:
+        return []
+    key = f"billing:discounts:{subscription_id}:{','.join(ids)}"
+    labels = cache.get(key)
+    if labels is None:
+        try:
+            remote = stripe.Subscription.retrieve(
+                subscription_id, expand=["discounts.source.coupon", "discounts.promotion_code"]
+            )
+        except stripe.StripeError:
+            return []
+        labels = [
+            _discount_label(d) for d in remote.get("discounts") or [] if not isinstance(d, str)
+        ]
+        cache.set(key, labels, DISCOUNTS_CACHE_SECONDS)
+    return labels
 
 
 def member_billing_summary(member: Member, now: datetime | None = None) -> BillingSummary:
@@ -130,6 +184,7 @@ def member_billing_summary(member: Member, now: datetime | None = None) -> Billi
         suspended=outcome == Access.SUSPENDED,
         removal_due_at=episode.removal_due_at if episode else None,
         trial_end=trial_end(data),
+        discounts=subscription_discounts(member.billing_subscription_id, data),
     )
 
 
