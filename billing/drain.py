@@ -19,8 +19,9 @@ log line. The Stripe object is the unit of work (``billing.subjects``):
   duplicated, cost about one read.
 - Between two subjects the drain takes any due event of the people lane (a purchase, a staff
   replay), so a person never waits behind the bulk.
-- A drain works in slices of a few seconds and then hands over to a new drain task queued
-  behind whatever else the workers have to do (a new member's role, an email).
+- A drain task runs a few seconds, then makes way: it stops early when another drain waits in
+  the queue, or queues its successor behind whatever else the workers have to do (a new
+  member's role, an email).
 - A drain that stops (budget spent, an error, SIGTERM's graceful stop) releases the rows it
   claimed and did not apply.
 """
@@ -51,7 +52,12 @@ from billing.handlers import handle_events, subscription_events_apply
 from billing.models import StripeEventInbox, StripeObjectRead
 from billing.subjects import SUBSCRIPTION, event_invoice_id, subject_of
 from billing.truth import subscription_read_with_latest_invoice
-from billing.webhooks import WAKEUP_INTERVAL_SECONDS, drain_request, drain_started
+from billing.webhooks import (
+    WAKEUP_INTERVAL_SECONDS,
+    drain_request,
+    drain_started,
+    drain_waiting,
+)
 from ops.ratelimit import TokenBucket
 from ops.retry import next_retry_at
 
@@ -64,11 +70,14 @@ Lane = StripeEventInbox.Lane
 # retries, then one transaction per subject).
 LEASE = timedelta(minutes=5)
 DRAIN_BATCH = 50
-# Stay under the django-q2 task timeout so a drain is never killed mid-row.
-DRAIN_BUDGET_SECONDS = 40.0
-# A worker drains a burst in slices: after one, the drain hands over to a fresh drain task at
-# the back of the queue, so the tasks queued meanwhile (a new member's role, a welcome email)
-# wait for at most a slice, not the whole burst.
+# A drain task runs for at most this long (well under the django-q2 task timeout, so it is never
+# killed mid-row), then queues its successor behind whatever was queued meanwhile (a new
+# member's role, a welcome email): that work waits for one budget at most, and every worker
+# that was draining keeps draining.
+DRAIN_BUDGET_SECONDS = 15.0
+# While deliveries keep arriving another drain waits in the queue (``billing.webhooks``): a
+# drain that has run this long then stops without a successor and frees its worker for the
+# queue, in which the waiting drain carries on.
 DRAIN_SLICE_SECONDS = 5.0
 # Stripe stamps events and its ``Date`` header in whole seconds, and stamps the header a moment
 # after it read the object: an event settles against a read only when it was created at least
@@ -436,13 +445,14 @@ def drain_stripe_events(*, budget: float = DRAIN_BUDGET_SECONDS) -> int:
     pool = ThreadPoolExecutor(
         max_workers=max(1, settings.STRIPE_READ_CONCURRENCY), thread_name_prefix="stripe-read"
     )
-    handover = False
+    more = False
     try:
         while not drain.out_of_time():
-            if not Conf.SYNC and time.monotonic() - drain.started >= DRAIN_SLICE_SECONDS:
-                handover = True
+            elapsed = time.monotonic() - drain.started
+            if not Conf.SYNC and elapsed >= DRAIN_SLICE_SECONDS and drain_waiting():
                 break
             rows = claim_batch(now=timezone.now(), run=drain.run, limit=DRAIN_BATCH)
+            more = bool(rows)
             if not rows:
                 # A web process skips wake-ups for WAKEUP_INTERVAL_SECONDS after enqueueing
                 # this task, so events stored in that window rely on this drain: keep looking
@@ -458,15 +468,15 @@ def drain_stripe_events(*, budget: float = DRAIN_BUDGET_SECONDS) -> int:
             idle_until = None
             if not drain.batch(rows, pool):
                 # Everything left is failing or held elsewhere: try again on the next tick.
+                more = False
                 break
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         released = release(drain.run)
         if released:
             log.info("stripe_events_released", count=released)
-    if handover:
-        # This drain's successor, whatever waits in the queue already: every worker that was
-        # draining keeps draining, each behind the work queued meanwhile.
+    if more and drain.out_of_time() and not Conf.SYNC:
+        # Out of budget with work left: this drain's successor, behind the work queued meanwhile.
         async_task("billing.tasks.drain_stripe_events")
     return drain.processed
 

@@ -114,6 +114,14 @@ def drain_request() -> None:
         async_task("billing.tasks.drain_stripe_events")
 
 
+def drain_waiting() -> bool:
+    """Whether a drain task waits in the queue (one the mark of ``drain_request`` stands for)."""
+    try:
+        return cache.get(DRAIN_QUEUED_KEY) is not None
+    except Exception:  # noqa: BLE001 - the mark is a hint
+        return False
+
+
 def drain_started() -> None:
     """A drain has left the queue: the next delivery may queue another."""
     try:
