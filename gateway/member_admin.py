@@ -337,6 +337,8 @@ class MemberAdmin(GuardedModelAdmin):
             ("Subscription", summary.subscription_id),
             ("Status", summary.status or "not mirrored yet"),
             ("Plan", summary.plan_name or "—"),
+            ("Discount", "; ".join(summary.discounts) or "none"),
+            ("Trial until", _when(summary.trial_end)),
             ("Current period ends", _when(summary.period_end)),
             ("Cancels at period end", "yes" if summary.cancel_at_period_end else "no"),
             ("Entitled", "yes" if summary.entitled else "no"),

@@ -55,3 +55,7 @@ def test_a_redeemed_code_shows_on_the_dashboard(world):
 
     page = world.client.get(reverse("billing:dashboard")).content.decode()
     assert "<dt>Discount</dt><dd>SPRING25: 25% off for 3 months</dd>" in page
+
+    staff = personas.client_for(personas.superuser())
+    admin_page = staff.get(reverse("admin:members_member_change", args=[member.pk]))
+    assert "SPRING25: 25% off for 3 months" in admin_page.content.decode()
