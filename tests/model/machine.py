@@ -61,7 +61,7 @@ from members.models import Team as TeamRow
 from ops.models import Notification
 from tests.journeys import World
 from tests.model.reference import DUNNING_KINDS, Person, Reference, Sub, Team
-from tests.personas import ROLE_IDS
+from tests.personas import ROLE_IDS, plan_catalogue
 from tests.providers import authorize, deliver, pay_checkout, recorded_events, worker_busy
 
 # People who sign up with an email (individual or company purchasers), and people who only
@@ -123,6 +123,7 @@ def build(world: World, staff: dict[str, Any], stats: Stats) -> type[RuleBasedSt
             super().__init__()
             stats.sequences += 1
             empty_database()
+            plan_catalogue()  # what a fresh deployment sells, emptied with the rest
             from django.core.cache import cache
 
             cache.clear()
