@@ -303,6 +303,30 @@ class NotificationAdmin(ReadOnlyAdmin):
             )
 
 
+class TargetTypeFilter(admin.SimpleListFilter):
+    """Filter by what an entry is about; entries about no object (a catalogue sync, an export)
+    get a name of their own instead of an empty link."""
+
+    title = "target type"
+    parameter_name = "target_type"
+    NONE = "-"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        kinds = (
+            model_admin.get_queryset(request)
+            .order_by("target_type")
+            .values_list("target_type", flat=True)
+            .distinct()
+        )
+        return [(kind or self.NONE, kind or "(no target)") for kind in kinds]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        if value is None:
+            return queryset
+        return queryset.filter(target_type="" if value == self.NONE else value)
+
+
 @admin.register(AuditLog)
 class AuditLogAdmin(ReadOnlyAdmin):
     """Who did what, to which object, and why. Never edited, never deleted from here."""
@@ -316,7 +340,7 @@ class AuditLogAdmin(ReadOnlyAdmin):
         "target_id",
         "reason",
     ]
-    list_filter = ["actor_type", "action", "target_type"]
+    list_filter = ["actor_type", "action", TargetTypeFilter]
     search_fields = ["action", "target_id", "actor_label", "reason", "request_id"]
     date_hierarchy = "created_at"
     readonly_fields = [

@@ -51,6 +51,11 @@ def test_dump_drop_restore_and_nothing_sent_twice(tmp_path):
             }
             done = manage(env, "migrate", "--run-syncdb", "--noinput")
             assert done.returncode == 0, done.stderr[-3000:]
+            # What the data migration sells on a fresh deployment: the imported catalogue.
+            done = manage(
+                env, "shell", "-c", "from tests.personas import plan_catalogue; plan_catalogue()"
+            )
+            assert done.returncode == 0, done.stderr[-3000:]
             # Production serves hashed static files: the release step a host runs once.
             done = manage(env, "collectstatic", "--noinput")
             assert done.returncode == 0, done.stderr[-3000:]
