@@ -523,6 +523,10 @@ async def get_charge(request: web.Request) -> web.Response:
     return _reply(request, _state(request).get_charge(request.match_info["id"]))
 
 
+async def create_refund(request: web.Request) -> web.Response:
+    return _create(request, _state(request).create_refund)
+
+
 async def get_invoice_payment(request: web.Request) -> web.Response:
     return _reply(request, _state(request).get_invoice_payment(request.match_info["id"]))
 
@@ -1105,6 +1109,7 @@ def build_app(
     r.add_post("/v1/subscription_items/{id}", update_subscription_item)
     r.add_delete("/v1/subscription_items/{id}", delete_subscription_item)
     r.add_get("/v1/charges/{id}", get_charge)
+    r.add_post("/v1/refunds", create_refund)
     r.add_get("/v1/invoice_payments", list_invoice_payments)
     r.add_get("/v1/invoice_payments/{id}", get_invoice_payment)
     r.add_get("/v1/disputes", list_disputes)

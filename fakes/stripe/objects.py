@@ -1048,6 +1048,30 @@ def invoice_payment(
     }
 
 
+def refund(
+    refund_id: str,
+    *,
+    charge: dict[str, Any],
+    amount: int,
+    metadata: dict[str, Any],
+    reason: str | None,
+    created: int,
+) -> dict[str, Any]:
+    return {
+        "id": refund_id,
+        "object": "refund",
+        "amount": amount,
+        "balance_transaction": None,
+        "charge": charge["id"],
+        "created": created,
+        "currency": charge["currency"],
+        "metadata": metadata,
+        "payment_intent": charge["payment_intent"],
+        "reason": reason,
+        "status": "succeeded",
+    }
+
+
 def dispute(
     dispute_id: str,
     *,

@@ -2595,12 +2595,54 @@ class StripeState:
         """Refund (part of) the latest paid charge of the subscription (``charge.refunded``)."""
         with self._operation():
             charge = self._latest_charge(sub_id)
-            before = snapshot(charge)
-            left = charge["amount"] - charge["amount_refunded"]
-            charge["amount_refunded"] += min(left, amount if amount is not None else left)
-            charge["refunded"] = charge["amount_refunded"] >= charge["amount"]
-            self._emit("charge.refunded", charge, changes(before, charge))
+            self._charge_refund(charge, amount)
             return snapshot(charge)
+
+    def _charge_refund(self, charge: Obj, amount: int | None) -> int:
+        """Refund ``amount`` (all that is left when None) of ``charge``; returns the amount."""
+        before = snapshot(charge)
+        left = charge["amount"] - charge["amount_refunded"]
+        refunded = min(left, amount if amount is not None else left)
+        charge["amount_refunded"] += refunded
+        charge["refunded"] = charge["amount_refunded"] >= charge["amount"]
+        self._emit("charge.refunded", charge, changes(before, charge))
+        return refunded
+
+    def create_refund(self, params: Obj, *, livemode: bool = False) -> Obj:
+        """``POST /v1/refunds``: a refund of a charge, named or found by its payment intent."""
+        charge_id, intent = get_str(params, "charge"), get_str(params, "payment_intent")
+        if not charge_id and not intent:
+            raise missing("charge")
+        amount = get_int(params, "amount")
+        with self._operation():
+            if charge_id:
+                charge = self.get_charge(charge_id)
+            else:
+                found = [c for c in self.charges.objects.values() if c["payment_intent"] == intent]
+                if not found:
+                    raise invalid(f"No such payment_intent: '{intent}'", param="payment_intent")
+                charge = found[-1]
+            left = charge["amount"] - charge["amount_refunded"]
+            if left <= 0:
+                raise invalid(
+                    f"Charge {charge['id']} has already been refunded.",
+                    code="charge_already_refunded",
+                )
+            if amount is not None and not 0 < amount <= left:
+                raise invalid(
+                    f"Refund amount ({amount}) is greater than unrefunded amount on charge "
+                    f"({left})",
+                    param="amount",
+                )
+            refunded = self._charge_refund(charge, amount)
+            return objects.refund(
+                new_id("re"),
+                charge=charge,
+                amount=refunded,
+                metadata=get_dict(params, "metadata"),
+                reason=get_str(params, "reason"),
+                created=self.now(),
+            )
 
     def create_portal_session(self, params: Obj, *, livemode: bool = False) -> Obj:
         customer_id = get_str(params, "customer")

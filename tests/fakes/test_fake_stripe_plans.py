@@ -689,3 +689,30 @@ def test_billing_cycle_anchor_now_without_prorations_bills_a_full_period(
     assert updated["items"].data[0].current_period_start == srv.state.now()
     with pytest.raises(stripe.InvalidRequestError):
         client.v1.subscriptions.update(sub.id, params={"billing_cycle_anchor": "later"})
+
+
+# -- refunds ----------------------------------------------------------------------------------
+
+
+def test_a_refund_by_payment_intent_returns_part_of_a_paid_invoice(
+    srv: FakeStripeServer, client: stripe.StripeClient
+) -> None:
+    session = checkout(client)
+    sub = client.v1.subscriptions.retrieve(session.subscription)
+    payment = client.v1.invoice_payments.list(params={"invoice": sub.latest_invoice}).data[0]
+    intent = payment.payment.payment_intent
+
+    refund = client.v1.refunds.create(params={"payment_intent": intent, "amount": 4000})
+    again = requests.post(
+        f"{srv.url}/v1/refunds",
+        data={"payment_intent": intent, "amount": 9000},
+        headers={"Authorization": f"Bearer {API_KEY}"},
+    )
+
+    assert (refund.object, refund.amount, refund.status) == ("refund", 4000, "succeeded")
+    charge = client.v1.charges.retrieve(refund.charge)
+    assert (charge.amount_refunded, charge.refunded) == (4000, False)
+    assert last_object(srv, "charge.refunded")["amount_refunded"] == 4000
+    # More than is left on the charge is refused, and nothing changes.
+    assert again.status_code == 400 and again.json()["error"]["param"] == "amount"
+    assert client.v1.charges.retrieve(refund.charge).amount_refunded == 4000
