@@ -160,6 +160,11 @@ def _item_price_id(item: Any) -> str:
     return str(price if isinstance(price, str) else price.get("id") or "")
 
 
+def subscription_price_ids(stripe_data: Any) -> set[str]:
+    """The ids of the prices a subscription's items are billed at."""
+    return {_item_price_id(item) for item in (stripe_data.get("items") or {}).get("data") or []}
+
+
 def seat_counts(stripe_data: Any, *, roles: dict[str, str] | None = None) -> dict[str, int]:
     """Seats a subscription pays for, by role: ``{"owner": 2, "team": 3}`` (zero when none).
 

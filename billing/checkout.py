@@ -38,6 +38,8 @@ log = structlog.get_logger(__name__)
 # Subscription statuses that still hold (or are about to recover) access: a member in any of
 # them must fix or manage that subscription instead of buying a second one.
 LIVE_STATUSES = frozenset({"active", "trialing", "past_due", "unpaid"})
+# Statuses from which a plan may change: paid up (or in a trial).
+SWITCHABLE_STATUSES = frozenset({"active", "trialing"})
 SEAT_ADD_MAX = 50
 
 
@@ -57,7 +59,7 @@ def _app_url(path: str) -> str:
     return f"{settings.APP_URL}{path}"
 
 
-def _stripe_failed(exc: stripe.StripeError, operation: str) -> CheckoutError:
+def stripe_failed(exc: stripe.StripeError, operation: str) -> CheckoutError:
     # The Stripe message can name internal ids; log the code, show a generic sentence.
     log.warning(
         "stripe_call_failed",
@@ -69,22 +71,74 @@ def _stripe_failed(exc: stripe.StripeError, operation: str) -> CheckoutError:
     return CheckoutError("The payment service is not available right now. Please try again.")
 
 
-def _subscription_status(subscription_id: str) -> str:
-    """Status of a subscription as dj-stripe mirrored it ('' when unknown)."""
+def mirrored_data(subscription_id: str) -> dict[str, Any]:
+    """A subscription as dj-stripe mirrored it ({} when unknown)."""
     if not subscription_id:
-        return ""
-    # dj-stripe 2.11 keeps the status inside the raw object, not in a column.
+        return {}
     data = Subscription.objects.filter(id=subscription_id).values_list("stripe_data", flat=True)
-    return (data.first() or {}).get("status") or ""
+    return data.first() or {}
+
+
+def mirrored_status(subscription_id: str) -> str:
+    """Status of a subscription as dj-stripe mirrored it ('' when unknown)."""
+    # dj-stripe 2.11 keeps the status inside the raw object, not in a column.
+    return mirrored_data(subscription_id).get("status") or ""
 
 
 def member_has_live_subscription(member: Member) -> bool:
     """True when the member's own or their team's subscription still grants or owes access."""
-    if _subscription_status(member.subscription_id) in LIVE_STATUSES:
+    if mirrored_status(member.subscription_id) in LIVE_STATUSES:
         return True
     if member.team_id is not None and member.team.subscription_id:
-        return _subscription_status(member.team.subscription_id) in LIVE_STATUSES
+        return mirrored_status(member.team.subscription_id) in LIVE_STATUSES
     return False
+
+
+def individual_replaceable_by_company(member: Member) -> str:
+    """The member's own subscription, which a company plan may replace ('' when none is live).
+
+    Only a paid-up one moves (``active`` or ``trialing``): a plan with a payment problem is
+    settled first, so a move never leaves a debt behind.
+    """
+    status = mirrored_status(member.subscription_id)
+    if status not in LIVE_STATUSES:
+        return ""
+    if status not in SWITCHABLE_STATUSES:
+        raise CheckoutError(
+            "Your membership has a payment problem: update your payment method before changing "
+            "your plan."
+        )
+    return member.subscription_id
+
+
+def team_replaceable_by(member: Member) -> str:
+    """The team subscription an individual plan may replace: the member's team is live, they
+    are its primary owner and nobody else holds a seat ('' when the team is not live).
+
+    Refused (with the reason) for anyone else on a live team: their own plan would leave the
+    team paying for a seat nobody uses, or end the others' access.
+    """
+    team = member.team
+    status = mirrored_status(team.subscription_id) if team is not None else ""
+    if team is None or status not in LIVE_STATUSES:
+        return ""
+    if team.primary_owner_id != member.pk:
+        raise CheckoutError("You already belong to a team.")
+    if team_has_others(team, member):
+        raise CheckoutError(
+            "Others hold seats on your team: revoke their seats before moving to an "
+            "individual plan."
+        )
+    if status not in SWITCHABLE_STATUSES:
+        raise CheckoutError(
+            "Your team's plan has a payment problem: update the payment method before changing "
+            "your plan."
+        )
+    return team.subscription_id
+
+
+def team_has_others(team: Team, member: Member) -> bool:
+    return Member.objects.filter(team=team).exclude(pk=member.pk).exists()
 
 
 def _ensure_customer(member: Member) -> str:
@@ -131,7 +185,7 @@ def _customer_create(
             **fields,
         )
     except stripe.StripeError as exc:
-        raise _stripe_failed(exc, "customer.create") from exc
+        raise stripe_failed(exc, "customer.create") from exc
     audit_record(
         **audit_actor(purchaser, AuditActor.MEMBER),
         action=AuditAction.BILLING_CUSTOMER_CREATED,
@@ -158,12 +212,20 @@ def _session_create(
     metadata: dict[str, str],
     cancel_path: str,
     plan: Plan,
+    replaces: str = "",
 ) -> Any:
     """A subscription Checkout Session; the subscription carries the session's metadata, and
     the plan's free trial when it has one. Checkout asks for a promotion code when the plan
-    allows one."""
+    allows one.
+
+    ``replaces`` names the subscription this one takes over (a move between an individual and
+    a company plan, ``billing.plan_change``): it is ended once this one is paid, and a member
+    who already paid is not given a second free trial.
+    """
+    if replaces:
+        metadata = {**metadata, "replaces": replaces}
     subscription_data: dict[str, Any] = {"metadata": metadata}
-    if plan.trial_days:
+    if plan.trial_days and not replaces:
         subscription_data["trial_period_days"] = plan.trial_days
     promotion = {"allow_promotion_codes": True} if plan.allow_promotion_codes else {}
     try:
@@ -179,7 +241,7 @@ def _session_create(
             cancel_url=_app_url(cancel_path),
         )
     except stripe.StripeError as exc:
-        raise _stripe_failed(exc, "checkout.session.create") from exc
+        raise stripe_failed(exc, "checkout.session.create") from exc
 
 
 @transaction.atomic
@@ -188,8 +250,13 @@ def checkout_individual_start(*, member: Member, price_id: str | None = None) ->
     offered when none is given); returns the URL to send the member to."""
     option = option_chosen(kind=Plan.Kind.INDIVIDUAL, key=price_id)
     member = _lock(member)
-    if member_has_live_subscription(member):
-        raise CheckoutError("You already have an active membership.")
+    if mirrored_status(member.subscription_id) in LIVE_STATUSES:
+        raise CheckoutError(
+            "You already have an active membership. Change its plan from your dashboard."
+        )
+    # A company plan its primary owner holds alone moves to the individual plan (it ends once
+    # the individual plan is paid, its unused time refunded).
+    replaces = team_replaceable_by(member)
     customer_id = _ensure_customer(member)
     session = _session_create(
         customer_id=customer_id,
@@ -198,12 +265,18 @@ def checkout_individual_start(*, member: Member, price_id: str | None = None) ->
         metadata={"plan_type": "individual", "member_id": str(member.pk)},
         cancel_path="/dashboard/?checkout=cancel",
         plan=option.plan,
+        replaces=replaces,
     )
     audit_record(
         **audit_actor(member, AuditActor.MEMBER),
         action=AuditAction.BILLING_CHECKOUT_STARTED,
         target=member,
-        details={"plan_type": "individual", "session_id": session.id, **_chosen(option)},
+        details={
+            "plan_type": "individual",
+            "session_id": session.id,
+            **_chosen(option),
+            **({"replaces": replaces} if replaces else {}),
+        },
     )
     return session.url
 
@@ -253,10 +326,11 @@ def checkout_company_start(
         raise CheckoutError("Choose 1 or more owner seats, 0 or more team seats, 500 at most.")
     option = option_chosen(kind=Plan.Kind.COMPANY, key=price_id)
     member = _lock(member)
-    if member_has_live_subscription(member):
-        raise CheckoutError("You already have an active membership.")
     if member.team_id is not None and member.team.subscription_id:
         raise CheckoutError("You already belong to a team.")
+    # An individual plan that is paid up moves to the company plan (it ends once the company
+    # plan is paid, its unused time refunded); one with a payment problem is settled first.
+    replaces = individual_replaceable_by_company(member)
     team = _pending_team(member, company_name)
     customer_id = _ensure_team_customer(team, member)
     # Checkout rejects zero quantities; a tier added later gets its item on the first seat add.
@@ -275,6 +349,7 @@ def checkout_company_start(
         metadata={"plan_type": "company", "member_id": str(member.pk), "team_id": str(team.pk)},
         cancel_path="/company/?checkout=cancel",
         plan=option.plan,
+        replaces=replaces,
     )
     team.checkout_session_id = session.id
     team.save(update_fields=["checkout_session_id"])
@@ -288,6 +363,7 @@ def checkout_company_start(
             "owner_seats": owner_seats,
             "team_seats": team_seats,
             **_chosen(option),
+            **({"replaces": replaces} if replaces else {}),
         },
     )
     return session.url
@@ -319,7 +395,7 @@ def billing_portal_start(*, member: Member, return_url: str) -> str:
     try:
         session = stripe.billing_portal.Session.create(customer=customer_id, return_url=return_url)
     except stripe.StripeError as exc:
-        raise _stripe_failed(exc, "billing_portal.session.create") from exc
+        raise stripe_failed(exc, "billing_portal.session.create") from exc
     audit_record(
         **audit_actor(member, AuditActor.MEMBER),
         action=AuditAction.BILLING_PORTAL_OPENED,
@@ -344,7 +420,7 @@ def seats_add(*, team: Team, tier: str, quantity: int, actor: Member | None = No
     team = Team.objects.select_for_update().get(pk=team.pk)
     if not team.subscription_id or team.cancelled_at is not None:
         raise CheckoutError("This team has no active subscription.")
-    if _subscription_status(team.subscription_id) not in LIVE_STATUSES - {"unpaid"}:
+    if mirrored_status(team.subscription_id) not in LIVE_STATUSES - {"unpaid"}:
         raise CheckoutError("Seats can only be added while the team's subscription is active.")
     try:
         # Read the live items, not the mirror: the quantity must be Stripe's current one.
@@ -383,7 +459,7 @@ def seats_add(*, team: Team, tier: str, quantity: int, actor: Member | None = No
             "portal and try again."
         ) from exc
     except stripe.StripeError as exc:
-        raise _stripe_failed(exc, "subscription_item.update") from exc
+        raise stripe_failed(exc, "subscription_item.update") from exc
     change = SeatChange(
         tier=tier, previous_quantity=previous, new_quantity=item.quantity, item_id=item.id
     )
@@ -445,7 +521,7 @@ def team_customer_separate(*, team: Team, purchaser: Member, dry_run: bool) -> C
             if sub.id != team.subscription_id
         ]
     except stripe.StripeError as exc:
-        raise _stripe_failed(exc, "subscription.list") from exc
+        raise stripe_failed(exc, "subscription.list") from exc
     if others:
         outcome = f"kept: the customer also holds {', '.join(sorted(others))}"
     elif dry_run:
@@ -458,7 +534,7 @@ def team_customer_separate(*, team: Team, purchaser: Member, dry_run: bool) -> C
                 metadata={"team_id": str(team.pk), "member_id": ""},
             )
         except stripe.StripeError as exc:
-            raise _stripe_failed(exc, "customer.update") from exc
+            raise stripe_failed(exc, "customer.update") from exc
         Member.objects.filter(pk=purchaser.pk).update(stripe_customer_id="")
         audit_record(
             actor_type=AuditActor.SYSTEM,

@@ -29,6 +29,7 @@ from billing.catalogue import seat_counts
 from billing.checkout import LIVE_STATUSES
 from billing.entitlement import complimentary_active, member_facts, paid_up, subscription_facts
 from billing.models import FailureEpisode
+from billing.plan_change import replaced_subscription_end, replacement_for
 from billing.selectors import subscription_period_end, trial_end
 from billing.teams import seats_release_excess, team_end, team_return
 from billing.truth import (
@@ -146,7 +147,12 @@ def _checkout_meta(session: dict[str, Any], snapshot: SubscriptionSnapshot) -> d
         team_id = _int_or_none(reference)
     if plan != "company" and member_id is None:
         member_id = _int_or_none(reference)
-    return {"plan": plan, "member_id": member_id, "team_id": team_id}
+    return {
+        "plan": plan,
+        "member_id": member_id,
+        "team_id": team_id,
+        "replaces": str(meta.get("replaces") or ""),
+    }
 
 
 @transaction.atomic
@@ -177,10 +183,11 @@ def checkout_completed(*, session: dict[str, Any], now: datetime | None = None) 
         # Linking happens once: a completion seen again (a replay, after the team ended and
         # its owner moved on) re-attaches nobody; a returning team has ``team_return``.
         linking = team.subscription_id != subscription_id
+        # A move from the purchaser's individual plan: that plan is replaced, not kept.
+        replacing = replacement_for(purchaser, meta["replaces"], company=True) if linking else ""
+        held = [team.subscription_id or "", *_memberships_held(purchaser, team_id=team.pk)]
         if linking and _duplicate_cancel(
-            held=[team.subscription_id or "", *_memberships_held(purchaser, team_id=team.pk)],
-            duplicate=snapshot,
-            target=team,
+            held=[sid for sid in held if sid != replacing], duplicate=snapshot, target=team
         ):
             return
         team.subscription_id = subscription_id
@@ -195,26 +202,46 @@ def checkout_completed(*, session: dict[str, Any], now: datetime | None = None) 
             and (purchaser.team_id != team.pk or purchaser.seat_tier != SeatTier.OWNER)
         ):
             # A new company (first purchase, or a former member starting one) starts its own
-            # access period, like a new individual subscription below.
+            # access period, like a new individual subscription below; a member moving from
+            # their individual plan keeps theirs (no gap, no second welcome).
             purchaser.team = team
             purchaser.seat_tier = SeatTier.OWNER
-            purchaser.paid_at = None
+            if replacing:
+                purchaser.subscription_id = ""
+            else:
+                purchaser.paid_at = None
             purchaser.save()
         completed: Member | Team = team
     else:
         if purchaser is None:
             raise BillingError(f"checkout {session.get('id')} names no known member")
-        if purchaser.subscription_id != subscription_id and _duplicate_cancel(
-            held=_memberships_held(purchaser, team_id=None), duplicate=snapshot, target=purchaser
+        linking = purchaser.subscription_id != subscription_id
+        # A move from the team plan the purchaser holds alone: that plan is replaced.
+        replacing = replacement_for(purchaser, meta["replaces"], company=False) if linking else ""
+        held = _memberships_held(purchaser, team_id=None)
+        if linking and _duplicate_cancel(
+            held=[sid for sid in held if sid != replacing], duplicate=snapshot, target=purchaser
         ):
             return
-        if purchaser.subscription_id != subscription_id:
+        if linking:
             # A new subscription (first purchase or a return): its own paid_at anchors claim
-            # reminders and its own welcome email (the outbox episode is the subscription).
+            # reminders and its own welcome email (the outbox episode is the subscription); a
+            # move from a team plan keeps the access period it had.
             purchaser.subscription_id = subscription_id
-            purchaser.paid_at = None
+            if not replacing:
+                purchaser.paid_at = None
         purchaser.stripe_customer_id = customer_id or purchaser.stripe_customer_id
         purchaser.save()
+        if replacing:
+            # The team ends now (its owner is entitled by the new plan, so keeps access);
+            # its subscription is cancelled below.
+            team_end(
+                team_id=purchaser.team_id,
+                now=now,
+                reason="its owner moved to an individual plan",
+                actor_type=AuditActor.MEMBER,
+            )
+            purchaser.refresh_from_db()
         completed = purchaser
     plan = "company" if isinstance(completed, Team) else "individual"
     audit_record(
@@ -224,6 +251,11 @@ def checkout_completed(*, session: dict[str, Any], now: datetime | None = None) 
         details={"subscription_id": subscription_id, "plan": plan},
     )
     subscription_apply(snapshot=snapshot, now=now)
+    if replacing:
+        replaced_subscription_end(
+            subscription_id=replacing, replaced_by=subscription_id, target=completed
+        )
+        role_sync_request(member_id=purchaser.pk)
 
 
 def _memberships_held(purchaser: Member | None, *, team_id: int | None) -> list[str]:

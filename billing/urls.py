@@ -14,6 +14,7 @@ urlpatterns = [
     path("billing/", views.billing, name="billing"),
     path("billing/portal/", views.billing_portal, name="billing_portal"),
     path("checkout/individual/", views.checkout_individual, name="checkout_individual"),
+    path("plan/change/", views.plan_change, name="plan_change"),
     path("company/", views.company, name="company"),
     path("team/", views.team, name="team"),
     path("team/seats/", views.team_seats_add, name="team_seats_add"),

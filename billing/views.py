@@ -27,11 +27,13 @@ from billing.checkout import (
     billing_portal_start,
     checkout_company_start,
     checkout_individual_start,
+    individual_replaceable_by_company,
     member_has_live_subscription,
     seats_add,
 )
 from billing.forms import CompanyPlanForm
 from billing.models import Plan
+from billing.plan_change import plan_choices, plan_switch
 from billing.selectors import member_billing_summary
 from billing.teams import (
     INVITE_TIERS,
@@ -85,8 +87,27 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             "invite_url": settings.DISCORD_INVITE_URL,
             "now": timezone.now(),
             "individual_offers": plans_offered(Plan.Kind.INDIVIDUAL),
+            "plan_choices": plan_choices(member),
         },
     )
+
+
+@login_required
+@require_POST
+def plan_change(request: HttpRequest) -> HttpResponse:
+    """Another option of the plan kind the member pays for (``price``: an option's key)."""
+    member = member_for_user(user=request.user)
+    try:
+        option = plan_switch(member=member, key=request.POST.get("price", "")[:255])
+    except ServiceError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(
+            request,
+            f"Your plan is now {option.plan.name}, {option.label}. Stripe has invoiced the "
+            "difference for the rest of this period; your access continues as it is.",
+        )
+    return redirect("billing:dashboard")
 
 
 @login_required
@@ -171,9 +192,21 @@ def company(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "members/company.html",
-        {"form": form, "already_member": member_has_live_subscription(member)},
+        {
+            "form": form,
+            "already_member": member.team_id is not None and member_has_live_subscription(member),
+            "moving": _moving_to_company(member),
+        },
         status=status,
     )
+
+
+def _moving_to_company(member: Member) -> bool:
+    """The member's individual plan would move to the company plan bought here."""
+    try:
+        return bool(member.team_id is None and individual_replaceable_by_company(member))
+    except ServiceError:
+        return False
 
 
 # --- Team seats ------------------------------------------------------------------------

@@ -1,0 +1,261 @@
+"""Changing plans: another interval or plan of the same kind, or between individual and company.
+
+**Same kind (monthly ↔ yearly, or another plan of the same kind)**: one subscription update in
+Stripe, each item given the new option's price of its role (quantities kept), prorated and
+invoiced at once (``always_invoice``) with ``error_if_incomplete``: the unused time of the old
+price is credited against the new one, and a declined payment changes nothing. The
+subscription stays the same, so access never stops. Seats and roles are not touched here: they
+follow the subscription as read when ``customer.subscription.updated`` arrives (SPEC §2a).
+
+Why a subscription update and not the billing portal: the portal only updates subscriptions
+with a single item (a company plan has owner and team seat items), and knows nothing of our
+catalogue's roles.
+
+**Individual ↔ company**: Stripe cannot move a subscription to another customer, and a
+company plan bills through the team's own customer (``billing.checkout``). So the move is a new
+Checkout naming the subscription it ``replaces``; once that Checkout is paid,
+:func:`replaced_subscription_end` refunds the unused time of the old subscription's last
+payment and cancels it. Until then the old plan keeps the member's access, so there is no gap,
+and nothing is paid twice. The move back from a company plan is offered to its primary owner
+while nobody else holds a seat.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import stripe
+import structlog
+from django.db import transaction
+
+from billing import lifecycle
+from billing.catalogue import (
+    PlanOption,
+    option_chosen,
+    plans_offered,
+    price_roles,
+    subscription_price_ids,
+)
+from billing.checkout import (
+    SWITCHABLE_STATUSES,
+    CheckoutError,
+    individual_replaceable_by_company,
+    mirrored_data,
+    mirrored_status,
+    stripe_failed,
+    team_has_others,
+)
+from billing.models import Plan
+from billing.truth import subscription_read_with_latest_invoice
+from members.models import Member, SeatTier
+from ops.models import AuditAction, AuditActor
+from ops.services import audit_actor, audit_record
+
+log = structlog.get_logger(__name__)
+
+ENDED_STATUSES = frozenset({"canceled", "incomplete_expired"})
+
+
+@dataclass(frozen=True)
+class PlanChoices:
+    """What the dashboard offers a member who pays for their plan."""
+
+    kind: str  # the kind of plan they hold
+    current: str  # the key of the option they pay for ('' when it is no longer on sale)
+    switches: list[Any]  # PlanOffer rows of the same kind: the other options are the changes
+    to_company: bool  # an individual plan may move to a company plan
+    to_individual: list[Any]  # individual offers, for a primary owner alone on the team
+
+
+def _kind_and_sub(member: Member) -> tuple[str, str]:
+    if member.team_id is not None:
+        return Plan.Kind.COMPANY, member.team.subscription_id or ""
+    return Plan.Kind.INDIVIDUAL, member.subscription_id
+
+
+def _option_of(offers: list[Any], price_ids: set[str]) -> str:
+    for offer in offers:
+        for option in offer.options:
+            if price_ids & {price.id for price in option.prices.values()}:
+                return str(option.key)
+    return ""
+
+
+def plan_choices(member: Member) -> PlanChoices | None:
+    """The changes open to the member now; None when they cannot change a plan (nothing paid
+    up to change, or someone else manages the team's billing)."""
+    kind, subscription_id = _kind_and_sub(member)
+    if kind == Plan.Kind.COMPANY and member.seat_tier != SeatTier.OWNER:
+        return None
+    if mirrored_status(subscription_id) not in SWITCHABLE_STATUSES:
+        return None
+    offers = plans_offered(kind)
+    alone = kind == Plan.Kind.COMPANY and (
+        member.team.primary_owner_id == member.pk and not team_has_others(member.team, member)
+    )
+    return PlanChoices(
+        kind=kind,
+        current=_option_of(offers, subscription_price_ids(mirrored_data(subscription_id))),
+        switches=offers,
+        to_company=kind == Plan.Kind.INDIVIDUAL,
+        to_individual=plans_offered(Plan.Kind.INDIVIDUAL) if alone else [],
+    )
+
+
+@transaction.atomic
+def plan_switch(*, member: Member, key: str) -> PlanOption:
+    """Move the member's (or their team's) subscription to another option of the same kind.
+
+    Returns the option now paid for. Refused, with a reason the member can read, when they do
+    not manage the plan, it is not paid up, the option is not on sale or is the current one, or
+    the card is declined (then nothing changed).
+    """
+    member = Member.objects.select_for_update(of=("self",)).select_related("team").get(pk=member.pk)
+    kind, subscription_id = _kind_and_sub(member)
+    if kind == Plan.Kind.COMPANY and member.seat_tier != SeatTier.OWNER:
+        raise CheckoutError("Billing for your seat is managed by your team's owners.")
+    if mirrored_status(subscription_id) not in SWITCHABLE_STATUSES:
+        raise CheckoutError(
+            "Your plan can be changed while it is active: update your payment method first."
+        )
+    option = option_chosen(kind=kind, key=key)
+    roles = price_roles()
+    try:
+        # The live items, not the mirror: each keeps its quantity and takes its role's price.
+        items = list(
+            stripe.SubscriptionItem.list(subscription=subscription_id, limit=100).auto_paging_iter()
+        )
+        changes = [
+            {"id": item.id, "price": option.price_id(roles[item.price.id])}
+            for item in items
+            if roles.get(item.price.id) in option.prices
+            and item.price.id != option.price_id(roles[item.price.id])
+        ]
+        if not changes:
+            raise CheckoutError("That is the plan you have already.")
+        stripe.Subscription.modify(
+            subscription_id,
+            items=changes,
+            proration_behavior="always_invoice",
+            payment_behavior="error_if_incomplete",
+        )
+    except stripe.CardError as exc:
+        log.info("plan_switch_declined", member_id=member.pk, code=getattr(exc, "code", None))
+        raise CheckoutError(
+            "Your card was declined, so your plan was not changed. Update the card in the "
+            "billing portal and try again."
+        ) from exc
+    except stripe.StripeError as exc:
+        raise stripe_failed(exc, "subscription.update") from exc
+    audit_record(
+        **audit_actor(member, AuditActor.MEMBER),
+        action=AuditAction.BILLING_PLAN_CHANGED,
+        target=member.team if kind == Plan.Kind.COMPANY else member,
+        details={
+            "subscription_id": subscription_id,
+            "plan_id": option.plan.pk,
+            "prices": [[c["id"], c["price"]] for c in changes],
+        },
+    )
+    return option
+
+
+def replacement_for(member: Member | None, replaces: str, *, company: bool) -> str:
+    """``replaces`` when a paid Checkout may end that subscription of ``member``: for a company
+    plan, the member's own individual subscription; for an individual plan, the team plan whose
+    primary owner they are, with nobody else on it (decided again now, not when the Checkout
+    began). '' otherwise: the new subscription is then judged like any other purchase."""
+    if member is None or not replaces:
+        return ""
+    try:
+        if company:
+            mine = member.team_id is None and member.subscription_id == replaces
+            return replaces if mine and individual_replaceable_by_company(member) else ""
+        team = member.team
+        if team is None or team.subscription_id != replaces:
+            return ""
+        if team.primary_owner_id != member.pk or team_has_others(team, member):
+            return ""
+        return replaces if mirrored_status(replaces) in SWITCHABLE_STATUSES else ""
+    except CheckoutError:
+        return ""
+
+
+def replaced_subscription_end(*, subscription_id: str, replaced_by: str, target: Any) -> int:
+    """End a subscription another one replaced: refund the unused time of its last payment,
+    then cancel it now. Returns the amount refunded (in the currency's minor unit).
+
+    Decided from Stripe's current state, so it can run again (a retried or replayed event): a
+    subscription already ended is left alone, and the refund carries an idempotency key.
+    """
+    subscription, invoice = subscription_read_with_latest_invoice(subscription_id)
+    if subscription.get("status") in ENDED_STATUSES:
+        return 0
+    refunded = _unused_refund(subscription, invoice, replaced_by=replaced_by)
+    lifecycle.cancel_in_stripe(subscription_id)
+    audit_record(
+        actor_type=AuditActor.STRIPE,
+        action=AuditAction.SUBSCRIPTION_REPLACED,
+        target=target,
+        details={
+            "subscription_id": subscription_id,
+            "replaced_by": replaced_by,
+            "refunded": refunded,
+            "currency": (invoice or {}).get("currency") or "",
+        },
+        reason="the member moved to another plan",
+    )
+    log.info(
+        "subscription_replaced",
+        subscription_id=subscription_id,
+        replaced_by=replaced_by,
+        refunded=refunded,
+    )
+    return refunded
+
+
+def unused_share(subscription: dict[str, Any], now: float) -> float:
+    """The part of the current period still to come (0 to 1): what a refund gives back."""
+    items = (subscription.get("items") or {}).get("data") or []
+    if not items:
+        return 0.0
+    start = int(items[0].get("current_period_start") or 0)
+    end = int(items[0].get("current_period_end") or 0)
+    if end <= start:
+        return 0.0
+    return min(1.0, max(0.0, (end - now) / (end - start)))
+
+
+def _unused_refund(
+    subscription: dict[str, Any], invoice: dict[str, Any] | None, *, replaced_by: str
+) -> int:
+    """Refund the unused share of the latest invoice if it was paid (a trial or an unpaid
+    renewal gives nothing back)."""
+    if not invoice or invoice.get("status") != "paid" or subscription.get("status") == "trialing":
+        return 0
+    amount = int(int(invoice.get("amount_paid") or 0) * unused_share(subscription, time.time()))
+    if amount <= 0:
+        return 0
+    try:
+        payments = stripe.InvoicePayment.list(invoice=invoice["id"], limit=10)
+        intents = [
+            p["payment"].get("payment_intent")
+            for p in payments.get("data") or []
+            if p.get("status") == "paid" and (p.get("payment") or {}).get("payment_intent")
+        ]
+        if not intents:
+            return 0
+        stripe.Refund.create(
+            payment_intent=intents[0],
+            amount=amount,
+            reason="requested_by_customer",
+            metadata={"subscription_id": subscription["id"], "replaced_by": replaced_by},
+            idempotency_key=f"replaced-{subscription['id']}-refund",
+        )
+    except stripe.StripeError as exc:
+        raise lifecycle.LifecycleError(
+            f"Stripe refused the refund of {subscription['id']}: {exc}"
+        ) from exc
+    return amount
