@@ -27,7 +27,7 @@ from django.db import transaction
 from djstripe.models import Subscription
 
 from billing.catalogue import PlanOption, option_chosen, price_roles, seat_price
-from billing.models import Plan
+from billing.models import Dispute, Plan
 from members.models import Member, SeatTier, Team
 from ops.errors import ServiceError
 from ops.models import AuditAction, AuditActor
@@ -94,20 +94,30 @@ def member_has_live_subscription(member: Member) -> bool:
     return False
 
 
-def individual_replaceable_by_company(member: Member) -> str:
-    """The member's own subscription, which a company plan may replace ('' when none is live).
+def plan_change_refusal(subscription_id: str) -> str:
+    """Why the plan of this live subscription cannot change now ('' when it can).
 
-    Only a paid-up one moves (``active`` or ``trialing``): a plan with a payment problem is
-    settled first, so a move never leaves a debt behind.
+    Only a paid-up plan changes (``active`` or ``trialing``): one with a payment problem is
+    settled first, so a change never leaves a debt behind; one with a disputed payment waits
+    for the dispute (its access is suspended, and a disputed charge cannot be refunded).
     """
-    status = mirrored_status(member.subscription_id)
-    if status not in LIVE_STATUSES:
-        return ""
-    if status not in SWITCHABLE_STATUSES:
-        raise CheckoutError(
-            "Your membership has a payment problem: update your payment method before changing "
-            "your plan."
+    if mirrored_status(subscription_id) not in SWITCHABLE_STATUSES:
+        return (
+            "Your plan has a payment problem: update your payment method before changing your plan."
         )
+    if Dispute.objects.filter(subscription_id=subscription_id, closed_at__isnull=True).exists():
+        return "A payment of your plan is disputed: it can be changed once the dispute is closed."
+    return ""
+
+
+def individual_replaceable_by_company(member: Member) -> str:
+    """The member's own subscription, which a company plan may replace ('' when none is live);
+    refused while :func:`plan_change_refusal` says so."""
+    if mirrored_status(member.subscription_id) not in LIVE_STATUSES:
+        return ""
+    refusal = plan_change_refusal(member.subscription_id)
+    if refusal:
+        raise CheckoutError(refusal)
     return member.subscription_id
 
 
@@ -129,11 +139,9 @@ def team_replaceable_by(member: Member) -> str:
             "Others hold seats on your team: revoke their seats before moving to an "
             "individual plan."
         )
-    if status not in SWITCHABLE_STATUSES:
-        raise CheckoutError(
-            "Your team's plan has a payment problem: update the payment method before changing "
-            "your plan."
-        )
+    refusal = plan_change_refusal(team.subscription_id)
+    if refusal:
+        raise CheckoutError(refusal)
     return team.subscription_id
 
 

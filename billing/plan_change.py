@@ -39,11 +39,10 @@ from billing.catalogue import (
     subscription_price_ids,
 )
 from billing.checkout import (
-    SWITCHABLE_STATUSES,
     CheckoutError,
     individual_replaceable_by_company,
     mirrored_data,
-    mirrored_status,
+    plan_change_refusal,
     stripe_failed,
     team_has_others,
 )
@@ -89,7 +88,7 @@ def plan_choices(member: Member) -> PlanChoices | None:
     kind, subscription_id = _kind_and_sub(member)
     if kind == Plan.Kind.COMPANY and member.seat_tier != SeatTier.OWNER:
         return None
-    if mirrored_status(subscription_id) not in SWITCHABLE_STATUSES:
+    if plan_change_refusal(subscription_id):
         return None
     offers = plans_offered(kind)
     alone = kind == Plan.Kind.COMPANY and (
@@ -116,10 +115,9 @@ def plan_switch(*, member: Member, key: str) -> PlanOption:
     kind, subscription_id = _kind_and_sub(member)
     if kind == Plan.Kind.COMPANY and member.seat_tier != SeatTier.OWNER:
         raise CheckoutError("Billing for your seat is managed by your team's owners.")
-    if mirrored_status(subscription_id) not in SWITCHABLE_STATUSES:
-        raise CheckoutError(
-            "Your plan can be changed while it is active: update your payment method first."
-        )
+    refusal = plan_change_refusal(subscription_id)
+    if refusal:
+        raise CheckoutError(refusal)
     option = option_chosen(kind=kind, key=key)
     roles = price_roles()
     try:
@@ -178,7 +176,7 @@ def replacement_for(member: Member | None, replaces: str, *, company: bool) -> s
             return ""
         if team.primary_owner_id != member.pk or team_has_others(team, member):
             return ""
-        return replaces if mirrored_status(replaces) in SWITCHABLE_STATUSES else ""
+        return "" if plan_change_refusal(replaces) else replaces
     except CheckoutError:
         return ""
 

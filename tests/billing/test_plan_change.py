@@ -272,7 +272,24 @@ def test_a_plan_with_a_payment_problem_is_settled_before_a_move(world):
 
     assert response.status_code == 400
     assert "update your payment method before changing" in response.content.decode()
-    assert "update your payment method first" in switch.content.decode()
+    assert "update your payment method before changing" in switch.content.decode()
+
+
+def test_a_plan_with_a_disputed_payment_waits_for_the_dispute(world):
+    member = _member(world, "pellinore@example.org")
+    world.stripe.state.open_dispute(member.subscription_id)
+    world.deliver_new()
+
+    page = world.client.get(reverse("billing:dashboard")).content.decode()
+    response = world.client.post(
+        reverse("billing:company"),
+        {"company_name": "Camelot Ltd", "owner_seats": 1, "team_seats": 0},
+    )
+
+    assert "Change your plan" not in page
+    assert response.status_code == 400
+    assert "it can be changed once the dispute is closed" in response.content.decode()
+    assert _stripe_sub(world, member.subscription_id)["status"] == "active"
 
 
 # --- every order of the move's events -------------------------------------------------------
