@@ -212,6 +212,31 @@ def _lock(member: Member) -> Member:
     )
 
 
+def _tax_parameters(plan: Plan) -> dict[str, Any]:
+    """Stripe Tax on a Checkout Session when ``STRIPE_TAX_ENABLED`` is on; nothing otherwise
+    (a deployment that has not turned it on sends exactly what it sent before).
+
+    Checkout asks for the billing address and Stripe Tax adds tax for it; the subscription the
+    session creates keeps ``automatic_tax`` for every later invoice. Our sessions always name
+    an existing customer, so Checkout must be allowed to save what it collects onto that
+    customer (``customer_update``): Stripe refuses automatic tax for a customer with no address
+    unless ``customer_update[address]=auto``, and tax-id collection unless
+    ``customer_update[name]=auto`` (the business name goes with the tax id). A company plan
+    also collects the buyer's tax id (a VAT number), which becomes the team customer's and is
+    printed on its invoices.
+    """
+    if not settings.STRIPE_TAX_ENABLED:
+        return {}
+    parameters: dict[str, Any] = {
+        "automatic_tax": {"enabled": True},
+        "billing_address_collection": "required",
+        "customer_update": {"address": "auto", "name": "auto"},
+    }
+    if plan.kind == Plan.Kind.COMPANY:
+        parameters["tax_id_collection"] = {"enabled": True}
+    return parameters
+
+
 def _session_create(
     *,
     customer_id: str,
@@ -224,7 +249,7 @@ def _session_create(
 ) -> Any:
     """A subscription Checkout Session; the subscription carries the session's metadata, and
     the plan's free trial when it has one. Checkout asks for a promotion code when the plan
-    allows one.
+    allows one, and for what Stripe Tax needs when it is on (:func:`_tax_parameters`).
 
     ``replaces`` names the subscription this one takes over (a move between an individual and
     a company plan, ``billing.plan_change``): it is ended once this one is paid, and a member
@@ -245,6 +270,7 @@ def _session_create(
             metadata=metadata,
             subscription_data=subscription_data,
             **promotion,
+            **_tax_parameters(plan),
             success_url=_app_url("/dashboard/?checkout=success"),
             cancel_url=_app_url(cancel_path),
         )

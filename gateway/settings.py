@@ -310,6 +310,9 @@ STRIPE_API_RATE_PER_SECOND = env.float(
 )
 # Stripe reads one drain keeps in flight at once (threads, bounded).
 STRIPE_READ_CONCURRENCY = env.int("STRIPE_READ_CONCURRENCY", 8)
+# Stripe Tax on Checkout (automatic tax, billing address, a company's tax id); the Stripe
+# account must have Stripe Tax set up first (docs/CONFIGURATION.md "Stripe Tax").
+STRIPE_TAX_ENABLED = env.bool("STRIPE_TAX_ENABLED", False)
 if STRIPE_LIVE_MODE:
     STRIPE_LIVE_SECRET_KEY = STRIPE_SECRET_KEY
 else:

@@ -80,11 +80,22 @@ def recorded_events(srv: Any, types: tuple[str, ...] = ()) -> list[dict[str, Any
     return [e for e in events if not types or e["type"] in types]
 
 
-def pay_checkout(srv: Any, session_id: str, *, email: str, card: str = "4242424242424242") -> None:
-    """Press "Pay" on the fake's hosted Checkout page, as the buyer's browser would."""
+def pay_checkout(
+    srv: Any,
+    session_id: str,
+    *,
+    email: str,
+    card: str = "4242424242424242",
+    **fields: str,
+) -> None:
+    """Press "Pay" on the fake's hosted Checkout page, as the buyer's browser would.
+
+    ``fields``: more of the page's fields filled in, e.g. ``country`` and ``postal_code`` (the
+    billing address Stripe Tax asks for), ``tax_id``, ``promotion_code``.
+    """
     response = requests.post(
         f"{srv.url}/checkout/{session_id}",
-        data={"email": email, "name": "Test Buyer", "card_number": card},
+        data={"email": email, "name": "Test Buyer", "card_number": card, **fields},
         allow_redirects=False,
         timeout=10,
     )
