@@ -571,6 +571,32 @@ class StripeState:
         found = (self.tax_ids.objects[i] for i in self.tax_ids_by_customer.get(customer_id, []))
         return [{"type": t["type"], "value": t["value"]} for t in found]
 
+    def _customer_update_check(self, params: Obj, customer_id: str | None) -> None:
+        """Stripe's rules for a session with an existing customer: what Checkout collects for
+        tax is saved to that customer only when ``customer_update`` says so, and Stripe refuses
+        a session that would need it otherwise."""
+        if not customer_id:
+            return
+        update = get_dict(params, "customer_update")
+        tax_ids = get_bool(get_dict(params, "tax_id_collection"), "enabled")
+        if tax_ids and get_str(update, "name") != "auto":
+            raise invalid(
+                "To enable tax ID collection for an existing customer, please set "
+                "`customer_update[name]` to `auto`.",
+                param="customer_update[name]",
+            )
+        automatic = get_bool(get_dict(params, "automatic_tax"), "enabled")
+        if automatic and get_str(update, "address") != "auto":
+            customer = self.get_customer(customer_id, param="customer")
+            if not (customer.get("address") or {}).get("country"):
+                raise invalid(
+                    "Automatic tax calculation in Checkout requires a valid address on the "
+                    "Customer. Add a valid address to the Customer or set "
+                    "`customer_update[address]` to 'auto' to save the address entered in "
+                    "Checkout.",
+                    param="customer_update[address]",
+                )
+
     def tax_rate_for(self, country: str) -> Obj:
         """The fixed rate of ``country`` (``fakes.stripe.tax``), made on first use."""
         rate = self.tax_rates.get(tax.rate_id(country))
@@ -1098,6 +1124,7 @@ class StripeState:
                 subtotal = total = 0  # nothing is due today: the first invoice of a trial is $0
             for coupon, _ in discounts:
                 total -= objects.coupon_amount(coupon, total)
+            self._customer_update_check(params, customer_id)
             session = objects.checkout_session(
                 session_id,
                 mode=mode,

@@ -460,7 +460,23 @@ TAXED = {
     "automatic_tax": {"enabled": True},
     "billing_address_collection": "required",
     "tax_id_collection": {"enabled": True},
+    "customer_update": {"address": "auto", "name": "auto"},
 }
+
+
+@pytest.mark.parametrize(
+    ("update", "param"),
+    [
+        ({"address": "auto"}, "customer_update[name]"),
+        ({"name": "auto"}, "customer_update[address]"),
+    ],
+)
+def test_tax_on_an_existing_customer_needs_checkout_to_save_what_it_collects(
+    client: stripe.StripeClient, update: dict[str, str], param: str
+) -> None:
+    with pytest.raises(stripe.InvalidRequestError) as refused:
+        open_session(client, **{**TAXED, "customer_update": update})
+    assert refused.value.param == param
 
 
 def test_checkout_with_automatic_tax_asks_for_the_country_and_adds_tax(
