@@ -16,7 +16,7 @@ from aiohttp import web
 
 from ..latency import Latency, add_arguments
 from .app import build_app
-from .catalogue import load_catalogue
+from .catalogue import DEMO_PROMOTION, load_catalogue
 from .state import StripeState
 from .webhooks import DeliveryOptions, WebhookDispatcher, WebhookEndpoint
 
@@ -37,7 +37,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--webhook-secret", default="whsec_sandbox", help="signing secret")
     parser.add_argument(
-        "--seed-file", help="JSON catalogue of products and prices (replaces the demo one)"
+        "--seed-file",
+        help="JSON catalogue of products and prices (replaces the demo one and its promotion code)",
     )
     parser.add_argument(
         "--api-key",
@@ -57,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     catalogue = load_catalogue(args.seed_file) if args.seed_file else None
     public_url = args.public_url or f"http://{args.host}:{args.port}"
     state = StripeState(catalogue=catalogue, public_url=public_url)
+    if catalogue is None:
+        state.seed_promotion(DEMO_PROMOTION)  # before the dispatcher: no webhooks for it
     dispatcher = WebhookDispatcher(
         state,
         [WebhookEndpoint(url, args.webhook_secret) for url in args.webhook_url],

@@ -1,4 +1,6 @@
-"""The demo catalogue the fake starts with, under fixed ids so sandbox settings can name them.
+"""The demo catalogue the fake starts with, under fixed ids so sandbox settings can name them:
+each product bills monthly or yearly (two months free), and sandbox mode adds the demo
+promotion code ``WELCOME20`` (:data:`DEMO_PROMOTION`).
 
 A seed file (``python -m fakes.stripe --seed-file catalogue.json``) replaces it; its format is
 the same list of products, each with its prices::
@@ -18,30 +20,43 @@ Catalogue = list[dict[str, Any]]
 INDIVIDUAL_PRICE_ID = "price_individual"
 OWNER_SEAT_PRICE_ID = "price_owner_seat"
 TEAM_SEAT_PRICE_ID = "price_team_seat"
+INDIVIDUAL_YEARLY_PRICE_ID = "price_individual_yearly"
+OWNER_SEAT_YEARLY_PRICE_ID = "price_owner_seat_yearly"
+TEAM_SEAT_YEARLY_PRICE_ID = "price_team_seat_yearly"
+
+
+def _product(product_id: str, name: str, monthly: str, yearly: str, amount: int) -> dict[str, Any]:
+    """A product billed ``amount`` cents a month, or ten times that a year."""
+    return {
+        "id": product_id,
+        "name": name,
+        "prices": [
+            {"id": monthly, "unit_amount": amount, "currency": "usd", "interval": "month"},
+            {"id": yearly, "unit_amount": amount * 10, "currency": "usd", "interval": "year"},
+        ],
+    }
+
 
 DEMO_CATALOGUE: Catalogue = [
-    {
-        "id": "prod_individual",
-        "name": "Individual membership",
-        "prices": [
-            {"id": INDIVIDUAL_PRICE_ID, "unit_amount": 9900, "currency": "usd", "interval": "month"}
-        ],
-    },
-    {
-        "id": "prod_owner_seat",
-        "name": "Owner seat",
-        "prices": [
-            {"id": OWNER_SEAT_PRICE_ID, "unit_amount": 9900, "currency": "usd", "interval": "month"}
-        ],
-    },
-    {
-        "id": "prod_team_seat",
-        "name": "Team seat",
-        "prices": [
-            {"id": TEAM_SEAT_PRICE_ID, "unit_amount": 4900, "currency": "usd", "interval": "month"}
-        ],
-    },
+    _product(
+        "prod_individual",
+        "Individual membership",
+        INDIVIDUAL_PRICE_ID,
+        INDIVIDUAL_YEARLY_PRICE_ID,
+        9900,
+    ),
+    _product(
+        "prod_owner_seat", "Owner seat", OWNER_SEAT_PRICE_ID, OWNER_SEAT_YEARLY_PRICE_ID, 9900
+    ),
+    _product("prod_team_seat", "Team seat", TEAM_SEAT_PRICE_ID, TEAM_SEAT_YEARLY_PRICE_ID, 4900),
 ]
+
+# The promotion code a sandbox buyer can type on the hosted Checkout page (when the plan
+# allows promotion codes): 20 % off the first invoice that costs something.
+DEMO_PROMOTION: dict[str, Any] = {
+    "coupon": {"id": "coupon_welcome20", "name": "Welcome", "percent_off": 20, "duration": "once"},
+    "promotion_code": {"id": "promo_welcome20", "code": "WELCOME20"},
+}
 
 
 def load_catalogue(path: str | Path) -> Catalogue:

@@ -885,7 +885,10 @@ class StripeState:
     def list_coupons(self, params: Obj, **paging: Any) -> tuple[list[Obj], bool]:
         return self.coupons.page(match=created_filter(params), kind="coupon", **paging)
 
-    def create_promotion_code(self, params: Obj, *, livemode: bool = False) -> Obj:
+    def create_promotion_code(
+        self, params: Obj, *, livemode: bool = False, promo_id: str | None = None
+    ) -> Obj:
+        """``promo_id``: a fixed id for a seeded code (Stripe's API always makes one up)."""
         if "coupon" in params:
             raise invalid(
                 "Received unknown parameter: coupon. At this API version the coupon goes in "
@@ -912,7 +915,7 @@ class StripeState:
             if customer_id:
                 self.get_customer(customer_id, param="customer")
             promo = objects.promotion_code(
-                new_id("promo"),
+                promo_id or new_id("promo"),
                 code=code,
                 coupon_id=coupon["id"],
                 created=self.now(),
@@ -926,6 +929,15 @@ class StripeState:
             self.promotion_codes.add(promo)
             self._emit("promotion_code.created", promo)
             return promo
+
+    def seed_promotion(self, promotion: Obj) -> Obj:
+        """A coupon and its promotion code under fixed ids (``catalogue.DEMO_PROMOTION``'s
+        shape), as a seeded account has them; returns the promotion code."""
+        code = dict(promotion["promotion_code"])
+        with self._operation():
+            coupon = self.create_coupon(promotion["coupon"])
+            params = {**code, "promotion": {"type": "coupon", "coupon": coupon["id"]}}
+            return self.create_promotion_code(params, promo_id=params.pop("id", None))
 
     def get_promotion_code(self, promo_id: str, *, param: str = "id") -> Obj:
         return self._get(self.promotion_codes, "promo", promo_id, param=param)

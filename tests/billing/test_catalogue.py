@@ -115,10 +115,14 @@ def test_staff_sync_prices_from_stripe_and_pick_them_by_name(admin_web, superuse
         "price_individual",
         "price_owner_seat",
         "price_team_seat",
+        "price_individual_yearly",
+        "price_owner_seat_yearly",
+        "price_team_seat_yearly",
     }
     audit = AuditLog.objects.get(action=AuditAction.BILLING_CATALOGUE_PRICES_SYNCED)
-    assert (audit.actor_id, audit.details) == (str(superuser.pk), {"prices": 3})
+    assert (audit.actor_id, audit.details) == (str(superuser.pk), {"prices": 6})
     assert ("price_team_seat", "Team seat — $49.00 / month") in price_choices()
+    assert ("price_team_seat_yearly", "Team seat — $490.00 / year") in price_choices()
     page = admin_web.get(reverse("admin:billing_plan_change", args=[Plan.objects.first().pk]))
     assert "Individual membership — $99.00 / month" in page.content.decode()
 

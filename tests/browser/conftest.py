@@ -25,6 +25,8 @@ CHROMIUM_ARGS = [
 ]
 # The screenshots worth showing in the README (copied from the run's artifacts).
 KEY_SCREENSHOTS = (
+    "admin-plans-1280.png",
+    "admin-plan-change-1280.png",
     "landing-375.png",
     "landing-1280.png",
     "dashboard-lord-1280.png",

@@ -7,7 +7,7 @@ import time
 
 from playwright.sync_api import Page, expect
 
-from tests.browser.stack import Mailbox
+from tests.browser.stack import Mailbox, Stack
 
 PASSWORD = "correct horse battery staple"
 INTRODUCTION = (
@@ -35,12 +35,21 @@ def confirm_email(page: Page, mailbox: Mailbox, email: str) -> None:
     expect(page.get_by_role("main")).to_contain_text("Your email is confirmed.")
 
 
-def pay_on_fake_checkout(page: Page, *, card: str = "4242 4242 4242 4242") -> None:
-    """The fake Stripe Checkout page: card number, Pay, back to the gateway."""
+def pay_on_fake_checkout(
+    page: Page,
+    *,
+    card: str = "4242 4242 4242 4242",
+    promotion_code: str | None = None,
+    button: str = "Pay",
+) -> None:
+    """The fake Stripe Checkout page: promotion code (when asked for), card number, ``button``
+    (*Start trial* when the plan has a trial), back to the gateway."""
     expect(page).to_have_url(re.compile(r"/checkout/cs_"))
+    if promotion_code is not None:
+        page.get_by_label("Promotion code").fill(promotion_code)
     page.get_by_label("Card number").fill(card)
     page.get_by_label("Name on card").fill("Test Member")
-    page.get_by_role("button", name="Pay").click()
+    page.get_by_role("button", name=button, exact=True).click()
     expect(page).to_have_url(re.compile(r"/dashboard/\?checkout=success"))
 
 
@@ -83,3 +92,11 @@ def post_introduction(page: Page, discord_url: str, author_id: str, content: str
     page.get_by_label("Channel", exact=True).select_option(label="#introductions")
     page.get_by_label("Message", exact=True).fill(content)
     page.get_by_role("button", name="Post message").click()
+
+
+def admin_login(page: Page, stack: Stack) -> None:
+    page.goto("/admin/")
+    page.get_by_label(re.compile(r"^Email")).fill(stack.staff_email)
+    page.get_by_label("Password").fill(stack.staff_password)
+    page.get_by_role("button", name="Log in").click()
+    expect(page).to_have_url(re.compile(r"/admin/$"))

@@ -6,21 +6,13 @@ from __future__ import annotations
 import re
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect
+from playwright.sync_api import Browser, BrowserContext, expect
 
 from tests.browser.audit import Auditor
 from tests.browser.stack import Stack, wait_until
-from tests.browser.steps import buy_individual
+from tests.browser.steps import admin_login, buy_individual
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-
-def admin_login(page: Page, stack: Stack) -> None:
-    page.goto("/admin/")
-    page.get_by_label(re.compile(r"^Email")).fill(stack.staff_email)
-    page.get_by_label("Password").fill(stack.staff_password)
-    page.get_by_role("button", name="Log in").click()
-    expect(page).to_have_url(re.compile(r"/admin/$"))
 
 
 def test_staff_revokes_access_sees_the_audit_entry_and_runs_reconciliation(

@@ -2,8 +2,10 @@
 
 Both fakes run in this one process (one asyncio loop) on the ports the sandbox settings point
 at; the fake Stripe delivers signed webhooks to this gateway's ``/stripe/webhook/``. The demo
-catalogue is mirrored into dj-stripe so the landing page shows real prices. SIGTERM or Ctrl+C
-stops both servers cleanly.
+catalogue (monthly and yearly prices, and the promotion code ``WELCOME20``) is mirrored into
+dj-stripe so the landing page shows real prices; the plans imported from the price settings
+sell the monthly ones, and staff add the yearly ones in the admin (the README walkthrough).
+SIGTERM or Ctrl+C stops both servers cleanly.
 """
 
 from __future__ import annotations
@@ -18,43 +20,16 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from billing.catalogue import CatalogueError, prices_sync
-from billing.models import Plan, PlanPrice
 from billing.stripe_client import configure_stripe
 from fakes.discord.app import create_app as create_discord_app
 from fakes.discord.seed import Seed
 from fakes.discord.state import FakeDiscordState
 from fakes.stripe.app import build_app as build_stripe_app
-from fakes.stripe.catalogue import DEMO_CATALOGUE
+from fakes.stripe.catalogue import DEMO_PROMOTION
 from fakes.stripe.state import StripeState
 from fakes.stripe.webhooks import DeliveryOptions, WebhookDispatcher, WebhookEndpoint
-from members.models import SeatTier
 
 log = structlog.get_logger(__name__)
-
-# The demo catalogue with a yearly price next to each monthly one (two months free).
-YEARLY_PRICES = {
-    SeatTier.INDIVIDUAL: "price_individual_yearly",
-    SeatTier.OWNER: "price_owner_seat_yearly",
-    SeatTier.TEAM: "price_team_seat_yearly",
-}
-SANDBOX_CATALOGUE = [
-    {
-        **product,
-        "prices": [
-            *product["prices"],
-            *(
-                {
-                    **price,
-                    "id": f"{price['id']}_yearly",
-                    "unit_amount": price["unit_amount"] * 10,
-                    "interval": "year",
-                }
-                for price in product["prices"]
-            ),
-        ],
-    }
-    for product in DEMO_CATALOGUE
-]
 
 
 class Command(BaseCommand):
@@ -81,7 +56,8 @@ class Command(BaseCommand):
         runners: list[web.AppRunner] = []
         if settings.SANDBOX:
             port = settings.SANDBOX_STRIPE_PORT
-            state = StripeState(catalogue=SANDBOX_CATALOGUE, public_url=f"http://127.0.0.1:{port}")
+            state = StripeState(public_url=f"http://127.0.0.1:{port}")
+            state.seed_promotion(DEMO_PROMOTION)  # before the dispatcher: no webhooks for it
             dispatcher = WebhookDispatcher(
                 state,
                 [
@@ -116,17 +92,9 @@ class Command(BaseCommand):
     @staticmethod
     def mirror_catalogue() -> None:
         """Mirror the fake's prices into dj-stripe (what staff do with "Sync prices from
-        Stripe") and offer the yearly ones in the plans imported from the price settings."""
+        Stripe"), so the pages show amounts from the start."""
         configure_stripe()
         try:
             prices_sync(actor=None)
         except CatalogueError as exc:  # the demo still works without amounts on the pages
             log.warning("sandbox_price_sync_failed", error=str(exc))
-            return
-        for role, price_id in YEARLY_PRICES.items():
-            kind = Plan.Kind.INDIVIDUAL if role == SeatTier.INDIVIDUAL else Plan.Kind.COMPANY
-            plan = Plan.objects.filter(kind=kind).first()
-            if plan is not None:
-                PlanPrice.objects.get_or_create(
-                    stripe_price_id=price_id, defaults={"plan": plan, "role": role}
-                )
