@@ -129,6 +129,19 @@ class PlanPriceForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         keep = [self.instance.stripe_price_id] if self.instance.stripe_price_id else []
         self.fields["stripe_price_id"].choices = [("", "---------"), *price_choices(keep=keep)]
+        # A tabular row has column headings, not labels: name each input for screen readers.
+        of = f"price {self.instance.stripe_price_id}" if keep else "the new price"
+        for field in self.fields.values():
+            field.widget.attrs["aria-label"] = f"{field.label} of {of}"
+
+
+class PlanListForm(forms.ModelForm):
+    """A row of the Plans list: its editable order and visibility, named after the plan."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for field in self.fields.values():
+            field.widget.attrs["aria-label"] = f"{field.label} of {self.instance.name}"
 
 
 class PlanPriceFormSet(forms.BaseInlineFormSet):
@@ -163,6 +176,8 @@ class PlanPriceInline(admin.TabularInline):
 
     @admin.display(description="Amount")
     def amount(self, obj: PlanPrice) -> str:
+        if not obj.stripe_price_id:
+            return ""  # the empty row for a new price
         facts = prices_mirrored([obj.stripe_price_id]).get(obj.stripe_price_id)
         return facts.label if facts else "not synced from Stripe yet"
 
@@ -176,6 +191,9 @@ class PlanAdmin(GuardedModelAdmin):
     list_editable = ("order", "visible")
     list_filter = ("kind", "visible")
     inlines = [PlanPriceInline]
+
+    def get_changelist_form(self, request: HttpRequest, **kwargs: Any) -> type[forms.ModelForm]:
+        return super().get_changelist_form(request, form=PlanListForm, **kwargs)
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # Hide a plan instead: its prices still tell which seats its subscribers pay for.

@@ -154,3 +154,15 @@ def test_a_yearly_company_plan_is_paid_and_its_seats_counted_through_the_webhook
     assert sorted((i.price.id, i.quantity) for i in items) == sorted(
         [(ids["owner"], 2), (ids["team"], 3)]
     )
+
+
+def test_a_plan_with_a_trial_says_how_many_days_are_free(client, buyer, stripe_server):
+    prices_sync(actor=None)
+    Plan.objects.filter(kind=Plan.Kind.INDIVIDUAL).update(trial_days=14)
+
+    landing = client.get(reverse("billing:landing")).content.decode()
+    dashboard = client.get(reverse("billing:dashboard")).content.decode()
+
+    assert landing.count("Free for the first 14 days.") == 1  # the individual plan only
+    assert "Individual membership: $99.00 per month, 14 days free</label>" in landing
+    assert "Individual membership: $99.00 per month, 14 days free</label>" in dashboard

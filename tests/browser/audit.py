@@ -39,19 +39,13 @@ class PageResult:
             grouped.setdefault(violation.get("impact") or "minor", []).append(violation)
         return grouped
 
-    def blocking(self, known: re.Pattern[str] | None = None) -> list[str]:
-        """Serious and critical violations, less the ``known`` ones (``"<rule id> <target>"``
-        of each element matches it)."""
-        found = []
-        for v in self.violations:
-            targets = [
-                node["target"][0]
-                for node in v["nodes"]
-                if not (known and known.fullmatch(f"{v['id']} {node['target'][0]}"))
-            ]
-            if v.get("impact") in BLOCKING and targets:
-                found.append(f"{v['id']} ({v['impact']}): {v['help']} — " + "; ".join(targets[:5]))
-        return found
+    def blocking(self) -> list[str]:
+        return [
+            f"{v['id']} ({v['impact']}): {v['help']} — "
+            + "; ".join(node["target"][0] for node in v["nodes"][:5])
+            for v in self.violations
+            if v.get("impact") in BLOCKING
+        ]
 
     def overflowing(self) -> dict[int, tuple[int, int]]:
         return {w: sizes for w, sizes in self.overflow.items() if sizes[0] > sizes[1]}
@@ -121,18 +115,15 @@ class Auditor:
         url: str,
         *,
         strict: bool = True,
-        known: re.Pattern[str] | None = None,
         **kwargs: Any,
     ) -> None:
         """Audit and fail on serious/critical violations or horizontal overflow.
 
         ``strict`` (our own member pages) fails on any violation at all; Django's admin keeps
-        a few moderate/minor ones of its own (they are listed in the report). ``known``: an
-        admin page's violations not fixed yet (see :meth:`PageResult.blocking`), still listed
-        in the report.
+        a few moderate/minor ones of its own (they are listed in the report).
         """
         result = self.audit(source, name, url, **kwargs)
-        assert not result.blocking(known), f"{name}: " + "\n".join(result.blocking(known))
+        assert not result.blocking(), f"{name}: " + "\n".join(result.blocking())
         if strict:
             assert not result.violations, f"{name}: " + ", ".join(
                 f"{v['id']} ({v['impact']})" for v in result.violations
@@ -146,7 +137,6 @@ class Auditor:
             "Written by the browser suite (`tests/browser/`, `make test`): axe-core "
             f"{axe_version()} on every member page and the main admin pages, in Chromium, as "
             "the journeys leave them. The suite fails on any serious or critical violation "
-            "(save an admin page's known ones, listed below until they are fixed) "
             "and on horizontal overflow at 375 px or 1280 px; on the member pages it fails on "
             "any violation at all (Django's admin keeps a few moderate or minor ones of its "
             "own). Besides axe it checks that errors are announced (`role=alert`, "
