@@ -191,7 +191,7 @@ def replaced_subscription_end(*, subscription_id: str, replaced_by: str, target:
     subscription, invoice = subscription_read_with_latest_invoice(subscription_id)
     if subscription.get("status") in ENDED_STATUSES:
         return 0
-    refunded = _unused_refund(subscription, invoice, replaced_by=replaced_by)
+    refunded, refused = _unused_refund(subscription, invoice, replaced_by=replaced_by)
     lifecycle.cancel_in_stripe(subscription_id)
     audit_record(
         actor_type=AuditActor.STRIPE,
@@ -202,6 +202,7 @@ def replaced_subscription_end(*, subscription_id: str, replaced_by: str, target:
             "replaced_by": replaced_by,
             "refunded": refunded,
             "currency": (invoice or {}).get("currency") or "",
+            **({"refund_refused": refused} if refused else {}),
         },
         reason="the member moved to another plan",
     )
@@ -228,14 +229,19 @@ def unused_share(subscription: dict[str, Any], now: float) -> float:
 
 def _unused_refund(
     subscription: dict[str, Any], invoice: dict[str, Any] | None, *, replaced_by: str
-) -> int:
+) -> tuple[int, str]:
     """Refund the unused share of the latest invoice if it was paid (a trial or an unpaid
-    renewal gives nothing back)."""
+    renewal gives nothing back), less what was refunded of that payment already.
+
+    Returns the amount and, when Stripe refused the refund (the payment was disputed
+    meanwhile, say), its error code: that does not hold up the move, and the audit entry shows
+    staff what is left to settle. Stripe being unavailable is retried.
+    """
     if not invoice or invoice.get("status") != "paid" or subscription.get("status") == "trialing":
-        return 0
-    amount = int(int(invoice.get("amount_paid") or 0) * unused_share(subscription, time.time()))
-    if amount <= 0:
-        return 0
+        return 0, ""
+    unused = int(int(invoice.get("amount_paid") or 0) * unused_share(subscription, time.time()))
+    if unused <= 0:
+        return 0, ""
     try:
         payments = stripe.InvoicePayment.list(invoice=invoice["id"], limit=10)
         intents = [
@@ -243,8 +249,15 @@ def _unused_refund(
             for p in payments.get("data") or []
             if p.get("status") == "paid" and (p.get("payment") or {}).get("payment_intent")
         ]
-        if not intents:
-            return 0
+        charges = stripe.Charge.list(payment_intent=intents[0], limit=10) if intents else None
+        left = sum(
+            int(c.get("amount") or 0) - int(c.get("amount_refunded") or 0)
+            for c in (charges.get("data") if charges else None) or []
+            if c.get("status") == "succeeded"
+        )
+        amount = min(unused, left)
+        if amount <= 0:
+            return 0, ""
         stripe.Refund.create(
             payment_intent=intents[0],
             amount=amount,
@@ -252,8 +265,15 @@ def _unused_refund(
             metadata={"subscription_id": subscription["id"], "replaced_by": replaced_by},
             idempotency_key=f"replaced-{subscription['id']}-refund",
         )
+    except stripe.InvalidRequestError as exc:
+        log.warning(
+            "replaced_subscription_refund_refused",
+            subscription_id=subscription["id"],
+            code=getattr(exc, "code", None),
+        )
+        return 0, str(getattr(exc, "code", None) or "refused")
     except stripe.StripeError as exc:
         raise lifecycle.LifecycleError(
-            f"Stripe refused the refund of {subscription['id']}: {exc}"
+            f"Stripe unavailable refunding {subscription['id']}: {exc}"
         ) from exc
-    return amount
+    return amount, ""

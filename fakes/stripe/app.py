@@ -531,6 +531,10 @@ async def get_invoice_payment(request: web.Request) -> web.Response:
     return _reply(request, _state(request).get_invoice_payment(request.match_info["id"]))
 
 
+async def list_charges(request: web.Request) -> web.Response:
+    return _reply_list(request, "/v1/charges", _state(request).list_charges)
+
+
 async def list_invoice_payments(request: web.Request) -> web.Response:
     return _reply_list(request, "/v1/invoice_payments", _state(request).list_invoice_payments)
 
@@ -1108,6 +1112,7 @@ def build_app(
     r.add_get("/v1/subscription_items/{id}", get_subscription_item)
     r.add_post("/v1/subscription_items/{id}", update_subscription_item)
     r.add_delete("/v1/subscription_items/{id}", delete_subscription_item)
+    r.add_get("/v1/charges", list_charges)
     r.add_get("/v1/charges/{id}", get_charge)
     r.add_post("/v1/refunds", create_refund)
     r.add_get("/v1/invoice_payments", list_invoice_payments)

@@ -2575,6 +2575,17 @@ class StripeState:
 
         return self.invoice_payments.page(match=match, kind="invoice_payment", **paging)
 
+    def list_charges(self, params: Obj, **paging: Any) -> tuple[list[Obj], bool]:
+        """``GET /v1/charges``: all, or by ``payment_intent`` / ``customer``."""
+        intent, customer = get_str(params, "payment_intent"), get_str(params, "customer")
+
+        def match(obj: Obj) -> bool:
+            return (intent is None or obj["payment_intent"] == intent) and (
+                customer is None or obj["customer"] == customer
+            )
+
+        return self.charges.page(match=match, kind="charge", **paging)
+
     def list_disputes(self, params: Obj, **paging: Any) -> tuple[list[Obj], bool]:
         charge_id = get_str(params, "charge")
 

@@ -201,6 +201,23 @@ def test_an_individual_moves_to_a_company_plan_without_a_gap_or_paying_twice(wor
     assert AuditLog.objects.filter(action=AuditAction.SUBSCRIPTION_REPLACED).count() == 1
 
 
+def test_a_payment_refunded_already_is_not_refunded_twice_and_the_move_goes_on(world):
+    member = _member(world, "tristan@example.org")
+    old_sub = member.subscription_id
+    world.stripe.state.refund(old_sub)  # staff refunded the whole payment in Stripe
+    world.deliver_new()
+
+    pay_checkout(world.stripe, _move_to_company(world, member), email=member.user.email)
+    world.deliver_new()
+
+    member.refresh_from_db()
+    assert member.team is not None and member_is_entitled(member)
+    assert _stripe_sub(world, old_sub)["status"] == "canceled"
+    assert _refunded(world, old_sub) == 9900  # the one full refund, nothing more
+    replaced = AuditLog.objects.get(action=AuditAction.SUBSCRIPTION_REPLACED)
+    assert replaced.details["refunded"] == 0
+
+
 def test_an_owner_alone_on_the_team_moves_back_to_an_individual_plan(world):
     member = _member(world, "bors@example.org", company=True)
     team = member.team

@@ -330,6 +330,70 @@ def build(world: World, staff: dict[str, Any], stats: Stats) -> type[RuleBasedSt
             self.settle()
             self.team_rows[key] = TeamRow.objects.get(subscription_id=sub_id).pk
 
+        # --- plan changes (billing/plan_change.py) ----------------------------------------
+
+        def _may_move_to_company(self, person: Person) -> bool:
+            sub = self.model.subs.get(person.sub or "")
+            return person.team is None and sub is not None and self.model.may_change_plan(sub)
+
+        @precondition(lambda self: self._anyone(self._may_move_to_company))
+        @rule(data=st.data(), team_seats=st.integers(0, 2), rnd=st.randoms(use_true_random=False))
+        def move_to_company(self, data: st.DataObject, team_seats: int, rnd: random.Random) -> None:
+            """An individual buys a company plan: it replaces their individual plan once paid."""
+            self._step("move_to_company")
+            self.settle()
+            person = self._pick(data, self._may_move_to_company)
+            if person is None:
+                return
+            key = f"team{len(self.model.teams) + 1}"
+            response = self._client(person).post(
+                "/company/", {"company_name": key, "owner_seats": 1, "team_seats": team_seats}
+            )
+            assert response.status_code == 302, response.content
+            new = self._paid_sub(response, person, holder=key)
+            team = Team(
+                key=key, sub=new.id, primary=person.name, paid={"owner": 1, "team": team_seats}
+            )
+            self.model.teams[key] = team
+            self.model.moved(person, self.model.subs[person.sub or ""], new=new, team=team)
+            person.claimed_seq = self._claim_seq()
+            self.settle(rnd)  # the move's events in any order
+            self.team_rows[key] = TeamRow.objects.get(subscription_id=new.id).pk
+
+        def _may_move_to_individual(self, person: Person) -> bool:
+            team = self.model.teams.get(person.team or "")
+            if team is None or team.ended or team.primary != person.name:
+                return False
+            alone = [p.name for p in self.model.people.values() if p.team == team.key] == [
+                person.name
+            ]
+            return alone and self.model.may_change_plan(self.model.subs[team.sub])
+
+        @precondition(lambda self: self._anyone(self._may_move_to_individual))
+        @rule(data=st.data(), rnd=st.randoms(use_true_random=False))
+        def move_to_individual(self, data: st.DataObject, rnd: random.Random) -> None:
+            """A primary owner alone on the team buys the individual plan: it replaces the
+            company plan once paid."""
+            self._step("move_to_individual")
+            self.settle()
+            person = self._pick(data, self._may_move_to_individual)
+            if person is None:
+                return
+            team = self.model.teams[person.team or ""]
+            response = self._client(person).post("/checkout/individual/")
+            assert response.status_code == 302, response.content
+            new = self._paid_sub(response, person, holder=person.name)
+            self.model.moved(person, self.model.subs[team.sub], new=new, team=None)
+            self.settle(rnd)
+
+        def _paid_sub(self, response: Any, person: Person, *, holder: str) -> Sub:
+            """Pay the Checkout a page sent the person to; the subscription it made."""
+            session_id = urlparse(response["Location"]).path.rsplit("/", 1)[-1]
+            pay_checkout(world.stripe, session_id, email=person.email)
+            sub_id = world.stripe.state.get_checkout_session(session_id)["subscription"]
+            self.model.subs[sub_id] = Sub(id=sub_id, holder=holder)
+            return self.model.subs[sub_id]
+
         def _may_link(self, person: Person) -> bool:
             return not person.linked and self.model.entitled(person) and not person.revoked
 
@@ -830,7 +894,7 @@ def build(world: World, staff: dict[str, Any], stats: Stats) -> type[RuleBasedSt
                 if entry["method"] == "DELETE" and entry["path"].startswith("/v1/subscriptions/"):
                     sub_id = entry["path"].rsplit("/", 1)[-1]
                     sub = self.model.subs[sub_id]
-                    allowed = sub.failing or sub.dispute_lost
+                    allowed = sub.failing or sub.dispute_lost or sub.replaced
                     assert sub.cancelled_by_us and allowed, f"we cancelled paid {sub_id}"
 
     return Gateway

@@ -57,6 +57,7 @@ class Sub:
     charge_disputed: bool = False  # its latest payment was disputed already
     # Open while an episode existed at any moment since the last check (dunning is allowed).
     dunning_allowed: bool = False
+    replaced: bool = False  # its holder moved to another plan: refunded and cancelled by us
 
     @property
     def live(self) -> bool:
@@ -159,6 +160,25 @@ class Reference:
         if not person.introduced:
             return "squire"
         return "knight" if person.tier == "team" else "lord"
+
+    @staticmethod
+    def may_change_plan(sub: Sub) -> bool:
+        """A plan changes only while paid up: active, no failed renewal or episode, no dispute."""
+        return sub.status == "active" and not (sub.failing or sub.episode or sub.dispute)
+
+    def moved(self, person: Person, old: Sub, *, new: Sub, team: Team | None) -> None:
+        """The person moved plans (to the company ``team``, or back to the individual plan
+        ``new``): the old subscription is refunded and cancelled once the new one is paid, and
+        access never stops (no farewell, no second welcome, the intro kept). A team left
+        behind ends with nobody on it."""
+        old.status, old.cancelled_by_us, old.replaced = "canceled", True, True
+        old.episode = None
+        if team is not None:
+            person.sub, person.team, person.tier = None, team.key, "owner"
+            person.teams_ever.add(team.key)
+        else:
+            self.teams[old.holder].ended = True
+            person.sub, person.team, person.tier = new.id, None, ""
 
     def may_buy(self, person: Person) -> bool:
         sub = self.sub_of(person)
