@@ -299,16 +299,29 @@ def option_chosen(*, kind: str, key: str | None) -> PlanOption:
     raise CatalogueError("Choose one of the plans shown.")
 
 
-def seat_price(*, price_ids: Iterable[str], tier: str) -> str:
-    """The price of ``tier`` seats in the same plan and interval as a subscription's prices
-    (``price_ids``): what a team is charged when it adds its first seat of a tier."""
+def option_billed(price_ids: Iterable[str], *, kind: str | None = None) -> PlanOption | None:
+    """The catalogue option a subscription billed at these prices belongs to (any plan of
+    ``kind``, on sale or not); None when no plan holds them."""
     price_ids = set(price_ids)
-    plans = Plan.objects.filter(kind=Plan.Kind.COMPANY, prices__stripe_price_id__in=price_ids)
+    plans = Plan.objects.filter(prices__stripe_price_id__in=price_ids)
+    if kind is not None:
+        plans = plans.filter(kind=kind)
     for offer in _offers(plans.distinct(), on_sale=False):
         for option in offer.options:
             if price_ids & {price.id for price in option.prices.values()}:
-                return option.price_id(tier)
-    raise CatalogueError("Your plan has no price for these seats. Please contact us to add seats.")
+                return option
+    return None
+
+
+def seat_price(*, price_ids: Iterable[str], tier: str) -> str:
+    """The price of ``tier`` seats in the same plan and interval as a subscription's prices
+    (``price_ids``): what a team is charged when it adds its first seat of a tier."""
+    option = option_billed(price_ids, kind=Plan.Kind.COMPANY)
+    if option is None:
+        raise CatalogueError(
+            "Your plan has no price for these seats. Please contact us to add seats."
+        )
+    return option.price_id(tier)
 
 
 # --- staff editing a plan -------------------------------------------------------------------

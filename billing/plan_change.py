@@ -33,6 +33,7 @@ from django.db import transaction
 from billing import lifecycle
 from billing.catalogue import (
     PlanOption,
+    option_billed,
     option_chosen,
     plans_offered,
     price_roles,
@@ -74,14 +75,6 @@ def _kind_and_sub(member: Member) -> tuple[str, str]:
     return Plan.Kind.INDIVIDUAL, member.subscription_id
 
 
-def _option_of(offers: list[Any], price_ids: set[str]) -> str:
-    for offer in offers:
-        for option in offer.options:
-            if price_ids & {price.id for price in option.prices.values()}:
-                return str(option.key)
-    return ""
-
-
 def plan_choices(member: Member) -> PlanChoices | None:
     """The changes open to the member now; None when they cannot change a plan (nothing paid
     up to change, or someone else manages the team's billing)."""
@@ -91,12 +84,13 @@ def plan_choices(member: Member) -> PlanChoices | None:
     if plan_change_refusal(subscription_id):
         return None
     offers = plans_offered(kind)
+    current = option_billed(subscription_price_ids(mirrored_data(subscription_id)))
     alone = kind == Plan.Kind.COMPANY and (
         member.team.primary_owner_id == member.pk and not team_has_others(member.team, member)
     )
     return PlanChoices(
         kind=kind,
-        current=_option_of(offers, subscription_price_ids(mirrored_data(subscription_id))),
+        current=current.key if current else "",
         switches=offers,
         to_company=kind == Plan.Kind.INDIVIDUAL,
         to_individual=plans_offered(Plan.Kind.INDIVIDUAL) if alone else [],

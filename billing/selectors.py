@@ -17,6 +17,7 @@ from django.core.cache import cache
 from django.utils import timezone
 from djstripe.models import Product, Subscription
 
+from billing.catalogue import option_billed, subscription_price_ids
 from billing.entitlement import Access, member_access
 from billing.models import FailureEpisode
 from members.models import Member
@@ -104,6 +105,7 @@ class BillingSummary:
     removal_due_at: datetime | None
     trial_end: datetime | None = None  # while trialing
     discounts: list[str] = field(default_factory=list)
+    price: str = ""  # what the plan costs: "$99.00 per month" ('' when not in the catalogue)
 
     @property
     def has_subscription(self) -> bool:
@@ -185,7 +187,13 @@ def member_billing_summary(member: Member, now: datetime | None = None) -> Billi
         removal_due_at=episode.removal_due_at if episode else None,
         trial_end=trial_end(data),
         discounts=subscription_discounts(member.billing_subscription_id, data),
+        price=_price_label(data),
     )
+
+
+def _price_label(stripe_data: dict[str, Any]) -> str:
+    option = option_billed(subscription_price_ids(stripe_data)) if stripe_data else None
+    return option.label if option is not None else ""
 
 
 def trial_end(stripe_data: dict[str, Any]) -> datetime | None:

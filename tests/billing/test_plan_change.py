@@ -108,6 +108,7 @@ def test_a_member_moves_to_the_yearly_price_and_pays_only_the_difference(world):
     assert f'value="{yearly["individual"]}" checked> Individual membership: $990.00 per year' in (
         page
     )
+    assert "<dt>Price</dt><dd>$990.00 per year</dd>" in page
     assert AuditLog.objects.filter(action=AuditAction.BILLING_PLAN_CHANGED).count() == 1
 
 

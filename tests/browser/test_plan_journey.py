@@ -10,7 +10,11 @@ from datetime import UTC, datetime
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect
 
-from fakes.stripe.catalogue import DEMO_PROMOTION, INDIVIDUAL_YEARLY_PRICE_ID
+from fakes.stripe.catalogue import (
+    DEMO_PROMOTION,
+    INDIVIDUAL_PRICE_ID,
+    INDIVIDUAL_YEARLY_PRICE_ID,
+)
 from tests.browser.audit import Auditor
 from tests.browser.stack import Stack
 from tests.browser.steps import (
@@ -120,10 +124,33 @@ def buy_yearly_with_the_code(browser: Browser, stack: Stack, auditor: Auditor) -
 
         facts = page.get_by_role("region", name="Subscription")
         expect(fact(facts, "Plan")).to_have_text("Individual membership")
+        expect(fact(facts, "Price")).to_have_text("$990.00 per year")
         expect(fact(facts, "Trial until")).to_have_text(f"{trial_end.day} {trial_end:%B %Y}")
         expect(fact(facts, "Discount")).to_have_text(f"{CODE}: 20% off on one invoice")
         # Trialing is a membership: Discord is open to link.
         expect(page.get_by_role("link", name="Link Discord")).to_be_visible()
         auditor.check(member, "Dashboard (trial with a discount)", f"{stack.url}/dashboard/")
+
+        # Back to monthly from the dashboard: one subscription update, the trial goes on.
+        change = page.get_by_role("region", name="Change your plan")
+        expect(change.get_by_label("Individual membership: $990.00 per year")).to_be_checked()
+        change.get_by_label("Individual membership: $99.00 per month").check()
+        change.get_by_role("button", name="Change plan").click()
+        expect(page.locator(".messages")).to_contain_text(
+            "Your plan is now Individual membership, $99.00 per month."
+        )
+        subscription = stack.subscription_for(email)
+        assert subscription["items"]["data"][0]["price"]["id"] == INDIVIDUAL_PRICE_ID
+        assert subscription["status"] == "trialing"
+        # The dashboard follows once the worker has applied Stripe's update.
+        for _ in range(60):
+            if fact(facts, "Price").inner_text() == "$99.00 per month":
+                break
+            time.sleep(0.5)
+            page.reload()
+        expect(fact(facts, "Price")).to_have_text("$99.00 per month")
+        expect(fact(facts, "Status")).to_have_text("Trial")
+        expect(change.get_by_label("Individual membership: $99.00 per month")).to_be_checked()
+        auditor.check(member, "Dashboard (plan changed)", f"{stack.url}/dashboard/")
     finally:
         member.close()
