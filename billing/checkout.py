@@ -17,6 +17,8 @@ timeout, bounded retries with idempotency keys).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,6 +71,28 @@ def stripe_failed(exc: stripe.StripeError, operation: str) -> CheckoutError:
         http_status=getattr(exc, "http_status", None),
     )
     return CheckoutError("The payment service is not available right now. Please try again.")
+
+
+# A change to a live subscription, prorated and invoiced at once; a declined payment refuses it
+# (Stripe's default would keep the change unpaid, with the whole subscription past_due).
+CHARGED_NOW = {"proration_behavior": "always_invoice", "payment_behavior": "error_if_incomplete"}
+
+
+@contextmanager
+def charged_now_or_unchanged(operation: str, *, refused: str, **ids: Any) -> Iterator[None]:
+    """Around Stripe calls made with :data:`CHARGED_NOW`: a declined card becomes a refusal the
+    member can read ("Your card was declined, so ``refused``."), any other Stripe failure the
+    generic one; in both cases the subscription is as it was."""
+    try:
+        yield
+    except stripe.CardError as exc:
+        log.info("charge_declined", operation=operation, code=getattr(exc, "code", None), **ids)
+        raise CheckoutError(
+            f"Your card was declined, so {refused}. Update the card in the billing portal and "
+            "try again."
+        ) from exc
+    except stripe.StripeError as exc:
+        raise stripe_failed(exc, operation) from exc
 
 
 def mirrored_data(subscription_id: str) -> dict[str, Any]:
@@ -456,7 +480,9 @@ def seats_add(*, team: Team, tier: str, quantity: int, actor: Member | None = No
         raise CheckoutError("This team has no active subscription.")
     if mirrored_status(team.subscription_id) not in LIVE_STATUSES - {"unpaid"}:
         raise CheckoutError("Seats can only be added while the team's subscription is active.")
-    try:
+    with charged_now_or_unchanged(
+        "subscription_item.update", refused="no seats were added", team_id=team.pk
+    ):
         # Read the live items, not the mirror: the quantity must be Stripe's current one.
         items = list(
             stripe.SubscriptionItem.list(
@@ -472,28 +498,14 @@ def seats_add(*, team: Team, tier: str, quantity: int, actor: Member | None = No
                 # The same plan and interval as what the team pays for already.
                 price=seat_price(price_ids=[i.price.id for i in items], tier=tier),
                 quantity=quantity,
-                proration_behavior="always_invoice",
-                payment_behavior="error_if_incomplete",
+                **CHARGED_NOW,
             )
             previous = 0
         else:
             previous = existing.quantity or 0
             item = stripe.SubscriptionItem.modify(
-                existing.id,
-                quantity=previous + quantity,
-                proration_behavior="always_invoice",
-                payment_behavior="error_if_incomplete",
+                existing.id, quantity=previous + quantity, **CHARGED_NOW
             )
-    except stripe.CardError as exc:
-        # error_if_incomplete: a declined proration leaves the subscription as it was. Stripe's
-        # default would keep the new seats unpaid, with the whole subscription past_due.
-        log.info("seats_add_declined", team_id=team.pk, code=getattr(exc, "code", None))
-        raise CheckoutError(
-            "Your card was declined, so no seats were added. Update the card in the billing "
-            "portal and try again."
-        ) from exc
-    except stripe.StripeError as exc:
-        raise stripe_failed(exc, "subscription_item.update") from exc
     change = SeatChange(
         tier=tier, previous_quantity=previous, new_quantity=item.quantity, item_id=item.id
     )

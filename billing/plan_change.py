@@ -40,22 +40,21 @@ from billing.catalogue import (
     subscription_price_ids,
 )
 from billing.checkout import (
+    CHARGED_NOW,
     CheckoutError,
+    charged_now_or_unchanged,
     individual_replaceable_by_company,
     mirrored_data,
     plan_change_refusal,
-    stripe_failed,
     team_has_others,
 )
 from billing.models import Plan
-from billing.truth import subscription_read_with_latest_invoice
+from billing.truth import ENDED_STATUSES, subscription_read_with_latest_invoice
 from members.models import Member, SeatTier
 from ops.models import AuditAction, AuditActor
 from ops.services import audit_actor, audit_record
 
 log = structlog.get_logger(__name__)
-
-ENDED_STATUSES = frozenset({"canceled", "incomplete_expired"})
 
 
 @dataclass(frozen=True)
@@ -114,7 +113,9 @@ def plan_switch(*, member: Member, key: str) -> PlanOption:
         raise CheckoutError(refusal)
     option = option_chosen(kind=kind, key=key)
     roles = price_roles()
-    try:
+    with charged_now_or_unchanged(
+        "subscription.update", refused="your plan was not changed", member_id=member.pk
+    ):
         # The live items, not the mirror: each keeps its quantity and takes its role's price.
         items = list(
             stripe.SubscriptionItem.list(subscription=subscription_id, limit=100).auto_paging_iter()
@@ -127,20 +128,7 @@ def plan_switch(*, member: Member, key: str) -> PlanOption:
         ]
         if not changes:
             raise CheckoutError("That is the plan you have already.")
-        stripe.Subscription.modify(
-            subscription_id,
-            items=changes,
-            proration_behavior="always_invoice",
-            payment_behavior="error_if_incomplete",
-        )
-    except stripe.CardError as exc:
-        log.info("plan_switch_declined", member_id=member.pk, code=getattr(exc, "code", None))
-        raise CheckoutError(
-            "Your card was declined, so your plan was not changed. Update the card in the "
-            "billing portal and try again."
-        ) from exc
-    except stripe.StripeError as exc:
-        raise stripe_failed(exc, "subscription.update") from exc
+        stripe.Subscription.modify(subscription_id, items=changes, **CHARGED_NOW)
     audit_record(
         **audit_actor(member, AuditActor.MEMBER),
         action=AuditAction.BILLING_PLAN_CHANGED,

@@ -33,6 +33,7 @@ from billing.plan_change import replaced_subscription_end, replacement_for
 from billing.selectors import subscription_period_end, trial_end
 from billing.teams import seats_release_excess, team_end, team_return
 from billing.truth import (
+    ENDED_STATUSES,
     FAILING_STATUSES,
     episode_paid_invoice,
     invoice_is_failing,
@@ -50,8 +51,6 @@ log = structlog.get_logger(__name__)
 # Statuses in which Stripe holds nothing unpaid on the subscription: a removal after the Debtor
 # period is settled by them (past_due would still be the unpaid subscription it removed).
 PAID_STATUSES = frozenset({"active", "trialing"})
-# A duplicate subscription (``_duplicate_cancel``) already in one of these needs nothing more.
-DUPLICATE_ENDED_STATUSES = frozenset({"canceled", "incomplete_expired"})
 # Stripe announces a trial's end (``customer.subscription.trial_will_end``) three days before
 # it; a little more, so the read that event causes always falls inside.
 TRIAL_REMINDER_BEFORE = timedelta(days=3, hours=12)
@@ -292,7 +291,7 @@ def _duplicate_cancel(
         return False
     kept = live[0]
     status = duplicate.status
-    if status not in DUPLICATE_ENDED_STATUSES:
+    if status not in ENDED_STATUSES:  # a duplicate already over needs nothing more
         status = lifecycle.cancel_in_stripe(duplicate.id)
         audit_record(
             actor_type="stripe",

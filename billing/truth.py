@@ -30,6 +30,8 @@ def invoice_subscription_id(invoice: dict[str, Any]) -> str:
 
 
 FAILING_STATUSES = frozenset({"past_due", "unpaid"})
+# A subscription in one of these is over: it bills and entitles nobody again.
+ENDED_STATUSES = frozenset({"canceled", "incomplete_expired"})
 
 
 # dj-stripe mirrors an invoice's discounts as objects (as its own retrieve expands them); a
