@@ -268,8 +268,11 @@ def _session_create(
     line_items: list[dict[str, Any]],
     metadata: dict[str, str],
     cancel_path: str,
-    plan: Plan,
+    option: PlanOption,
+    purchaser: Member,
+    target: Member | Team,
     replaces: str = "",
+    details: dict[str, Any] | None = None,
 ) -> Any:
     """A subscription Checkout Session; the subscription carries the session's metadata, and
     the plan's free trial when it has one. Checkout asks for a promotion code when the plan
@@ -278,7 +281,10 @@ def _session_create(
     ``replaces`` names the subscription this one takes over (a move between an individual and
     a company plan, ``billing.plan_change``): it is ended once this one is paid, and a member
     who already paid is not given a second free trial.
+
+    The start is audited on ``target`` with what was chosen (and ``details``).
     """
+    plan = option.plan
     if replaces:
         metadata = {**metadata, "replaces": replaces}
     subscription_data: dict[str, Any] = {"metadata": metadata}
@@ -286,7 +292,7 @@ def _session_create(
         subscription_data["trial_period_days"] = plan.trial_days
     promotion = {"allow_promotion_codes": True} if plan.allow_promotion_codes else {}
     try:
-        return stripe.checkout.Session.create(
+        session = stripe.checkout.Session.create(
             mode="subscription",
             customer=customer_id,
             client_reference_id=reference,
@@ -300,6 +306,20 @@ def _session_create(
         )
     except stripe.StripeError as exc:
         raise stripe_failed(exc, "checkout.session.create") from exc
+    audit_record(
+        **audit_actor(purchaser, AuditActor.MEMBER),
+        action=AuditAction.BILLING_CHECKOUT_STARTED,
+        target=target,
+        details={
+            "plan_type": metadata["plan_type"],
+            "session_id": session.id,
+            **(details or {}),
+            "plan_id": plan.pk,
+            "prices": [price.id for price in option.prices.values()],
+            **({"replaces": replaces} if replaces else {}),
+        },
+    )
+    return session
 
 
 @transaction.atomic
@@ -322,26 +342,12 @@ def checkout_individual_start(*, member: Member, price_id: str | None = None) ->
         line_items=[{"price": option.price_id(SeatTier.INDIVIDUAL), "quantity": 1}],
         metadata={"plan_type": "individual", "member_id": str(member.pk)},
         cancel_path="/dashboard/?checkout=cancel",
-        plan=option.plan,
+        option=option,
+        purchaser=member,
+        target=member,
         replaces=replaces,
     )
-    audit_record(
-        **audit_actor(member, AuditActor.MEMBER),
-        action=AuditAction.BILLING_CHECKOUT_STARTED,
-        target=member,
-        details={
-            "plan_type": "individual",
-            "session_id": session.id,
-            **_chosen(option),
-            **({"replaces": replaces} if replaces else {}),
-        },
-    )
     return session.url
-
-
-def _chosen(option: PlanOption) -> dict[str, Any]:
-    """The audit details of what was chosen."""
-    return {"plan_id": option.plan.pk, "prices": [price.id for price in option.prices.values()]}
 
 
 def _pending_team(member: Member, company_name: str) -> Team:
@@ -406,24 +412,14 @@ def checkout_company_start(
         line_items=line_items,
         metadata={"plan_type": "company", "member_id": str(member.pk), "team_id": str(team.pk)},
         cancel_path="/company/?checkout=cancel",
-        plan=option.plan,
+        option=option,
+        purchaser=member,
+        target=team,
         replaces=replaces,
+        details={"owner_seats": owner_seats, "team_seats": team_seats},
     )
     team.checkout_session_id = session.id
     team.save(update_fields=["checkout_session_id"])
-    audit_record(
-        **audit_actor(member, AuditActor.MEMBER),
-        action=AuditAction.BILLING_CHECKOUT_STARTED,
-        target=team,
-        details={
-            "plan_type": "company",
-            "session_id": session.id,
-            "owner_seats": owner_seats,
-            "team_seats": team_seats,
-            **_chosen(option),
-            **({"replaces": replaces} if replaces else {}),
-        },
-    )
     return session.url
 
 
