@@ -14,8 +14,8 @@ catalogue's roles.
 **Individual ↔ company**: Stripe cannot move a subscription to another customer, and a
 company plan bills through the team's own customer (``billing.checkout``). So the move is a new
 Checkout naming the subscription it ``replaces``; once that Checkout is paid,
-:func:`replaced_subscription_end` refunds the unused time of the old subscription's last
-payment and cancels it. Until then the old plan keeps the member's access, so there is no gap,
+:func:`replaced_subscription_end` (a task, once the move is committed) refunds the unused
+time of the old subscription's last payment and cancels it. Until then the old plan keeps the member's access, so there is no gap,
 and nothing is paid twice. The move back from a company plan is offered to its primary owner
 while nobody else holds a seat.
 """
@@ -29,6 +29,7 @@ from typing import Any
 import stripe
 import structlog
 from django.db import transaction
+from django_q.tasks import async_task
 
 from billing import lifecycle
 from billing.catalogue import (
@@ -51,6 +52,7 @@ from billing.checkout import (
 from billing.models import Plan
 from billing.truth import ENDED_STATUSES, subscription_read_with_latest_invoice
 from members.models import Member, SeatTier
+from members.sync import RETRY_UNTIL_DONE
 from ops.models import AuditAction, AuditActor
 from ops.services import audit_actor, audit_record
 
@@ -161,6 +163,25 @@ def replacement_for(member: Member | None, replaces: str, *, company: bool) -> s
         return "" if plan_change_refusal(replaces) else replaces
     except CheckoutError:
         return ""
+
+
+def replaced_subscription_end_request(
+    *, subscription_id: str, replaced_by: str, member: Member
+) -> None:
+    """End the replaced subscription once this transaction commits (retried until done).
+
+    Not inside it: Stripe announces the cancellation at once, and the worker that applies that
+    event must find the member already on the new plan, not a member whose only plan ended.
+    """
+    transaction.on_commit(
+        lambda: async_task(
+            "billing.tasks.subscription_replaced_end",
+            subscription_id,
+            replaced_by,
+            member.pk,
+            **RETRY_UNTIL_DONE,
+        )
+    )
 
 
 def replaced_subscription_end(*, subscription_id: str, replaced_by: str, target: Any) -> int:

@@ -29,7 +29,7 @@ from billing.catalogue import seat_counts
 from billing.checkout import LIVE_STATUSES
 from billing.entitlement import complimentary_active, member_facts, paid_up, subscription_facts
 from billing.models import FailureEpisode
-from billing.plan_change import replaced_subscription_end, replacement_for
+from billing.plan_change import replaced_subscription_end_request, replacement_for
 from billing.selectors import subscription_period_end, trial_end
 from billing.teams import seats_release_excess, team_end, team_return
 from billing.truth import (
@@ -251,8 +251,8 @@ def checkout_completed(*, session: dict[str, Any], now: datetime | None = None) 
     )
     subscription_apply(snapshot=snapshot, now=now)
     if replacing:
-        replaced_subscription_end(
-            subscription_id=replacing, replaced_by=subscription_id, target=completed
+        replaced_subscription_end_request(
+            subscription_id=replacing, replaced_by=subscription_id, member=purchaser
         )
         role_sync_request(member_id=purchaser.pk)
 

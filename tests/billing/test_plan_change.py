@@ -11,12 +11,14 @@ import itertools
 from typing import Any
 
 import pytest
+from django.db import transaction
 from django.urls import reverse
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from billing.entitlement import member_is_entitled
 from billing.models import Plan
+from billing.services import checkout_completed
 from members.models import Member, SeatTier, Team
 from ops.models import AuditAction, AuditLog, Notification
 from tests.journeys import World, subscribe_company, subscribe_individual
@@ -200,6 +202,25 @@ def test_an_individual_moves_to_a_company_plan_without_a_gap_or_paying_twice(wor
     member.refresh_from_db()
     assert member.team_id == team.pk and _refunded(world, old_sub) <= 9900
     assert AuditLog.objects.filter(action=AuditAction.SUBSCRIPTION_REPLACED).count() == 1
+
+
+def test_the_old_plan_is_cancelled_only_once_the_move_is_committed(world):
+    """Stripe announces the cancellation at once: a worker applying it while the move is not
+    committed would see a member whose only plan ended, and remove them."""
+    member = _member(world, "lamorak@example.org")
+    old_sub = member.subscription_id
+    pay_checkout(world.stripe, _move_to_company(world, member), email=member.user.email)
+    completed = recorded_events(world.stripe, ("checkout.session.completed",))[-1]
+
+    with transaction.atomic():
+        checkout_completed(session=completed["data"]["object"])
+        assert _stripe_sub(world, old_sub)["status"] == "active"
+
+    assert _stripe_sub(world, old_sub)["status"] == "canceled"
+    world.deliver_new()
+    member.refresh_from_db()
+    assert member.team is not None and member_is_entitled(member)
+    assert world.roles(member) == ["lord"] and _endings_sent(member) == []
 
 
 def test_a_payment_refunded_already_is_not_refunded_twice_and_the_move_goes_on(world):
