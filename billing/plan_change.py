@@ -15,9 +15,9 @@ catalogue's roles.
 company plan bills through the team's own customer (``billing.checkout``). So the move is a new
 Checkout naming the subscription it ``replaces``; once that Checkout is paid,
 :func:`replaced_subscription_end` (a task, once the move is committed) refunds the unused
-time of the old subscription's last payment and cancels it. Until then the old plan keeps the member's access, so there is no gap,
-and nothing is paid twice. The move back from a company plan is offered to its primary owner
-while nobody else holds a seat.
+time of the old subscription's last payment and cancels it. Until then the old plan keeps the
+member's access, so there is no gap, and nothing is paid twice. The move back from a company
+plan is offered to its primary owner while nobody else holds a seat.
 """
 
 from __future__ import annotations

@@ -615,14 +615,16 @@ def payment_state_converge(
 ) -> None:
     """After any event about a subscription or its invoices: open or close its episode as
     Stripe's current state justifies. ``invoice_id`` names the event's invoice; without one
-    the subscription's latest invoice is the candidate for a failure."""
-    if payment_recovered(subscription_id=snapshot.id, subscription=snapshot.data, now=now):
+    the subscription's latest invoice is the candidate for a failure (and is also looked at
+    when the event's invoice is not failing)."""
+    # A recovery does not end the look: the next renewal may be failing already (both seen in
+    # one read, or the newer failure heard of first), and it opens its own episode.
+    payment_recovered(subscription_id=snapshot.id, subscription=snapshot.data, now=now)
+    if snapshot.status not in FAILING_STATUSES:
         return
-    candidate = invoice_id or object_id(snapshot.data.get("latest_invoice"))
-    if snapshot.status in FAILING_STATUSES and candidate:
-        payment_failed_recorded(
-            subscription_id=snapshot.id,
-            invoice_id=candidate,
-            subscription=snapshot.data,
-            now=now,
-        )
+    latest = object_id(snapshot.data.get("latest_invoice"))
+    for candidate in dict.fromkeys(c for c in (invoice_id, latest) if c):
+        if payment_failed_recorded(
+            subscription_id=snapshot.id, invoice_id=candidate, subscription=snapshot.data, now=now
+        ):
+            return

@@ -80,6 +80,27 @@ def test_failed_renewal_delivered_after_it_was_paid_changes_nothing(world):
     assert world.stripe_status(kay.subscription_id) == "active"
 
 
+@pytest.mark.parametrize("batched", [False, True])
+def test_a_new_failure_seen_with_the_recovery_of_the_last_one_opens_its_own_episode(world, batched):
+    """The card was fixed, then the next renewal failed too, and the gateway hears of both at
+    once (one drain) or newest first: the old episode closes as recovered and the new failure
+    opens its own, so its member is told and the timeline runs."""
+    gaheris = world.link(subscribe_individual(world, "gaheris@example.org"), "gaheris", role="lord")
+    sub_id = gaheris.subscription_id
+    world.fail_renewal(sub_id)
+    world.stripe.state.recover(sub_id)
+    world.stripe.state.fail_renewal(sub_id)  # the next period's renewal fails as well
+
+    _deliver(world, list(reversed(_held(world))), batched=batched)
+
+    open_episodes = FailureEpisode.objects.filter(subscription_id=sub_id, closed_at__isnull=True)
+    assert [e.invoice_id for e in open_episodes] == [_latest_invoice(world, sub_id)["id"]]
+    assert FailureEpisode.objects.filter(subscription_id=sub_id).count() == 2
+    told = _dunning_to(gaheris)
+    assert told.count("payment_failed") == 4  # email and DM, for each failure
+    assert Notification.objects.filter(member=gaheris, kind="recovered_grace").count() == 2
+
+
 def test_replayed_old_paid_invoice_leaves_a_new_failure_open(world):
     kay = world.link(subscribe_individual(world, "kay@example.org"), "kay", role="lord")
     world.stripe.state.renew(kay.subscription_id)  # last month's renewal, paid
