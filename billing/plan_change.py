@@ -69,6 +69,11 @@ class PlanChoices:
     to_company: bool  # an individual plan may move to a company plan
     to_individual: list[Any]  # individual offers, for a primary owner alone on the team
 
+    @property
+    def switchable(self) -> bool:
+        """More than one option of this kind is on sale: there is something to switch to."""
+        return sum(len(offer.options) for offer in self.switches) > 1
+
 
 def _kind_and_sub(member: Member) -> tuple[str, str]:
     if member.team_id is not None:

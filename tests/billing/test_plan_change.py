@@ -114,6 +114,15 @@ def test_a_member_moves_to_the_yearly_price_and_pays_only_the_difference(world):
     assert AuditLog.objects.filter(action=AuditAction.BILLING_PLAN_CHANGED).count() == 1
 
 
+def test_with_one_option_on_sale_there_is_no_switch_only_the_move(world):
+    _member(world, "lucan@example.org")
+
+    page = world.client.get(reverse("billing:dashboard")).content.decode()
+
+    assert "Change your plan" in page and "Move to a company plan" in page
+    assert "Change plan</button>" not in page
+
+
 def test_the_same_plan_again_or_a_declined_card_changes_nothing(world):
     yearly = yearly_prices()
     member = _member(world, "agravain@example.org")
