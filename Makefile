@@ -46,19 +46,28 @@ run: install
 	PORT=$(PORT) $(PY) -m gateway.devserver
 
 # The suite in two passes: the in-process tests on TEST_WORKERS workers (pytest-xdist; each
-# worker has its own test database), then the suites that start real processes or drive the
-# browser one at a time (their timings and ports are measured on a quiet machine). Pass 2
-# selecting nothing (e.g. PYTEST_ARGS=tests/billing) is not a failure.
+# worker has its own test database; an idle worker takes queued tests from a busy one, so the
+# slow transactional tests do not end the pass on one worker), then the suites that start real
+# processes or drive the browser one at a time (their timings and ports are measured on a quiet
+# machine). Pass 2 selecting nothing (e.g. PYTEST_ARGS=tests/billing) is not a failure.
+#
+# On SQLite the first pass builds its tables straight from the models (--nomigrations):
+# dj-stripe's migrations cost over a minute of CPU per worker. On PostgreSQL (DATABASE_URL
+# postgres://…) it runs the real migrations, data migrations included, on the engine production
+# runs: CI's PostgreSQL pass is where they are proved. Pass 2's processes start on a SQLite file
+# that `manage.py migrate` built (tests/processes.py), and the upgrade drill migrates PostgreSQL.
 TEST_WORKERS ?= 2
 FAST := -m "not slow and not browser"
+MIGRATIONS = $(if $(filter postgres%,$(DATABASE_URL)),,--nomigrations)
+IN_PROCESS = -n $(TEST_WORKERS) --dist worksteal $(FAST) $(MIGRATIONS)
 
 test: install browser-deps proxy-deps
-	$(PY) -m pytest -n $(TEST_WORKERS) $(FAST) $(PYTEST_ARGS)
+	$(PY) -m pytest $(IN_PROCESS) $(PYTEST_ARGS)
 	$(PY) -m pytest -m "slow or browser" $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
-# Only the first pass (what .ci/run repeats on PostgreSQL).
+# Only the first pass (what .ci/run repeats on PostgreSQL, with the real migrations).
 test-in-process: install
-	$(PY) -m pytest -n $(TEST_WORKERS) $(FAST) $(PYTEST_ARGS)
+	$(PY) -m pytest $(IN_PROCESS) $(PYTEST_ARGS)
 
 test-fast: install
 	$(PY) -m pytest $(FAST) --nomigrations -x $(PYTEST_ARGS)

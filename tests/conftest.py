@@ -33,6 +33,39 @@ def _empty_cache():
     cache.clear()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _flush_postgres_by_delete() -> Iterator[None]:
+    """On PostgreSQL, a transactional test's teardown empties the tables with DELETE, not
+    Django's TRUNCATE: TRUNCATE gives each of the ~100 tables (dj-stripe's included) new files,
+    about 0.4 s per teardown on a quiet machine and several seconds on a busy one, where DELETE
+    of the few rows a test leaves takes 0.04 s. The result is the same empty tables: every
+    foreign key Django creates is deferred to the commit that ends the flush, and TRUNCATE
+    without RESTART IDENTITY keeps the sequences too. A flush that resets sequences, or that
+    cascades from only some of the tables, still truncates."""
+    from django.db import connection
+    from django.db.backends.postgresql.operations import DatabaseOperations
+
+    if connection.vendor != "postgresql":
+        yield
+        return
+    truncate = DatabaseOperations.sql_flush
+
+    def sql_flush(ops, style, tables, *, reset_sequences=False, allow_cascade=False):
+        every_table = not allow_cascade or set(tables) >= set(
+            ops.connection.introspection.django_table_names(only_existing=True)
+        )
+        if reset_sequences or not every_table:
+            return truncate(
+                ops, style, tables, reset_sequences=reset_sequences, allow_cascade=allow_cascade
+            )
+        delete = f"{style.SQL_KEYWORD('DELETE')} {style.SQL_KEYWORD('FROM')}"
+        return [f"{delete} {style.SQL_FIELD(ops.quote_name(table))};" for table in tables]
+
+    DatabaseOperations.sql_flush = sql_flush
+    yield
+    DatabaseOperations.sql_flush = truncate
+
+
 DB_FIXTURES = frozenset({"db", "transactional_db", "django_db_reset_sequences", "live_server"})
 
 
