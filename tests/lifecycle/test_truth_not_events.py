@@ -101,6 +101,26 @@ def test_a_new_failure_seen_with_the_recovery_of_the_last_one_opens_its_own_epis
     assert Notification.objects.filter(member=gaheris, kind="recovered_grace").count() == 2
 
 
+def test_any_event_about_a_failing_renewal_starts_its_grace(world):
+    """Whichever event about the subscription or its invoices arrives first (here one Stripe
+    sends before it reports the failure), the gateway reads the truth: the renewal is failing,
+    so the episode opens and the member is told once; the later events change nothing."""
+    elaine = subscribe_individual(world, "elaine@example.org")
+    world.stripe.state.fail_renewal(elaine.subscription_id)
+    held = _held(world)
+    early = [e for e in held if e["type"] not in ("invoice.payment_failed", "invoice.paid")]
+    early = [e for e in early if not e["type"].startswith("customer.subscription.")]
+    assert early, [e["type"] for e in held]
+
+    _deliver(world, early[:1])
+    opened = FailureEpisode.objects.get(subscription_id=elaine.subscription_id)
+    _deliver(world, held)
+
+    assert FailureEpisode.objects.get(subscription_id=elaine.subscription_id) == opened
+    assert opened.invoice_id == _latest_invoice(world, elaine.subscription_id)["id"]
+    sent_once("payment_failed", "elaine@example.org")
+
+
 def test_replayed_old_paid_invoice_leaves_a_new_failure_open(world):
     kay = world.link(subscribe_individual(world, "kay@example.org"), "kay", role="lord")
     world.stripe.state.renew(kay.subscription_id)  # last month's renewal, paid

@@ -70,16 +70,11 @@ NAMES = ["ann", "bob", "cat"]
 SEAT_NAMES = ["dan", "eve"]
 PASSWORD = "correct horse battery staple"
 INTRO = "Hello all, I run revenue operations at a mid-size company and I am here to learn. " * 2
-# The subscription and invoice events the webhook endpoint is subscribed to (DEPLOYMENT.md):
-# each one makes the gateway look at Stripe's current state (others, such as
-# invoice.finalized, are only mirrored).
-CONVERGING = (
-    "customer.subscription.created",
-    "customer.subscription.updated",
-    "customer.subscription.deleted",
-    "invoice.paid",
-    "invoice.payment_failed",
-)
+# Every event about a subscription or one of its invoices makes the gateway look at Stripe's
+# current state (billing/drain.py applies each such group through one read): the ones the
+# webhook endpoint is subscribed to in production (DEPLOYMENT.md), and any other the fake sends,
+# such as invoice.finalized.
+CONVERGING_PREFIXES = ("customer.subscription.", "invoice.")
 # Events a lost delivery may swallow: reconciliation rebuilds what they carry from Stripe.
 LOSABLE = ("customer.subscription.updated", "customer.subscription.deleted", "invoice.paid")
 JUMPS = [timedelta(hours=1), timedelta(hours=23), timedelta(days=2), timedelta(days=9)]
@@ -184,7 +179,7 @@ def build(world: World, staff: dict[str, Any], stats: Stats) -> type[RuleBasedSt
             sub = self.model.subs.get(sub_id)
             if sub is None:
                 return
-            if event["type"] in CONVERGING:
+            if event["type"].startswith(CONVERGING_PREFIXES):
                 # §2a: any event about the subscription or its invoices is a reason to look at
                 # Stripe's current state; what it shows decides, whichever event arrived.
                 self.model.on_invoice_paid(sub)
