@@ -33,6 +33,7 @@ from django_q.tasks import async_task
 
 from billing import lifecycle
 from billing.catalogue import (
+    PlanOffer,
     PlanOption,
     option_billed,
     option_chosen,
@@ -65,9 +66,9 @@ class PlanChoices:
 
     kind: str  # the kind of plan they hold
     current: str  # the key of the option they pay for ('' when it is no longer on sale)
-    switches: list[Any]  # PlanOffer rows of the same kind: the other options are the changes
-    to_company: bool  # an individual plan may move to a company plan
-    to_individual: list[Any]  # individual offers, for a primary owner alone on the team
+    switches: list[PlanOffer]  # the offers of the same kind: the other options are the changes
+    to_company: bool  # an individual plan may move to a company plan (one is on sale)
+    to_individual: list[PlanOffer]  # individual offers, for a primary owner alone on the team
 
     @property
     def switchable(self) -> bool:
@@ -82,8 +83,8 @@ def _kind_and_sub(member: Member) -> tuple[str, str]:
 
 
 def plan_choices(member: Member) -> PlanChoices | None:
-    """The changes open to the member now; None when they cannot change a plan (nothing paid
-    up to change, or someone else manages the team's billing)."""
+    """The changes open to the member now; None when there are none (nothing paid up to
+    change, someone else manages the team's billing, or nothing else is on sale)."""
     kind, subscription_id = _kind_and_sub(member)
     if kind == Plan.Kind.COMPANY and member.seat_tier != SeatTier.OWNER:
         return None
@@ -94,13 +95,14 @@ def plan_choices(member: Member) -> PlanChoices | None:
     alone = kind == Plan.Kind.COMPANY and (
         member.team.primary_owner_id == member.pk and not team_has_others(member.team, member)
     )
-    return PlanChoices(
+    choices = PlanChoices(
         kind=kind,
         current=current.key if current else "",
         switches=offers,
-        to_company=kind == Plan.Kind.INDIVIDUAL,
+        to_company=kind == Plan.Kind.INDIVIDUAL and bool(plans_offered(Plan.Kind.COMPANY)),
         to_individual=plans_offered(Plan.Kind.INDIVIDUAL) if alone else [],
     )
+    return choices if choices.switchable or choices.to_company or choices.to_individual else None
 
 
 @transaction.atomic

@@ -122,6 +122,10 @@ def test_with_one_option_on_sale_there_is_no_switch_only_the_move(world):
     assert "Change your plan" in page and "Move to a company plan" in page
     assert "Change plan</button>" not in page
 
+    Plan.objects.filter(kind=Plan.Kind.COMPANY).update(visible=False)  # no company plan on sale
+    page = world.client.get(reverse("billing:dashboard")).content.decode()
+    assert "Change your plan" not in page  # nothing else to buy
+
 
 def test_the_same_plan_again_or_a_declined_card_changes_nothing(world):
     yearly = yearly_prices()
