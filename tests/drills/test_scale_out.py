@@ -183,7 +183,7 @@ def test_two_webs_two_clusters_two_bots_apply_everything_once(tmp_path):
         unit="webhook events",
         details=(
             f"{len(event_ids)} events through one address (proxy split {split}); "
-            f"processed by {dict(sorted(processed_by.items()))} ; tasks taken "
+            f"processed by {dict(sorted(processed_by.items()))}; tasks taken "
             f"{dict(sorted(taken.items()))}, {len(twice)} twice, "
             f"{mirrored} dj-stripe events; worker heartbeat schedule ran "
             f"{len(heartbeat_starts)}× in {OBSERVE_SECONDS} s, {len(double_runs)} double runs; "
