@@ -29,7 +29,7 @@ from django.utils import timezone
 from billing import lifecycle, services
 from billing.entitlement import Access, member_access
 from billing.models import Dispute
-from billing.truth import invoice_subscription_id
+from billing.truth import ENDED_STATUSES, invoice_subscription_id
 from members.models import Member, Team
 from members.sync import role_sync_request
 from ops.models import AuditAction, AuditActor, AuditLog
@@ -44,8 +44,6 @@ OPEN_STATUSES = frozenset(
 # Closed statuses that leave the money with us (``warning_closed``: an inquiry that never
 # became a chargeback; ``prevented``: stopped before it was filed).
 WON_STATUSES = frozenset({"won", "warning_closed", "prevented"})
-# Subscription statuses with nothing left to cancel in Stripe.
-ENDED_STATUSES = frozenset({"canceled", "incomplete_expired"})
 
 
 def payment_invoice(payment_intent: str) -> tuple[str, str]:

@@ -44,6 +44,7 @@ class AuditAction(models.TextChoices):
     DISPUTE_LOST = "dispute_lost"
     DISPUTE_OPENED = "dispute_opened"
     DISPUTE_WON = "dispute_won"
+    DUPLICATE_SUBSCRIPTION_CANCELLED = "duplicate_subscription_cancelled"
     EXPORT_DOWNLOADED = "export_downloaded"
     FAILURE_EPISODE_CLOSED = "failure_episode_closed"
     FAILURE_EPISODE_RECOVERED = "failure_episode_recovered"
