@@ -35,18 +35,14 @@ from billing import lifecycle
 from billing.catalogue import (
     PlanOffer,
     PlanOption,
-    option_billed,
     option_chosen,
-    plans_offered,
     price_roles,
-    subscription_price_ids,
 )
 from billing.checkout import (
     CHARGED_NOW,
     CheckoutError,
     charged_now_or_unchanged,
     individual_replaceable_by_company,
-    mirrored_data,
     plan_change_refusal,
     team_has_others,
 )
@@ -82,25 +78,30 @@ def _kind_and_sub(member: Member) -> tuple[str, str]:
     return Plan.Kind.INDIVIDUAL, member.subscription_id
 
 
-def plan_choices(member: Member) -> PlanChoices | None:
+def plan_choices(
+    member: Member, *, offers: list[PlanOffer], billed: PlanOption | None
+) -> PlanChoices | None:
     """The changes open to the member now; None when there are none (nothing paid up to
-    change, someone else manages the team's billing, or nothing else is on sale)."""
+    change, someone else manages the team's billing, or nothing else is on sale).
+
+    ``offers``: every plan on sale (``plans_offered()``); ``billed``: the option the member's
+    subscription is billed at (``BillingSummary.option``): the dashboard has read both.
+    """
     kind, subscription_id = _kind_and_sub(member)
     if kind == Plan.Kind.COMPANY and member.seat_tier != SeatTier.OWNER:
         return None
     if plan_change_refusal(subscription_id):
         return None
-    offers = plans_offered(kind)
-    current = option_billed(subscription_price_ids(mirrored_data(subscription_id)))
+    by_kind = {k: [offer for offer in offers if offer.plan.kind == k] for k in Plan.Kind.values}
     alone = kind == Plan.Kind.COMPANY and (
         member.team.primary_owner_id == member.pk and not team_has_others(member.team, member)
     )
     choices = PlanChoices(
         kind=kind,
-        current=current.key if current else "",
-        switches=offers,
-        to_company=kind == Plan.Kind.INDIVIDUAL and bool(plans_offered(Plan.Kind.COMPANY)),
-        to_individual=plans_offered(Plan.Kind.INDIVIDUAL) if alone else [],
+        current=billed.key if billed else "",
+        switches=by_kind[kind],
+        to_company=kind == Plan.Kind.INDIVIDUAL and bool(by_kind[Plan.Kind.COMPANY]),
+        to_individual=by_kind[Plan.Kind.INDIVIDUAL] if alone else [],
     )
     return choices if choices.switchable or choices.to_company or choices.to_individual else None
 

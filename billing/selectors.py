@@ -17,7 +17,7 @@ from django.core.cache import cache
 from django.utils import timezone
 from djstripe.models import Product, Subscription
 
-from billing.catalogue import option_billed, subscription_price_ids
+from billing.catalogue import PlanOption, option_billed, subscription_price_ids
 from billing.entitlement import Access, member_access
 from billing.models import FailureEpisode
 from members.models import Member
@@ -105,7 +105,12 @@ class BillingSummary:
     removal_due_at: datetime | None
     trial_end: datetime | None = None  # while trialing
     discounts: list[str] = field(default_factory=list)
-    price: str = ""  # what the plan costs: "$99.00 per month" ('' when not in the catalogue)
+    option: PlanOption | None = None  # the catalogue option billed (None when not in it)
+
+    @property
+    def price(self) -> str:
+        """What the plan costs: "$99.00 per month" ('' when not in the catalogue)."""
+        return self.option.label if self.option is not None else ""
 
     @property
     def has_subscription(self) -> bool:
@@ -187,13 +192,8 @@ def member_billing_summary(member: Member, now: datetime | None = None) -> Billi
         removal_due_at=episode.removal_due_at if episode else None,
         trial_end=trial_end(data),
         discounts=subscription_discounts(member.billing_subscription_id, data),
-        price=_price_label(data),
+        option=option_billed(subscription_price_ids(data)) if data else None,
     )
-
-
-def _price_label(stripe_data: dict[str, Any]) -> str:
-    option = option_billed(subscription_price_ids(stripe_data)) if stripe_data else None
-    return option.label if option is not None else ""
 
 
 def trial_end(stripe_data: dict[str, Any]) -> datetime | None:

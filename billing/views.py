@@ -76,6 +76,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     elif checkout == "cancel":
         messages.info(request, "Checkout was cancelled; nothing was charged.")
     billing = member_billing_summary(member)
+    offers = plans_offered()
     return render(
         request,
         "members/dashboard.html",
@@ -86,8 +87,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             "is_owner": member.team_id is not None and member.seat_tier == SeatTier.OWNER,
             "invite_url": settings.DISCORD_INVITE_URL,
             "now": timezone.now(),
-            "individual_offers": plans_offered(Plan.Kind.INDIVIDUAL),
-            "plan_choices": plan_choices(member),
+            "individual_offers": [o for o in offers if o.plan.kind == Plan.Kind.INDIVIDUAL],
+            "plan_choices": plan_choices(member, offers=offers, billed=billing.option),
         },
     )
 
