@@ -257,6 +257,22 @@ def checkout_completed(*, session: dict[str, Any], now: datetime | None = None) 
         role_sync_request(member_id=purchaser.pk)
 
 
+def checkout_recover(*, subscription_id: str, now: datetime | None = None) -> str:
+    """Apply a completed Checkout whose ``checkout.session.completed`` never arrived.
+
+    Reconciliation's repair for a subscription our Checkout created that nobody holds: the
+    session that created it is read from Stripe and applied exactly as its event would have
+    been (linking, a duplicate's cancellation, a plan move), so a completion that turns up
+    later changes nothing. Returns the session id.
+    """
+    sessions = stripe.checkout.Session.list(subscription=subscription_id, limit=1)
+    session = next((s for s in sessions.data if s.get("status") == "complete"), None)
+    if session is None:
+        raise BillingError(f"no completed Checkout created subscription {subscription_id}")
+    checkout_completed(session=session.to_dict(), now=now)
+    return str(session["id"])
+
+
 def _memberships_held(purchaser: Member | None, *, team_id: int | None) -> list[str]:
     """The subscriptions that bill the purchaser's membership now: their own plan, and the
     plan of a team other than ``team_id`` whose seat they hold."""
@@ -294,8 +310,8 @@ def _duplicate_cancel(
     if status not in ENDED_STATUSES:  # a duplicate already over needs nothing more
         status = lifecycle.cancel_in_stripe(duplicate.id)
         audit_record(
-            actor_type="stripe",
-            action="duplicate_subscription_cancelled",
+            actor_type=AuditActor.STRIPE,
+            action=AuditAction.DUPLICATE_SUBSCRIPTION_CANCELLED,
             target=target,
             details={"subscription_id": duplicate.id, "kept": kept, "status": status},
             reason="a second checkout of the same plan was paid; refund its payment",

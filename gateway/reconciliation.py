@@ -57,8 +57,16 @@ from djstripe.models import Subscription
 from billing.catalogue import price_roles, seat_counts
 from billing.entitlement import FactsIndex, access
 from billing.models import FailureEpisode
+from billing.plan_change import replaced_subscription_end
 from billing.roles import expected_role, introduction_required, role_facts
-from billing.services import SubscriptionSnapshot, payment_recovered, subscription_apply
+from billing.services import (
+    BillingError,
+    SubscriptionSnapshot,
+    checkout_recover,
+    payment_recovered,
+    subscription_apply,
+)
+from billing.truth import ENDED_STATUSES
 from discordsync.client import DiscordError, get_client
 from discordsync.selectors import managed_role_ids
 from discordsync.services import guild_absence_record, guild_presence_record
@@ -98,6 +106,8 @@ DRIFT_KINDS = (
     "stale_failure_episode",
     "seats_over_paid",
     "seat_counts_differ_from_stripe",
+    "subscription_not_linked",
+    "replaced_subscription_live",
 )
 INFO_KINDS = ("override",)
 ROLE_KINDS = frozenset(
@@ -145,6 +155,13 @@ class _World:
     seat_drift: dict[str, tuple[tuple[int, int], tuple[int, int]]] = field(default_factory=dict)
     # subscription id -> (episode id, debtor_at) for open failure episodes.
     episodes: dict[str, tuple[int, datetime | None]] = field(default_factory=dict)
+    # Live subscriptions our Checkout created (their metadata names a member or a team):
+    # subscription id -> the ids it names; and subscription id -> the one it replaced (a move).
+    checkout_live: dict[str, dict[str, int]] = field(default_factory=dict)
+    replaces: dict[str, str] = field(default_factory=dict)
+    # Subscriptions a member or a team holds, and those held by a member or a live team.
+    linked: set[str] = field(default_factory=set)
+    linked_live: set[str] = field(default_factory=set)
     in_guild: set[int] = field(default_factory=set)
     # Discord id -> managed role names held (only users holding at least one).
     held: dict[int, tuple[str, ...]] = field(default_factory=dict)
@@ -342,6 +359,7 @@ def _collect(state: _Run, *, member_id: int | None) -> None:
     subscription_ids = [member.billing_subscription_id] if member else None
     _read_db_statuses(state, world, subscription_ids)
     _read_episodes(world, subscription_ids)
+    _read_holders(world)
     if member is None:
         _read_stripe(state, world)
         _read_discord(state, world)
@@ -349,6 +367,7 @@ def _collect(state: _Run, *, member_id: int | None) -> None:
         _read_one(state, world, member)
     _diff_members(state, world, member_id)
     _diff_subscriptions(state, world)
+    _diff_holders(state, world)
     _diff_seats(state, world, member)
 
 
@@ -364,6 +383,18 @@ def _read_db_statuses(state: _Run, world: _World, ids: list[str] | None) -> None
         teams = teams.filter(subscription_id__in=[i for i in ids if i])
     for sub_id, owner, team in teams.values_list("subscription_id", "owner_seats", "team_seats"):
         world.db_seats[sub_id] = (owner, team)
+
+
+def _read_holders(world: _World) -> None:
+    """Which subscriptions someone holds: a team keeps its subscription id after it ends."""
+    members = Member.objects.exclude(subscription_id="").values_list("subscription_id", flat=True)
+    world.linked_live.update(members.iterator(chunk_size=DB_CHUNK))
+    teams = Team.objects.filter(subscription_id__isnull=False).exclude(subscription_id="")
+    for sub_id, cancelled_at in teams.values_list("subscription_id", "cancelled_at"):
+        world.linked.add(sub_id)
+        if cancelled_at is None:
+            world.linked_live.add(sub_id)
+    world.linked |= world.linked_live
 
 
 def _read_episodes(world: _World, ids: list[str] | None) -> None:
@@ -390,6 +421,7 @@ def _remember_subscription(state: _Run, world: _World, sub: Any) -> None:
         # Stripe only when the subscription is applied again.
         world.seat_drift[sub_id] = (ours, theirs)
         world.stale_objects[sub_id] = sub
+    _remember_checkout(world, sub_id, status, sub.get("metadata") or {})
     invoice = sub.get("latest_invoice")
     if (
         sub_id in world.episodes
@@ -401,6 +433,20 @@ def _remember_subscription(state: _Run, world: _World, sub: Any) -> None:
     db_status = world.db_status.get(sub_id)
     if db_status is not None and db_status != status:
         world.stale_objects[sub_id] = sub
+
+
+def _remember_checkout(world: _World, sub_id: str, status: str, metadata: dict) -> None:
+    """A subscription our Checkout created names its buyer in its metadata
+    (``billing/checkout.py``), and the subscription a plan move replaces."""
+    if metadata.get("replaces"):
+        world.replaces[sub_id] = str(metadata["replaces"])
+    if status in ENDED_STATUSES or metadata.get("plan_type") not in ("individual", "company"):
+        return
+    world.checkout_live[sub_id] = {
+        key: int(metadata[key])
+        for key in ("member_id", "team_id")
+        if str(metadata.get(key) or "").isdigit()
+    }
 
 
 def _is_object(value: Any) -> bool:
@@ -477,14 +523,33 @@ def _read_discord(state: _Run, world: _World) -> None:
 
 
 def _read_one(state: _Run, world: _World, member: Member) -> None:
-    """``--member``: one subscription and one guild member, nothing in bulk."""
+    """``--member``: one subscription, the member's own purchases and one guild member,
+    nothing in bulk."""
+    client = _stripe_client()
     sub_id = member.billing_subscription_id
     if sub_id:
-        sub = _stripe_get(
-            _stripe_client(), f"/v1/subscriptions/{sub_id}", expand=["latest_invoice"]
-        )
+        sub = _stripe_get(client, f"/v1/subscriptions/{sub_id}", expand=["latest_invoice"])
         state.counts["api_stripe_reads"] += 1
         _remember_subscription(state, world, sub)
+    if member.stripe_customer_id:
+        # What they bought on their own customer, a purchase nobody holds included.
+        page = _stripe_get(
+            client,
+            "/v1/subscriptions",
+            customer=member.stripe_customer_id,
+            status="all",
+            limit=STRIPE_PAGE,
+        )
+        state.counts["api_stripe_reads"] += 1
+        for other in page["data"]:
+            if other["id"] != sub_id:
+                world.stripe_status[str(other["id"])] = str(other.get("status") or "")
+                _remember_checkout(
+                    world,
+                    str(other["id"]),
+                    str(other.get("status") or ""),
+                    other.get("metadata") or {},
+                )
     if member.discord_id:
         body = get_client().get_member(member.discord_id)
         state.counts["api_discord_reads"] += 1
@@ -633,6 +698,34 @@ def _diff_subscriptions(state: _Run, world: _World) -> None:
         )
 
 
+def _diff_holders(state: _Run, world: _World) -> None:
+    """Live subscriptions of ours that nobody holds: a plan a move replaced that still bills,
+    or a completion that never arrived (the buyer paid and has nothing)."""
+    moved_from = set(world.replaces.values())
+    for new, old in world.replaces.items():
+        live = world.stripe_status.get(old, "") not in ("", *ENDED_STATUSES)
+        if live and new in world.linked_live and old not in world.linked_live:
+            buyer = world.checkout_live.get(new, {}).get("member_id")
+            state.add(
+                "replaced_subscription_live",
+                f"s{old}",
+                subscription_id=old,
+                replaced_by=new,
+                **({"member_id": buyer} if buyer else {}),
+                detail=f"replaced by {new} in a plan move, still billing",
+            )
+    for sub_id, names in world.checkout_live.items():
+        if sub_id not in world.linked and sub_id not in moved_from:
+            state.add(
+                "subscription_not_linked",
+                f"s{sub_id}",
+                subscription_id=sub_id,
+                **names,
+                detail="paid through Checkout, held by no member or team (its completion "
+                "never arrived)",
+            )
+
+
 def _diff_seats(state: _Run, world: _World, member: Member | None) -> None:
     teams = Team.objects.filter(subscription_id__isnull=False)
     if member is not None:
@@ -697,21 +790,25 @@ def _fix_action(kind: str) -> str:
         "seat_counts_differ_from_stripe": "resync_subscription",
         "stale_failure_episode": "close_failure_episode",
         "unknown_discord_user_with_managed_roles": "remove_managed_roles",
+        "subscription_not_linked": "link_subscription",
+        "replaced_subscription_live": "end_replaced_subscription",
     }.get(kind, "")
 
 
 def _subject(finding: dict[str, Any]) -> dict[str, Any]:
-    keys = ("member_id", "discord_id", "subscription_id", "team_id")
+    keys = ("member_id", "discord_id", "subscription_id", "team_id", "replaced_by")
     return {k: finding[k] for k in keys if k in finding}
 
 
 def _apply_fixes(state: _Run) -> list[dict[str, Any]]:
     """Database first (mirror, episodes), then Discord, so role syncs see the repaired state."""
     order = {
-        "resync_subscription": 0,
-        "close_failure_episode": 1,
-        "sync_member_roles": 2,
-        "remove_managed_roles": 3,
+        "link_subscription": 0,
+        "end_replaced_subscription": 0,
+        "resync_subscription": 1,
+        "close_failure_episode": 2,
+        "sync_member_roles": 3,
+        "remove_managed_roles": 4,
     }
     planned = sorted(_planned_fixes(state), key=lambda f: order[f["action"]])
     stale = state.world.stale_objects
@@ -743,6 +840,16 @@ def _apply_fixes(state: _Run) -> list[dict[str, Any]]:
                         ),
                         now=state.now,
                     )
+            elif action == "link_subscription":
+                outcome["session_id"] = checkout_recover(
+                    subscription_id=fix["subscription_id"], now=state.now
+                )
+            elif action == "end_replaced_subscription":
+                replaced_subscription_end(
+                    subscription_id=fix["subscription_id"],
+                    replaced_by=fix["replaced_by"],
+                    target=Member.objects.filter(pk=fix.get("member_id") or 0).first(),
+                )
             elif action == "close_failure_episode":
                 sub_id = fix["subscription_id"]
                 closed = payment_recovered(subscription_id=sub_id, now=state.now)
@@ -757,7 +864,7 @@ def _apply_fixes(state: _Run) -> list[dict[str, Any]]:
                     outcome["ok"] = outcome["result"] != "failed"
             elif action == "remove_managed_roles":
                 _remove_unknown_roles(state, fix["discord_id"])
-        except (DiscordError, stripe.StripeError, ReconciliationError) as exc:
+        except (DiscordError, stripe.StripeError, ReconciliationError, BillingError) as exc:
             outcome.update(ok=False, error=f"{type(exc).__name__}: {exc}"[:500])
             log.warning("reconciliation_fix_failed", action=action, error=type(exc).__name__)
         done.append(outcome)
