@@ -238,6 +238,23 @@ def unused_share(subscription: dict[str, Any], now: float) -> float:
     return min(1.0, max(0.0, (end - now) / (end - start)))
 
 
+def _refund_made(payment_intent: str, *, subscription_id: str) -> int | None:
+    """The amount this replacement refunded already, as Stripe lists it; None when none was.
+
+    Read from Stripe because the idempotency key alone lasts 24 hours, and a retry works out
+    a smaller unused share than the first attempt did.
+    """
+    refunds = stripe.Refund.list(payment_intent=payment_intent, limit=100)
+    ours = [
+        int(refund.get("amount") or 0)
+        for refund in refunds.get("data") or []
+        if (refund.get("metadata") or {}).get("subscription_id") == subscription_id
+        and (refund.get("metadata") or {}).get("replaced_by")
+        and refund.get("status") not in ("failed", "canceled")
+    ]
+    return sum(ours) if ours else None
+
+
 def _unused_refund(
     subscription: dict[str, Any], invoice: dict[str, Any] | None, *, replaced_by: str
 ) -> tuple[int, str]:
@@ -251,8 +268,6 @@ def _unused_refund(
     if not invoice or invoice.get("status") != "paid" or subscription.get("status") == "trialing":
         return 0, ""
     unused = int(int(invoice.get("amount_paid") or 0) * unused_share(subscription, time.time()))
-    if unused <= 0:
-        return 0, ""
     try:
         payments = stripe.InvoicePayment.list(invoice=invoice["id"], limit=10)
         intents = [
@@ -260,10 +275,17 @@ def _unused_refund(
             for p in payments.get("data") or []
             if p.get("status") == "paid" and (p.get("payment") or {}).get("payment_intent")
         ]
-        charges = stripe.Charge.list(payment_intent=intents[0], limit=10) if intents else None
+        if not intents:
+            return 0, ""
+        made = _refund_made(intents[0], subscription_id=subscription["id"])
+        if made is not None:
+            return made, ""  # a retry after the refund went through (any day later)
+        if unused <= 0:
+            return 0, ""
+        charges = stripe.Charge.list(payment_intent=intents[0], limit=10)
         left = sum(
             int(c.get("amount") or 0) - int(c.get("amount_refunded") or 0)
-            for c in (charges.get("data") if charges else None) or []
+            for c in charges.get("data") or []
             if c.get("status") == "succeeded"
         )
         amount = min(unused, left)

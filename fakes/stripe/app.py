@@ -527,6 +527,10 @@ async def create_refund(request: web.Request) -> web.Response:
     return _create(request, _state(request).create_refund)
 
 
+async def list_refunds(request: web.Request) -> web.Response:
+    return _reply_list(request, "/v1/refunds", _state(request).list_refunds)
+
+
 async def get_invoice_payment(request: web.Request) -> web.Response:
     return _reply(request, _state(request).get_invoice_payment(request.match_info["id"]))
 
@@ -936,9 +940,7 @@ async def control_faults(request: web.Request) -> web.Response:
 
 
 async def control_clear_faults(request: web.Request) -> web.Response:
-    state = _state(request)
-    with state.lock:
-        state.faults.clear()
+    _state(request).clear_faults()
     return _json({"ok": True})
 
 
@@ -1115,6 +1117,7 @@ def build_app(
     r.add_get("/v1/charges", list_charges)
     r.add_get("/v1/charges/{id}", get_charge)
     r.add_post("/v1/refunds", create_refund)
+    r.add_get("/v1/refunds", list_refunds)
     r.add_get("/v1/invoice_payments", list_invoice_payments)
     r.add_get("/v1/invoice_payments/{id}", get_invoice_payment)
     r.add_get("/v1/disputes", list_disputes)

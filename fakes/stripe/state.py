@@ -245,6 +245,7 @@ class StripeState:
             self.portal_sessions = Store()
             self.payment_methods = Store()
             self.charges = Store()
+            self.refunds = Store()
             self.invoice_payments = Store()
             self.disputes = Store()
             self.coupons = Store()
@@ -2648,15 +2649,31 @@ class StripeState:
             self._charge_refund(charge, amount)
             return snapshot(charge)
 
-    def _charge_refund(self, charge: Obj, amount: int | None) -> int:
-        """Refund ``amount`` (all that is left when None) of ``charge``; returns the amount."""
+    def _charge_refund(
+        self,
+        charge: Obj,
+        amount: int | None,
+        *,
+        metadata: Obj | None = None,
+        reason: str | None = None,
+    ) -> Obj:
+        """Refund ``amount`` (all that is left when None) of ``charge``; returns the refund."""
         before = snapshot(charge)
         left = charge["amount"] - charge["amount_refunded"]
         refunded = min(left, amount if amount is not None else left)
         charge["amount_refunded"] += refunded
         charge["refunded"] = charge["amount_refunded"] >= charge["amount"]
         self._emit("charge.refunded", charge, changes(before, charge))
-        return refunded
+        return self.refunds.add(
+            objects.refund(
+                new_id("re"),
+                charge=charge,
+                amount=refunded,
+                metadata=metadata or {},
+                reason=reason,
+                created=self.now(),
+            )
+        )
 
     def create_refund(self, params: Obj, *, livemode: bool = False) -> Obj:
         """``POST /v1/refunds``: a refund of a charge, named or found by its payment intent."""
@@ -2684,15 +2701,24 @@ class StripeState:
                     f"({left})",
                     param="amount",
                 )
-            refunded = self._charge_refund(charge, amount)
-            return objects.refund(
-                new_id("re"),
-                charge=charge,
-                amount=refunded,
+            refund = self._charge_refund(
+                charge,
+                amount,
                 metadata=get_dict(params, "metadata"),
                 reason=get_str(params, "reason"),
-                created=self.now(),
             )
+            return snapshot(refund)
+
+    def list_refunds(self, params: Obj, **paging: Any) -> tuple[list[Obj], bool]:
+        """``GET /v1/refunds``: all, or by ``charge`` / ``payment_intent``."""
+        charge_id, intent = get_str(params, "charge"), get_str(params, "payment_intent")
+
+        def match(obj: Obj) -> bool:
+            return (charge_id is None or obj["charge"] == charge_id) and (
+                intent is None or obj["payment_intent"] == intent
+            )
+
+        return self.refunds.page(match=match, kind="refund", **paging)
 
     def create_portal_session(self, params: Obj, *, livemode: bool = False) -> Obj:
         customer_id = get_str(params, "customer")
@@ -2836,6 +2862,10 @@ class StripeState:
         with self.lock:
             self.faults.append(fault)
         return fault
+
+    def clear_faults(self) -> None:
+        with self.lock:
+            self.faults.clear()
 
     def take_fault(self, method: str, path: str) -> Obj | None:
         """The first armed fault matching this call, consuming one of its shots."""

@@ -8,6 +8,7 @@ paid; the old one is refunded for its unused time and cancelled, and access neve
 from __future__ import annotations
 
 import itertools
+import time
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from hypothesis import strategies as st
 
 from billing.entitlement import member_is_entitled
 from billing.models import Plan
+from billing.plan_change import replaced_subscription_end
 from billing.services import checkout_completed
 from members.models import Member, SeatTier, Team
 from ops.models import AuditAction, AuditLog, Notification
@@ -251,6 +253,36 @@ def test_a_payment_refunded_already_is_not_refunded_twice_and_the_move_goes_on(w
     assert _refunded(world, old_sub) == 9900  # the one full refund, nothing more
     replaced = AuditLog.objects.get(action=AuditAction.SUBSCRIPTION_REPLACED)
     assert replaced.details["refunded"] == 0
+
+
+def test_a_cancellation_that_failed_after_the_refund_is_retried_without_refunding_again(
+    world, monkeypatch
+):
+    """The unused time was refunded, then Stripe failed the cancellation. The retry a day
+    later works out a smaller unused share: it must find the refund already made (in Stripe,
+    not by an idempotency key that lasts 24 hours) and only cancel."""
+    member = _member(world, "dinadan@example.org")
+    old_sub = member.subscription_id
+    world.stripe.state.add_fault("/v1/subscriptions/", status=503, count=50, method="DELETE")
+    pay_checkout(world.stripe, _move_to_company(world, member), email=member.user.email)
+    world.deliver_new()
+    assert _stripe_sub(world, old_sub)["status"] == "active"  # the task is to retry
+    refunded = _refunded(world, old_sub)
+    assert 9800 <= refunded <= 9900
+    world.stripe.state.clear_faults()
+    day_later = time.time() + 86400
+    monkeypatch.setattr("billing.plan_change.time.time", lambda: day_later)
+
+    replaced_subscription_end(
+        subscription_id=old_sub,
+        replaced_by=Team.objects.get(primary_owner=member).subscription_id,
+        target=member,
+    )
+
+    assert _stripe_sub(world, old_sub)["status"] == "canceled"
+    assert _refunded(world, old_sub) == refunded
+    replaced = AuditLog.objects.get(action=AuditAction.SUBSCRIPTION_REPLACED)
+    assert replaced.details["refunded"] == refunded
 
 
 def test_an_owner_alone_on_the_team_moves_back_to_an_individual_plan(world):
