@@ -155,8 +155,14 @@ def _checkout_meta(session: dict[str, Any], snapshot: SubscriptionSnapshot) -> d
 
 
 @transaction.atomic
-def checkout_completed(*, session: dict[str, Any], now: datetime | None = None) -> None:
-    """Link the paid subscription to the purchaser (individual) or the pending team (company)."""
+def checkout_completed(
+    *, session: dict[str, Any], now: datetime | None = None, cancel_duplicates: bool = True
+) -> None:
+    """Link the paid subscription to the purchaser (individual) or the pending team (company).
+
+    ``cancel_duplicates=False`` (a repair long after the payment): a purchase that would be
+    cancelled as a duplicate is refused with ``BillingError`` instead, for staff to decide.
+    """
     now = now or timezone.now()
     if session.get("mode") != "subscription" or not session.get("subscription"):
         log.info("checkout_session_ignored", session_id=session.get("id"), mode=session.get("mode"))
@@ -186,7 +192,10 @@ def checkout_completed(*, session: dict[str, Any], now: datetime | None = None) 
         replacing = replacement_for(purchaser, meta["replaces"], company=True) if linking else ""
         held = [team.subscription_id or "", *_memberships_held(purchaser, team_id=team.pk)]
         if linking and _duplicate_cancel(
-            held=[sid for sid in held if sid != replacing], duplicate=snapshot, target=team
+            held=[sid for sid in held if sid != replacing],
+            duplicate=snapshot,
+            target=team,
+            cancel=cancel_duplicates,
         ):
             return
         team.subscription_id = subscription_id
@@ -219,7 +228,10 @@ def checkout_completed(*, session: dict[str, Any], now: datetime | None = None) 
         replacing = replacement_for(purchaser, meta["replaces"], company=False) if linking else ""
         held = _memberships_held(purchaser, team_id=None)
         if linking and _duplicate_cancel(
-            held=[sid for sid in held if sid != replacing], duplicate=snapshot, target=purchaser
+            held=[sid for sid in held if sid != replacing],
+            duplicate=snapshot,
+            target=purchaser,
+            cancel=cancel_duplicates,
         ):
             return
         if linking:
@@ -242,13 +254,16 @@ def checkout_completed(*, session: dict[str, Any], now: datetime | None = None) 
             )
             purchaser.refresh_from_db()
         completed = purchaser
-    plan = "company" if isinstance(completed, Team) else "individual"
-    audit_record(
-        actor_type=AuditActor.STRIPE,
-        action=AuditAction.CHECKOUT_COMPLETED,
-        target=completed,
-        details={"subscription_id": subscription_id, "plan": plan},
-    )
+    if linking:  # a completion seen again (a replay, a late repair) changed nothing to record
+        audit_record(
+            actor_type=AuditActor.STRIPE,
+            action=AuditAction.CHECKOUT_COMPLETED,
+            target=completed,
+            details={
+                "subscription_id": subscription_id,
+                "plan": "company" if isinstance(completed, Team) else "individual",
+            },
+        )
     subscription_apply(snapshot=snapshot, now=now)
     if replacing:
         replaced_subscription_end_request(
@@ -261,15 +276,21 @@ def checkout_recover(*, subscription_id: str, now: datetime | None = None) -> st
     """Apply a completed Checkout whose ``checkout.session.completed`` never arrived.
 
     Reconciliation's repair for a subscription our Checkout created that nobody holds: the
-    session that created it is read from Stripe and applied exactly as its event would have
-    been (linking, a duplicate's cancellation, a plan move), so a completion that turns up
-    later changes nothing. Returns the session id.
+    session that created it is read from Stripe and applied as its event would have been, so a
+    completion that turns up later changes nothing. One difference: the repair may come a day
+    after the payment, so a purchase that would now be cancelled as a duplicate (a plan move
+    whose old plan has a payment problem by now, a second Checkout) is refused with
+    ``BillingError`` for staff to decide, and nothing is cancelled. Returns the session id, or
+    '' when the subscription is held by now (its completion arrived meanwhile).
     """
+    held = Member.objects.filter(subscription_id=subscription_id).exists()
+    if held or Team.objects.filter(subscription_id=subscription_id).exists():
+        return ""
     sessions = stripe.checkout.Session.list(subscription=subscription_id, limit=1)
     session = next((s for s in sessions.data if s.get("status") == "complete"), None)
     if session is None:
         raise BillingError(f"no completed Checkout created subscription {subscription_id}")
-    checkout_completed(session=session.to_dict(), now=now)
+    checkout_completed(session=session.to_dict(), now=now, cancel_duplicates=False)
     return str(session["id"])
 
 
@@ -285,7 +306,7 @@ def _memberships_held(purchaser: Member | None, *, team_id: int | None) -> list[
 
 
 def _duplicate_cancel(
-    *, held: list[str], duplicate: SubscriptionSnapshot, target: Member | Team
+    *, held: list[str], duplicate: SubscriptionSnapshot, target: Member | Team, cancel: bool
 ) -> bool:
     """A second Checkout was paid (two tabs, both paid: the same plan twice, or an individual
     plan and a company) while the person or team already holds a membership that Stripe still
@@ -307,6 +328,11 @@ def _duplicate_cancel(
         return False
     kept = live[0]
     status = duplicate.status
+    if status not in ENDED_STATUSES and not cancel:
+        raise BillingError(
+            f"{duplicate.id} was paid while {kept} still bills {target} (a second Checkout, or "
+            "a plan move that can no longer replace it): cancel and refund one by hand"
+        )
     if status not in ENDED_STATUSES:  # a duplicate already over needs nothing more
         status = lifecycle.cancel_in_stripe(duplicate.id)
         audit_record(

@@ -56,6 +56,7 @@ from djstripe.models import Subscription
 
 from billing.catalogue import price_roles, seat_counts
 from billing.entitlement import FactsIndex, access
+from billing.lifecycle import LifecycleError
 from billing.models import FailureEpisode
 from billing.plan_change import replaced_subscription_end
 from billing.roles import expected_role, introduction_required, role_facts
@@ -155,10 +156,11 @@ class _World:
     seat_drift: dict[str, tuple[tuple[int, int], tuple[int, int]]] = field(default_factory=dict)
     # subscription id -> (episode id, debtor_at) for open failure episodes.
     episodes: dict[str, tuple[int, datetime | None]] = field(default_factory=dict)
-    # Live subscriptions our Checkout created (their metadata names a member or a team):
-    # subscription id -> the ids it names; and subscription id -> the one it replaced (a move).
+    # Live subscriptions our Checkout created that nobody holds: subscription id -> the member
+    # and team ids its metadata names; and subscription id -> (the one it replaced in a plan
+    # move, the member who moved).
     checkout_live: dict[str, dict[str, int]] = field(default_factory=dict)
-    replaces: dict[str, str] = field(default_factory=dict)
+    replaces: dict[str, tuple[str, int | None]] = field(default_factory=dict)
     # Subscriptions a member or a team holds, and those held by a member or a live team.
     linked: set[str] = field(default_factory=set)
     linked_live: set[str] = field(default_factory=set)
@@ -438,15 +440,20 @@ def _remember_subscription(state: _Run, world: _World, sub: Any) -> None:
 def _remember_checkout(world: _World, sub_id: str, status: str, metadata: dict) -> None:
     """A subscription our Checkout created names its buyer in its metadata
     (``billing/checkout.py``), and the subscription a plan move replaces."""
-    if metadata.get("replaces"):
-        world.replaces[sub_id] = str(metadata["replaces"])
-    if status in ENDED_STATUSES or metadata.get("plan_type") not in ("individual", "company"):
-        return
-    world.checkout_live[sub_id] = {
+    names = {
         key: int(metadata[key])
         for key in ("member_id", "team_id")
         if str(metadata.get(key) or "").isdigit()
     }
+    if metadata.get("replaces"):
+        world.replaces[sub_id] = (str(metadata["replaces"]), names.get("member_id"))
+    live = status not in ENDED_STATUSES
+    if (
+        live
+        and metadata.get("plan_type") in ("individual", "company")
+        and sub_id not in world.linked
+    ):
+        world.checkout_live[sub_id] = names
 
 
 def _is_object(value: Any) -> bool:
@@ -701,11 +708,11 @@ def _diff_subscriptions(state: _Run, world: _World) -> None:
 def _diff_holders(state: _Run, world: _World) -> None:
     """Live subscriptions of ours that nobody holds: a plan a move replaced that still bills,
     or a completion that never arrived (the buyer paid and has nothing)."""
-    moved_from = set(world.replaces.values())
-    for new, old in world.replaces.items():
+    replaced: set[str] = set()
+    for new, (old, buyer) in world.replaces.items():
         live = world.stripe_status.get(old, "") not in ("", *ENDED_STATUSES)
         if live and new in world.linked_live and old not in world.linked_live:
-            buyer = world.checkout_live.get(new, {}).get("member_id")
+            replaced.add(old)
             state.add(
                 "replaced_subscription_live",
                 f"s{old}",
@@ -714,16 +721,24 @@ def _diff_holders(state: _Run, world: _World) -> None:
                 **({"member_id": buyer} if buyer else {}),
                 detail=f"replaced by {new} in a plan move, still billing",
             )
-    for sub_id, names in world.checkout_live.items():
-        if sub_id not in world.linked and sub_id not in moved_from:
-            state.add(
-                "subscription_not_linked",
-                f"s{sub_id}",
-                subscription_id=sub_id,
-                **names,
-                detail="paid through Checkout, held by no member or team (its completion "
-                "never arrived)",
-            )
+    unheld = [sub_id for sub_id in world.checkout_live if sub_id not in replaced]
+    # Linked while the pages were read (a completion that arrived meanwhile): not drift.
+    linked_since = set(
+        Member.objects.filter(subscription_id__in=unheld).values_list("subscription_id", flat=True)
+    ) | set(
+        Team.objects.filter(subscription_id__in=unheld).values_list("subscription_id", flat=True)
+    )
+    for sub_id in unheld:
+        if sub_id in world.linked or sub_id in linked_since:
+            continue
+        state.add(
+            "subscription_not_linked",
+            f"s{sub_id}",
+            subscription_id=sub_id,
+            **world.checkout_live[sub_id],
+            detail="paid through Checkout, held by no member or team (its completion never "
+            "arrived)",
+        )
 
 
 def _diff_seats(state: _Run, world: _World, member: Member | None) -> None:
@@ -841,10 +856,13 @@ def _apply_fixes(state: _Run) -> list[dict[str, Any]]:
                         now=state.now,
                     )
             elif action == "link_subscription":
+                # Decided from a fresh read: the page's copy must not be re-applied after it.
+                resynced.add(fix["subscription_id"])
                 outcome["session_id"] = checkout_recover(
                     subscription_id=fix["subscription_id"], now=state.now
                 )
             elif action == "end_replaced_subscription":
+                resynced.add(fix["subscription_id"])
                 replaced_subscription_end(
                     subscription_id=fix["subscription_id"],
                     replaced_by=fix["replaced_by"],
@@ -864,7 +882,13 @@ def _apply_fixes(state: _Run) -> list[dict[str, Any]]:
                     outcome["ok"] = outcome["result"] != "failed"
             elif action == "remove_managed_roles":
                 _remove_unknown_roles(state, fix["discord_id"])
-        except (DiscordError, stripe.StripeError, ReconciliationError, BillingError) as exc:
+        except (
+            DiscordError,
+            stripe.StripeError,
+            ReconciliationError,
+            BillingError,
+            LifecycleError,
+        ) as exc:
             outcome.update(ok=False, error=f"{type(exc).__name__}: {exc}"[:500])
             log.warning("reconciliation_fix_failed", action=action, error=type(exc).__name__)
         done.append(outcome)

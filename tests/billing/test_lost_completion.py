@@ -14,8 +14,10 @@ from typing import Any
 
 import pytest
 from django.urls import reverse
+from djstripe.models import Subscription
 
 from billing.entitlement import member_is_entitled
+from billing.services import checkout_recover
 from gateway.reconciliation import reconcile
 from members.models import Member, SeatTier, Team
 from ops.models import AuditAction, AuditLog, Notification, ReconciliationRun
@@ -98,9 +100,10 @@ def test_an_individual_whose_completion_was_lost_is_linked_by_reconciliation(wor
     member.refresh_from_db()
     assert member.subscription_id == sub_id
     assert Notification.objects.filter(member=member, kind="welcome").count() == 1
-    assert "subscription_not_linked" not in str(
-        _findings(reconcile(fix=True, dry_run=False, trigger="test"))
-    )
+    assert checkout_recover(subscription_id=sub_id) == ""  # held now: nothing to repair
+    assert AuditLog.objects.filter(action=AuditAction.CHECKOUT_COMPLETED).count() == 1
+    again = reconcile(fix=True, dry_run=False, trigger="test")
+    assert "subscription_not_linked" not in str(_findings(again))
 
 
 def test_reconciling_one_member_finds_and_links_their_lost_purchase(world):
@@ -162,6 +165,25 @@ def test_a_move_whose_completion_was_lost_is_finished_by_reconciliation(world):
     assert again.status == ReconciliationRun.Status.CLEAN, again.findings
 
 
+def test_a_lost_move_that_can_no_longer_replace_the_old_plan_is_left_to_staff(world):
+    """A day late, the move's old plan has a failed renewal: the move would now be cancelled
+    as a duplicate. A repair that late cancels nothing paid: it reports why, for staff."""
+    member = world.link(subscribe_individual(world, "bedivere@example.org"), "bedi", role="lord")
+    old_sub = member.subscription_id
+    _buy(world, member, company="Camelot Ltd")
+    new_sub = _deliver_all_but_completions(world)[0]["data"]["object"]["subscription"]
+    world.fail_renewal(old_sub)
+
+    run = reconcile(fix=True, dry_run=False, trigger="test")
+
+    [fix] = [f for f in run.fixes if f["action"] == "link_subscription"]
+    assert fix["ok"] is False and "by hand" in fix["error"], fix
+    assert _status(world, new_sub) == "active" and _status(world, old_sub) == "past_due"
+    member.refresh_from_db()
+    assert member.subscription_id == old_sub and member.team_id is None
+    assert not AuditLog.objects.filter(action=AuditAction.DUPLICATE_SUBSCRIPTION_CANCELLED)
+
+
 def test_a_replaced_plan_left_live_is_reported_and_ended(world, monkeypatch):
     member = world.link(subscribe_individual(world, "gawain@example.org"), "gawain", role="lord")
     old_sub = member.subscription_id
@@ -177,8 +199,23 @@ def test_a_replaced_plan_left_live_is_reported_and_ended(world, monkeypatch):
     assert _findings(report) == [("replaced_subscription_live", old_sub)]
     assert _status(world, old_sub) == "active"
 
-    reconcile(fix=True, dry_run=False, trigger="test")
+    # Stripe still refuses cancellations: the run records the failed fix and goes on.
+    world.stripe.state.add_fault("/v1/subscriptions/", status=503, count=50, method="DELETE")
+    failed = reconcile(fix=True, dry_run=False, trigger="test")
+    assert failed.status == ReconciliationRun.Status.DRIFT
+    [fix] = failed.fixes
+    assert (fix["action"], fix["ok"]) == ("end_replaced_subscription", False)
+    assert "LifecycleError" in fix["error"]
+    world.stripe.state.clear_faults()
+    # Meanwhile the old plan's own update was lost too: the mirror is stale.
+    mirrored = Subscription.objects.get(id=old_sub).stripe_data
+    Subscription.objects.filter(id=old_sub).update(stripe_data={**mirrored, "status": "past_due"})
+
+    fixed = reconcile(fix=True, dry_run=False, trigger="test")
+    assert ("end_replaced_subscription", True) in [(f["action"], f["ok"]) for f in fixed.fixes]
     assert _status(world, old_sub) == "canceled"
+    # The page read before the fix is not re-applied over what the fix did.
+    assert Subscription.objects.get(id=old_sub).stripe_data["status"] == "canceled"
     replaced = AuditLog.objects.get(action=AuditAction.SUBSCRIPTION_REPLACED)
     assert replaced.details["subscription_id"] == old_sub and replaced.details["refunded"] > 0
     world.deliver_new()
