@@ -63,7 +63,7 @@ IN_PROCESS = -n $(TEST_WORKERS) --dist worksteal $(FAST) $(MIGRATIONS)
 
 test: install browser-deps proxy-deps
 	$(PY) -m pytest $(IN_PROCESS) $(PYTEST_ARGS)
-	$(PY) -m pytest -m "slow or browser" $(PYTEST_ARGS) || [ $$? -eq 5 ]
+	$(PY) -m pytest -m "slow or browser" --durations=10 $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 # Only the first pass (what .ci/run repeats on PostgreSQL, with the real migrations).
 test-in-process: install

@@ -14,13 +14,11 @@ from django.db import connection
 from gateway.checks import check_cache_table
 from tests.processes import base_env, manage
 
-pytestmark = pytest.mark.django_db
-
 TABLE = "gateway_cache_schema_test"
 
 
 @pytest.fixture
-def database_cache(settings):
+def database_cache(settings, db):
     """The production cache configuration (no REDIS_URL), on a table no test created."""
     settings.CACHES = {
         "default": {
@@ -39,7 +37,8 @@ def tables() -> set[str]:
 @pytest.mark.slow
 def test_migrate_creates_the_database_cache_table(tmp_path):
     """A real ``manage.py migrate`` in its own process, on an empty database, with the database
-    cache configured (no REDIS_URL): the table exists afterwards and ``check`` passes."""
+    cache configured (no REDIS_URL): the table exists afterwards and ``check`` passes. (No
+    in-process test database: building one would cost the slow pass a full migration.)"""
     database = tmp_path / "fresh.sqlite3"
     env = base_env(database, DJANGO_SETTINGS_MODULE="tests.gateway.process_settings")
     for command in (["migrate", "--run-syncdb", "--noinput"], ["check"]):
@@ -62,7 +61,7 @@ def test_migrate_itself_is_not_stopped_by_the_missing_table(database_cache):
     assert check_cache_table(databases=["default"]) == []
 
 
-def test_redis_or_local_memory_caches_need_no_table(settings):
+def test_redis_or_local_memory_caches_need_no_table(settings, db):
     assert "gateway_cache" not in tables()
     assert check_cache_table() == []
 
