@@ -364,9 +364,19 @@ def counts(url: str) -> dict[str, int]:
 
 
 def pending_notifications(url: str) -> int:
+    """Messages the outbox still has to send (queued, or being sent)."""
     with psycopg.connect(url, connect_timeout=5) as conn:
         return conn.execute(
-            "SELECT count(*) FROM ops_notification WHERE status = 'pending'"
+            "SELECT count(*) FROM ops_notification WHERE status IN ('pending', 'sending')"
+        ).fetchone()[0]
+
+
+def unapplied_events(url: str) -> int:
+    """Stored Stripe events the worker has not finished with (neither applied nor given up)."""
+    with psycopg.connect(url, connect_timeout=5) as conn:
+        return conn.execute(
+            "SELECT count(*) FROM billing_stripeeventinbox "  # noqa: S608 - a fixed table
+            "WHERE status NOT IN ('processed', 'ignored', 'failed')"
         ).fetchone()[0]
 
 

@@ -27,8 +27,10 @@ from tests.drills.production import (
     counts,
     drop_database,
     messages_sent,
+    pending_notifications,
     populate,
     production,
+    unapplied_events,
     wait_ready,
 )
 from tests.processes import ROOT, manage, wait_until
@@ -100,8 +102,7 @@ def test_dump_drop_restore_and_nothing_sent_twice(tmp_path):
             ready = wait_ready(browser)
             reconcile = manage(restored_env, "reconcile", "--json")
             report = json.loads(reconcile.stdout.strip().splitlines()[-1])
-            # Stripe sends everything again (as after a restore from an older point) and the
-            # worker gets time for its outbox delivery and the billing tick.
+            # Stripe sends everything again (as after a restore from an older point).
             with stripe.state.lock:
                 events = list(stripe.state.events.values())
             stripe.webhooks.publish(events)
@@ -111,7 +112,15 @@ def test_dump_drop_restore_and_nothing_sent_twice(tmp_path):
                 60,
                 "the replayed events to be acknowledged",
             )
-            time.sleep(20)
+            # Every stored event applied and every message it asked for sent: a duplicate
+            # would have gone out by then.
+            wait_until(
+                lambda: (
+                    unapplied_events(restored_url) == 0 and pending_notifications(restored_url) == 0
+                ),
+                60,
+                "the worker to apply the replayed events and empty the outbox",
+            )
             after_messages = messages_sent(mail, discord)
             still_squire = [
                 user
