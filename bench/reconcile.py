@@ -1,7 +1,7 @@
 """Reconciliation benchmark: wall time, API calls against the minimum, and peak memory.
 
-    .venv/bin/python bench/reconcile.py                      # 10,000 and 100,000 members
-    .venv/bin/python bench/reconcile.py --sizes 2000 --no-write
+    .venv/bin/python -m bench.reconcile                      # 10,000 and 100,000 members
+    .venv/bin/python -m bench.reconcile --sizes 2000 --no-write
 
 For each size N the driver starts the fake Stripe and the fake Discord as their own processes
 (so their memory and CPU are not counted as ours), then runs two child processes against a
@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.docs import cpu_model
+from bench.docs import DOCS, cpu_model, replace_section
 from bench.processes import free_port, peak_rss_mb
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,7 +61,7 @@ def _wait_for(url: str, timeout: float = 20.0) -> None:
 
 def _child(mode: str, size: int, env: dict[str, str]) -> dict[str, Any]:
     result = subprocess.run(
-        [sys.executable, __file__, "--child", mode, "--sizes", str(size)],
+        [sys.executable, "-m", "bench.reconcile", "--child", mode, "--sizes", str(size)],
         env=env,
         cwd=ROOT,
         capture_output=True,
@@ -333,15 +333,12 @@ def main() -> None:
         result = run_size(size)
         print(json.dumps(result), flush=True)
         results.append(result)
-    command = "python bench/reconcile.py" + (
+    command = "python -m bench.reconcile" + (
         "" if args.sizes == [10000, 100000] else " --sizes " + " ".join(map(str, args.sizes))
     )
     text = render(results, command, measured)
     print(text)
     if not args.no_write:
-        sys.path.insert(0, str(ROOT))
-        from bench.docs import DOCS, replace_section
-
         replace_section(DOCS / "PERFORMANCE.md", "Reconciliation", text, title="Performance")
 
 

@@ -161,9 +161,14 @@ class _World:
     # move, the member who moved).
     checkout_live: dict[str, dict[str, int]] = field(default_factory=dict)
     replaces: dict[str, tuple[str, int | None]] = field(default_factory=dict)
-    # Subscriptions a member or a team holds, and those held by a member or a live team.
-    linked: set[str] = field(default_factory=set)
+    # Subscriptions held by a member or a live team, and those only an ended team still names.
     linked_live: set[str] = field(default_factory=set)
+    linked_ended: set[str] = field(default_factory=set)
+
+    def linked(self, sub_id: str) -> bool:
+        """Someone holds it, or held it (a team keeps its subscription id after it ends)."""
+        return sub_id in self.linked_live or sub_id in self.linked_ended
+
     in_guild: set[int] = field(default_factory=set)
     # Discord id -> managed role names held (only users holding at least one).
     held: dict[int, tuple[str, ...]] = field(default_factory=dict)
@@ -388,15 +393,12 @@ def _read_db_statuses(state: _Run, world: _World, ids: list[str] | None) -> None
 
 
 def _read_holders(world: _World) -> None:
-    """Which subscriptions someone holds: a team keeps its subscription id after it ends."""
+    """Which subscriptions someone holds (members, live teams) or held (ended teams)."""
     members = Member.objects.exclude(subscription_id="").values_list("subscription_id", flat=True)
     world.linked_live.update(members.iterator(chunk_size=DB_CHUNK))
     teams = Team.objects.filter(subscription_id__isnull=False).exclude(subscription_id="")
     for sub_id, cancelled_at in teams.values_list("subscription_id", "cancelled_at"):
-        world.linked.add(sub_id)
-        if cancelled_at is None:
-            world.linked_live.add(sub_id)
-    world.linked |= world.linked_live
+        (world.linked_live if cancelled_at is None else world.linked_ended).add(sub_id)
 
 
 def _read_episodes(world: _World, ids: list[str] | None) -> None:
@@ -448,11 +450,7 @@ def _remember_checkout(world: _World, sub_id: str, status: str, metadata: dict) 
     if metadata.get("replaces"):
         world.replaces[sub_id] = (str(metadata["replaces"]), names.get("member_id"))
     live = status not in ENDED_STATUSES
-    if (
-        live
-        and metadata.get("plan_type") in ("individual", "company")
-        and sub_id not in world.linked
-    ):
+    if live and metadata.get("plan_type") in ("individual", "company") and not world.linked(sub_id):
         world.checkout_live[sub_id] = names
 
 
@@ -729,7 +727,7 @@ def _diff_holders(state: _Run, world: _World) -> None:
         Team.objects.filter(subscription_id__in=unheld).values_list("subscription_id", flat=True)
     )
     for sub_id in unheld:
-        if sub_id in world.linked or sub_id in linked_since:
+        if world.linked(sub_id) or sub_id in linked_since:
             continue
         state.add(
             "subscription_not_linked",
