@@ -191,12 +191,8 @@ def checkout_completed(
         # A move from the purchaser's individual plan: that plan is replaced, not kept.
         replacing = replacement_for(purchaser, meta["replaces"], company=True) if linking else ""
         held = [team.subscription_id or "", *_memberships_held(purchaser, team_id=team.pk)]
-        if linking and _duplicate_cancel(
-            held=[sid for sid in held if sid != replacing],
-            duplicate=snapshot,
-            target=team,
-            cancel=cancel_duplicates,
-        ):
+        held = [sid for sid in held if sid != replacing]  # a replaced plan is not kept
+        if linking and _duplicate_cancel(held, snapshot, team, cancel=cancel_duplicates):
             return
         team.subscription_id = subscription_id
         team.stripe_customer_id = customer_id
@@ -226,13 +222,8 @@ def checkout_completed(
         linking = purchaser.subscription_id != subscription_id
         # A move from the team plan the purchaser holds alone: that plan is replaced.
         replacing = replacement_for(purchaser, meta["replaces"], company=False) if linking else ""
-        held = _memberships_held(purchaser, team_id=None)
-        if linking and _duplicate_cancel(
-            held=[sid for sid in held if sid != replacing],
-            duplicate=snapshot,
-            target=purchaser,
-            cancel=cancel_duplicates,
-        ):
+        held = [sid for sid in _memberships_held(purchaser, team_id=None) if sid != replacing]
+        if linking and _duplicate_cancel(held, snapshot, purchaser, cancel=cancel_duplicates):
             return
         if linking:
             # A new subscription (first purchase or a return): its own paid_at anchors claim
@@ -306,7 +297,7 @@ def _memberships_held(purchaser: Member | None, *, team_id: int | None) -> list[
 
 
 def _duplicate_cancel(
-    *, held: list[str], duplicate: SubscriptionSnapshot, target: Member | Team, cancel: bool
+    held: list[str], duplicate: SubscriptionSnapshot, target: Member | Team, *, cancel: bool
 ) -> bool:
     """A second Checkout was paid (two tabs, both paid: the same plan twice, or an individual
     plan and a company) while the person or team already holds a membership that Stripe still
