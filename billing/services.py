@@ -319,12 +319,12 @@ def _duplicate_cancel(
         return False
     kept = live[0]
     status = duplicate.status
-    if status not in ENDED_STATUSES and not cancel:
-        raise BillingError(
-            f"{duplicate.id} was paid while {kept} still bills {target} (a second Checkout, or "
-            "a plan move that can no longer replace it): cancel and refund one by hand"
-        )
     if status not in ENDED_STATUSES:  # a duplicate already over needs nothing more
+        if not cancel:
+            raise BillingError(
+                f"{duplicate.id} was paid while {kept} still bills {target} (a second Checkout, "
+                "or a plan move that can no longer replace it): cancel and refund one by hand"
+            )
         status = lifecycle.cancel_in_stripe(duplicate.id)
         audit_record(
             actor_type=AuditActor.STRIPE,

@@ -425,7 +425,7 @@ def _remember_subscription(state: _Run, world: _World, sub: Any) -> None:
         # Stripe only when the subscription is applied again.
         world.seat_drift[sub_id] = (ours, theirs)
         world.stale_objects[sub_id] = sub
-    _remember_checkout(world, sub_id, status, sub.get("metadata") or {})
+    _remember_checkout(world, sub)
     invoice = sub.get("latest_invoice")
     if (
         sub_id in world.episodes
@@ -439,9 +439,11 @@ def _remember_subscription(state: _Run, world: _World, sub: Any) -> None:
         world.stale_objects[sub_id] = sub
 
 
-def _remember_checkout(world: _World, sub_id: str, status: str, metadata: dict) -> None:
+def _remember_checkout(world: _World, sub: dict[str, Any]) -> None:
     """A subscription our Checkout created names its buyer in its metadata
     (``billing/checkout.py``), and the subscription a plan move replaces."""
+    sub_id, status = str(sub["id"]), str(sub.get("status") or "")
+    metadata = sub.get("metadata") or {}
     names = {
         key: int(metadata[key])
         for key in ("member_id", "team_id")
@@ -548,13 +550,7 @@ def _read_one(state: _Run, world: _World, member: Member) -> None:
         state.counts["api_stripe_reads"] += 1
         for other in page["data"]:
             if other["id"] != sub_id:
-                world.stripe_status[str(other["id"])] = str(other.get("status") or "")
-                _remember_checkout(
-                    world,
-                    str(other["id"]),
-                    str(other.get("status") or ""),
-                    other.get("metadata") or {},
-                )
+                _remember_subscription(state, world, other)
     if member.discord_id:
         body = get_client().get_member(member.discord_id)
         state.counts["api_discord_reads"] += 1
